@@ -1,0 +1,34 @@
+// Loads and validates the configuration: the only entry point the rest of mdserver uses.
+
+import { MdsError } from '../errors.js';
+import { readConfigFiles } from './ini.js';
+import { buildConfig, formatProblem, type Config, type ConfigProblem } from './schema.js';
+
+export type { Config, PublicKey, EntryKind, TokenMode } from './schema.js';
+export { dumpConfig, DEFAULT_CONFIG_FILE } from './schema.js';
+
+export class ConfigError extends MdsError {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => '  ' + formatProblem(p)).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+export interface Loaded {
+  config: Config;
+  warnings: string[];
+}
+
+/** Reads `file` and its includes; throws ConfigError listing every problem found. */
+export function loadConfig(file: string): Loaded {
+  const read = readConfigFiles(file);
+  const readProblems: ConfigProblem[] = read.problems.map((p) => ({
+    file: p.file, section: '', key: '', value: '', message: p.message,
+  }));
+  if (read.files.length === 0) throw new ConfigError(readProblems);
+  const built = buildConfig(read.raw, read.files, file);
+  const problems = [...readProblems, ...built.problems];
+  if (problems.length > 0 || !built.config) throw new ConfigError(problems);
+  return { config: built.config, warnings: built.warnings };
+}

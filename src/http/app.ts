@@ -1,0 +1,79 @@
+// The Express application, built from injected services: routes, access log, one error handler.
+
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { describe, isMdsError, MdsError } from '../errors.js';
+import { moduleLogger } from '../log.js';
+import type { AppContext } from './context.js';
+import { clientAddress } from './client.js';
+import { sendText } from './respond.js';
+import { ec2Handler } from './routes/ec2.js';
+import { serviceHandler } from './routes/service.js';
+import { TOKEN_PATH, tokenHandler } from './routes/token.js';
+import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
+
+const log = moduleLogger('http');
+
+export function createApp(ctx: AppContext): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  // Hashing every body for an ETag costs time on the hot path and no client uses it.
+  app.set('etag', false);
+  app.set('trust proxy', false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const started = performance.now();
+    res.on('finish', () => {
+      log.info(`${clientAddress(req)} ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`, {
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      });
+    });
+    next();
+  });
+
+  const token = tokenHandler(ctx);
+  const upload = uploadHandler(ctx);
+  const service = serviceHandler(ctx);
+  const ec2 = ec2Handler(ctx);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const p = req.path;
+    if (p === TOKEN_PATH) return token(req, res);
+    if (p === UPLOAD_PATH) {
+      upload(req, res).catch(next);
+      return;
+    }
+    if (p === '/service' || p.startsWith('/service/')) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        throw new MdsError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { headers: { Allow: 'GET, HEAD' } });
+      }
+      return service(req, res);
+    }
+    if (ec2(req, res)) return;
+    throw new MdsError('NOT_FOUND', `Resource not found: ${p}`);
+  });
+
+  // One place maps every error to a status and a plain-text body; nothing unexpected escapes
+  // as a stack trace, and every refusal is logged with its reason.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let e: MdsError;
+    if (isMdsError(err)) e = err;
+    else if (isBodyError(err)) e = new MdsError(err.status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', `Bad request: ${err.message}`);
+    else {
+      log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
+      e = new MdsError('INTERNAL', 'Internal error');
+    }
+    const level = e.status >= 500 ? 'error' : e.status === 404 ? 'debug' : 'warn';
+    log.log(level, e.message, { client: clientAddress(req), code: e.code, path: req.path.slice(0, 256) });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.set(e.headers);
+    sendText(res, e.message, e.status);
+  });
+  return app;
+}
+
+function isBodyError(e: unknown): e is { status: number; message: string } {
+  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && (e as { status: number }).status < 500;
+}

@@ -1,0 +1,101 @@
+// Logging: one winston logger for the process, a child per module, md_server's three levels
+// (base, stream, file) and debug overriding them all.
+
+import winston from 'winston';
+
+export type Level = 'error' | 'warn' | 'info' | 'debug';
+export type Logger = winston.Logger;
+
+export interface LogSettings {
+  base: Level;
+  stream: Level;
+  file: Level;
+  debug: boolean;
+  logfile: string | null;
+}
+
+const ORDER: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Accepts Python logging level names as md_server did (WARNING, CRITICAL, ...). */
+export function parseLevel(value: string): Level | null {
+  switch (value.trim().toLowerCase()) {
+    case 'debug':
+    case 'notset':
+      return 'debug';
+    case 'info':
+      return 'info';
+    case 'warn':
+    case 'warning':
+      return 'warn';
+    case 'error':
+    case 'critical':
+    case 'fatal':
+      return 'error';
+    default:
+      return null;
+  }
+}
+
+function stricter(a: Level, b: Level): Level {
+  return ORDER[a] <= ORDER[b] ? a : b;
+}
+
+const lineFormat = winston.format.printf((info) => {
+  const { level, message, timestamp, module: mod, ...rest } = info as Record<string, unknown>;
+  const fields = Object.entries(rest)
+    .filter(([k]) => typeof k === 'string' && k !== 'splat')
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v)}`)
+    .join(' ');
+  const where = typeof mod === 'string' ? `mdserver.${mod}` : 'mdserver';
+  return `${String(timestamp)} ${where}[${String(level).toUpperCase()}]: ${String(message)}${fields ? ' ' + fields : ''}`;
+});
+
+const root = winston.createLogger({
+  level: 'info',
+  format: winston.format.combine(winston.format.timestamp(), lineFormat),
+  transports: [new winston.transports.Console({ level: 'info', stderrLevels: [] })],
+});
+
+/** The process logger; before `configureLogging` it writes info and above to stdout. */
+export function rootLogger(): Logger {
+  return root;
+}
+
+export function moduleLogger(name: string): Logger {
+  return root.child({ module: name });
+}
+
+let fileTransport: winston.transport | null = null;
+
+/**
+ * Applies the configured levels. A logfile that cannot be opened is reported as a warning and
+ * logging carries on to stdout: losing the file must never stop the metadata service.
+ */
+export function configureLogging(s: LogSettings): void {
+  const stream = s.debug ? 'debug' : stricter(s.base, s.stream);
+  const file = s.debug ? 'debug' : stricter(s.base, s.file);
+  root.level = s.debug ? 'debug' : ORDER[stream] > ORDER[file] ? stream : file;
+  for (const t of root.transports) {
+    if (t instanceof winston.transports.Console) t.level = stream;
+  }
+  if (fileTransport) {
+    root.remove(fileTransport);
+    fileTransport = null;
+  }
+  if (s.logfile) {
+    const t = new winston.transports.File({ filename: s.logfile, level: file });
+    t.on('error', (err: Error) => {
+      root.remove(t);
+      if (fileTransport === t) fileTransport = null;
+      root.warn('cannot write the logfile; logging to stdout only', { logfile: s.logfile, error: err.message });
+    });
+    fileTransport = t;
+    root.add(t);
+  }
+}
+
+/** Silences everything: tests that build many servers use it to keep their output readable. */
+export function silenceLogging(): void {
+  root.level = 'error';
+  for (const t of root.transports) t.silent = true;
+}

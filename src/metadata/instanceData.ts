@@ -1,0 +1,83 @@
+// Pure: the per-instance facts every metadata format serves, derived once from the stored
+// record and the configuration (domain `mdserver:` metadata overriding the defaults).
+
+import { createHash } from 'node:crypto';
+import type { Config, PublicKey } from '../config/index.js';
+import type { Instance } from '../store/store.js';
+
+export interface InstanceData {
+  readonly instance: Instance;
+  readonly instanceId: string;
+  readonly hostName: string;
+  readonly ipv4: string;
+  readonly mac: string;
+  readonly availabilityZone: string;
+  readonly region: string;
+  readonly instanceType: string;
+  readonly amiId: string;
+  readonly accountId: string;
+  readonly securityGroups: string;
+  readonly architecture: string;
+  readonly subnetCidr: string;
+  readonly netmask: string;
+  readonly gateway: string;
+  readonly publicKeys: readonly PublicKey[];
+}
+
+function hex(s: string, n: number): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, n);
+}
+
+/** libvirt's architecture names -> the names EC2's identity document uses. */
+function ec2Arch(arch: string | null): string {
+  switch (arch) {
+    case 'aarch64':
+      return 'arm64';
+    case 'i686':
+    case 'i386':
+      return 'i386';
+    default:
+      return arch ?? 'x86_64';
+  }
+}
+
+export function instanceData(inst: Instance, cfg: Config): InstanceData {
+  const md = inst.metadata;
+  const d = cfg.instanceDefaults;
+  const zone = md['availability_zone'] ?? d.availabilityZone;
+  const { netmask } = netmaskOf(cfg.dnsmasq.netPrefix);
+  return {
+    instance: inst,
+    // md_server's instance id; changing it would make cloud-init treat every VM as new.
+    instanceId: `i-${inst.ipv4 ?? inst.uuid}`,
+    hostName: inst.hostName,
+    ipv4: inst.ipv4 ?? '',
+    mac: inst.mac,
+    availabilityZone: zone,
+    region: md['region'] ?? (md['availability_zone'] ? zone.slice(0, -1) : d.region),
+    instanceType: md['instance_type'] ?? d.instanceType,
+    amiId: md['ami_id'] ?? d.amiId,
+    accountId: d.accountId,
+    securityGroups: md['security_groups'] ?? d.securityGroups,
+    architecture: ec2Arch(inst.arch),
+    subnetCidr: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
+    netmask,
+    gateway: cfg.dnsmasq.gateway,
+    publicKeys: cfg.publicKeys,
+  };
+}
+
+function netmaskOf(prefix: number): { netmask: string } {
+  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return { netmask: [m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255].join('.') };
+}
+
+/** Stable pseudo-identifiers EC2 clients expect to exist (vpc-…, eni-…, r-…). */
+export function ids(data: InstanceData, cfg: Config): { vpcId: string; subnetId: string; interfaceId: string; reservationId: string } {
+  return {
+    vpcId: `vpc-${hex(cfg.dnsmasq.netName, 17)}`,
+    subnetId: `subnet-${hex(data.subnetCidr, 17)}`,
+    interfaceId: `eni-${hex(data.mac, 17)}`,
+    reservationId: `r-${hex(data.instance.uuid, 17)}`,
+  };
+}

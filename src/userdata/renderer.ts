@@ -1,0 +1,159 @@
+// Renders an instance's user-data: finds its template (cached file checks), compiles it once per
+// file version (Bottle placeholders carried over to eta), and renders it with the instance's data.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { Eta } from 'eta';
+import type { Config } from '../config/index.js';
+import { describe, MdsError } from '../errors.js';
+import { moduleLogger } from '../log.js';
+import type { InstanceData } from '../metadata/instanceData.js';
+import { convertBottle, renderPlaceholder, type Placeholder } from './bottle.js';
+import { templateCandidates } from './select.js';
+
+const log = moduleLogger('userdata');
+
+const eta = new Eta({ autoEscape: false, autoTrim: false, useWith: false, varName: 'it', cache: false });
+
+type Compiled = (data: Record<string, unknown>) => string;
+
+interface FileState {
+  checkedAt: number;
+  exists: boolean;
+  mtimeMs: number;
+  size: number;
+}
+
+interface CacheEntry {
+  mtimeMs: number;
+  size: number;
+  fn: Compiled;
+}
+
+/** Compiles template text; Bottle placeholders become calls into the evaluator, never code. */
+export function compileTemplate(text: string, file: string): Compiled {
+  const { source, placeholders } = convertBottle(text, file);
+  let fn: ReturnType<Eta['compile']>;
+  try {
+    fn = eta.compile(source);
+  } catch (e) {
+    throw new MdsError('TEMPLATE_UNSUPPORTED', `${file}: ${describe(e)}`, { cause: e });
+  }
+  return (data) => {
+    const it = { ...data, __bottle: (i: number) => renderPlaceholder(placeholders[i] as Placeholder, data) };
+    return fn.call(eta, it);
+  };
+}
+
+export class UserdataRenderer {
+  private readonly files = new Map<string, FileState>();
+  private readonly compiled = new Map<string, CacheEntry>();
+  private readonly builtin: Compiled;
+
+  /**
+   * @param checkMs how long a file check is trusted: at most one stat per template file per
+   *   interval, however many VMs ask.
+   */
+  constructor(private cfg: Config, builtinText: string, private readonly checkMs = 1000) {
+    this.builtin = compileTemplate(builtinText, '(built-in template)');
+  }
+
+  setConfig(cfg: Config): void {
+    this.cfg = cfg;
+    this.files.clear();
+  }
+
+  private state(file: string): FileState {
+    const now = Date.now();
+    const cached = this.files.get(file);
+    if (cached && now - cached.checkedAt < this.checkMs) return cached;
+    let st: FileState = { checkedAt: now, exists: false, mtimeMs: 0, size: 0 };
+    try {
+      const s = fs.statSync(file);
+      if (s.isFile()) st = { checkedAt: now, exists: true, mtimeMs: s.mtimeMs, size: s.size };
+    } catch {
+      // missing: not a template
+    }
+    this.files.set(file, st);
+    return st;
+  }
+
+  private load(file: string, st: FileState): Compiled {
+    const hit = this.compiled.get(file);
+    if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.fn;
+    const fn = compileTemplate(fs.readFileSync(file, 'utf8'), file);
+    this.compiled.set(file, { mtimeMs: st.mtimeMs, size: st.size, fn });
+    log.debug('compiled template', { file });
+    return fn;
+  }
+
+  /** The template file that applies to `d`, or null for the built-in one. */
+  choose(d: InstanceData): string | null {
+    const m = this.cfg.mdserver;
+    const { paths, explicit } = templateCandidates(m.userdataDir, m.userdataSuffixes, d.instance);
+    for (const p of paths) if (this.state(p).exists) return p;
+    if (explicit) {
+      throw new MdsError('NOT_FOUND', `userdata template for prefix "${d.instance.metadata['userdata_prefix'] ?? ''}" not found for ${d.ipv4}`);
+    }
+    if (m.defaultTemplate) {
+      if (this.state(path.resolve(m.defaultTemplate)).exists) return path.resolve(m.defaultTemplate);
+      log.error('default template not found; using the built-in one', { file: m.defaultTemplate });
+    }
+    return null;
+  }
+
+  data(d: InstanceData): Record<string, unknown> {
+    const cfg = this.cfg;
+    const keys: Record<string, string> = {};
+    const data: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(cfg.templateData)) data[k] = v;
+    // The built-in template's fqdn uses the dnsmasq domain unless template data names another.
+    if (!('domain' in data)) data['domain'] = cfg.dnsmasq.domain ?? '';
+    const core: Record<string, unknown> = {
+      hostname: d.hostName,
+      name: d.instance.name,
+      uuid: d.instance.uuid,
+      mac: d.mac,
+      ipv4: d.ipv4,
+      instance_id: d.instanceId,
+      availability_zone: d.availabilityZone,
+      region: d.region,
+      metadata: { ...d.instance.metadata },
+      public_keys: keys,
+    };
+    for (const k of cfg.publicKeys) {
+      keys[k.name] = k.key;
+      core[`public_key_${k.name}`] = k.key;
+    }
+    if (cfg.mdserver.password) core['mdserver_password'] = cfg.mdserver.password;
+    // Core names always win over [template-data], as in md_server.
+    return Object.assign(data, core);
+  }
+
+  /** Renders user-data for `d`; throws NOT_FOUND, BAD_USERDATA_PREFIX or TEMPLATE_FAILED. */
+  render(d: InstanceData): string {
+    const file = this.choose(d);
+    let out: string;
+    try {
+      const fn = file ? this.load(file, this.state(file)) : this.builtin;
+      out = fn(this.data(d));
+    } catch (e) {
+      log.error('userdata template failed', { instance: d.instance.name, file: file ?? '(built-in)', error: describe(e) });
+      throw new MdsError('TEMPLATE_FAILED', `Userdata templating failure for ${d.instance.name}`, { cause: e });
+    }
+    if (this.cfg.mdserver.debugUserdata) this.debugWrite(d, out);
+    return out;
+  }
+
+  private debugWrite(d: InstanceData, out: string): void {
+    const file = path.join(this.cfg.dnsmasq.runDir, `${d.ipv4 || d.instance.uuid}.userdata`);
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, out, { mode: 0o600 });
+      fs.chmodSync(file, 0o600);
+      log.debug('wrote rendered userdata', { file });
+    } catch (e) {
+      log.warn('cannot write rendered userdata', { file, error: describe(e) });
+    }
+  }
+}
