@@ -1,0 +1,163 @@
+// Test support: temporary configurations, a real server on loopback, requests from chosen
+// source addresses (all of 127.0.0.0/8 is local on Linux), and domain XML documents.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { silenceLogging } from '../src/log.js';
+import { startServer, type Running } from '../src/server.js';
+
+export type Sections = Record<string, Record<string, string | number>>;
+
+/** The VM network the loopback tests use: VMs are 127.1.x.y, the host uploads from 127.0.0.1. */
+export const TEST_NET = { net_address: '127.1.0.0', net_prefix: '16', gateway: '127.1.0.1' };
+
+export function tempDir(prefix = 'mdserver-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function iniText(sections: Sections): string {
+  return Object.entries(sections)
+    .map(([name, keys]) => `[${name}]\n${Object.entries(keys).map(([k, v]) => `${k} = ${v}`).join('\n')}\n`)
+    .join('\n');
+}
+
+/** Writes a complete test configuration under `dir`, with `extra` merged over the defaults. */
+export function writeConfig(dir: string, extra: Sections = {}): string {
+  const base: Sections = {
+    mdserver: {
+      port: 0,
+      listen_address: '127.0.0.1',
+      userdata_dir: path.join(dir, 'userdata'),
+      db_file: path.join(dir, 'mdserver.db'),
+      logfile: '',
+    },
+    'public-keys': { default: 'ssh-ed25519 AAAAdefaultkey user@host', second: 'ssh-rsa AAAAsecondkey other@host' },
+    dnsmasq: { ...TEST_NET, base_dir: path.join(dir, 'dnsmasq'), run_dir: path.join(dir, 'run'), interface: 'lo' },
+  };
+  const merged: Sections = { ...base };
+  for (const [s, keys] of Object.entries(extra)) merged[s] = { ...(merged[s] ?? {}), ...keys };
+  fs.mkdirSync(path.join(dir, 'userdata'), { recursive: true });
+  const file = path.join(dir, 'mdserver.conf');
+  fs.writeFileSync(file, iniText(merged));
+  return file;
+}
+
+export interface TestServer {
+  dir: string;
+  running: Running;
+  port: number;
+  close(): Promise<void>;
+}
+
+let silenced = false;
+
+export async function startTestServer(extra: Sections = {}, dir = tempDir()): Promise<TestServer> {
+  if (!silenced && !process.env['MDSERVER_TEST_LOGS']) {
+    silenceLogging();
+    silenced = true;
+  }
+  const file = writeConfig(dir, extra);
+  const running = await startServer(file, { keepLogging: true });
+  return {
+    dir,
+    running,
+    port: running.address.port,
+    async close() {
+      await running.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface RequestOptions {
+  method?: string;
+  from?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  host?: string;
+}
+
+/** One HTTP request to the test server from source address `from` (default 127.0.0.1). */
+export function request(port: number, urlPath: string, o: RequestOptions = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: o.host ?? '127.0.0.1',
+        port,
+        path: urlPath,
+        method: o.method ?? 'GET',
+        localAddress: o.from ?? '127.0.0.1',
+        headers: o.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (o.body !== undefined) req.write(o.body);
+    req.end();
+  });
+}
+
+export interface DomainSpec {
+  name: string;
+  uuid: string;
+  mac: string;
+  network?: string;
+  metadata?: Record<string, string>;
+  arch?: string;
+  extraInterfaces?: string;
+}
+
+export function domainXml(d: DomainSpec): string {
+  const md = d.metadata
+    ? `<metadata xmlns:mdserver="urn:md_server:domain_metadata">${Object.entries(d.metadata)
+        .map(([k, v]) => `<mdserver:${k}>${v}</mdserver:${k}>`)
+        .join('')}</metadata>`
+    : '';
+  return `<domain type='kvm' id='7'>
+  <name>${d.name}</name>
+  <uuid>${d.uuid}</uuid>
+  ${md}
+  <memory unit='KiB'>1048576</memory>
+  <os><type arch='${d.arch ?? 'x86_64'}' machine='pc-q35-7.2'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    ${d.extraInterfaces ?? ''}
+    <interface type='network'>
+      <mac address='${d.mac}'/>
+      <source network='${d.network ?? 'mds'}' bridge='br-mds'/>
+      <target dev='vnet3'/>
+      <model type='virtio'/>
+    </interface>
+  </devices>
+</domain>
+`;
+}
+
+/** Uploads a domain from the host and returns the allocated address. */
+export async function upload(port: number, spec: DomainSpec): Promise<string> {
+  const r = await request(port, '/instance-upload', {
+    method: 'POST',
+    body: domainXml(spec),
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+  });
+  const m = /ipv4=(\S+)/.exec(r.body);
+  if (r.status >= 300 || !m) throw new Error(`upload failed: ${r.status} ${r.body}`);
+  return m[1] as string;
+}
+
+export const VM1: DomainSpec = { name: 'test1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41' };
+export const VM2: DomainSpec = { name: 'test2', uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:33' };
