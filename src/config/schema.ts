@@ -290,7 +290,7 @@ export interface BuildResult {
 export function buildConfig(raw: RawConfig, files: string[], mainFile: string): BuildResult {
   const v = new Validator(raw, path.dirname(path.resolve(mainFile)));
 
-  const port = v.int('mdserver', 'port', 1, 65535);
+  const port = v.int('mdserver', 'port', 0, 65535);
   const listenAddress = v.ip('mdserver', 'listen_address');
   const tokens = v.string('mdserver', 'imds_tokens').toLowerCase();
   if (tokens !== 'optional' && tokens !== 'required') v.fail('mdserver', 'imds_tokens', 'expected optional or required');
