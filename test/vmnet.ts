@@ -192,7 +192,8 @@ export class VmNet {
       ns.ip('route', 'add', `${MDS_ADDRESS}/32`, 'via', this.network.gateway, 'dev', 'eth0');
       await waitFor(
         `${spec.name} to reach 169.254.169.254`,
-        () => ns.try('curl', ['-s', '-o', '/dev/null', '--max-time', '2', `${MDS_URL}/`]).status === 0,
+        // /service/ needs no token in any mode, so the probe leaves no refusal in the server's log.
+        () => ns.try('curl', ['-sf', '-o', '/dev/null', '--max-time', '2', `${MDS_URL}/service/name`]).status === 0,
         10000,
       );
     } catch (e) {
