@@ -229,8 +229,9 @@ describe('the EC2 tree', () => {
     assert.equal(await get('/latest/meta-data/placement', plain), 'availability-zone\nregion');
     assert.equal(await get('/latest/dynamic/instance-identity', plain), 'document');
     assert.equal(await get('/latest/meta-data/instance-id/', plain), `i-${plain}`);
-    // ec2-metadata asks for `latest//meta-data/reservation-id`.
+    // ec2-metadata asks for `latest//meta-data/reservation-id`, the AWS SDK for `//latest/...`.
     assert.match(await get('/latest//meta-data/reservation-id', plain), /^r-/);
+    assert.equal(await get('//latest/meta-data/instance-id', plain), `i-${plain}`);
   });
 
   test('paths below a leaf, unknown keys and bad escapes are 4xx, never 500', async () => {

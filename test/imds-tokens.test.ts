@@ -45,6 +45,11 @@ describe('issuing tokens', () => {
     }
   });
 
+  test('the token path answers with a doubled leading slash too, as clients joining URLs send it', async () => {
+    const r = await request(srv.port, '//latest/api/token', { method: 'PUT', from: ip, headers: { [TTL]: '60' } });
+    assert.equal(r.status, 200);
+  });
+
   test('two requests get two different tokens', async () => {
     assert.notEqual(await token(srv, ip, '100'), await token(srv, ip, '200'));
   });
