@@ -3,8 +3,11 @@
 // cloud-init, ec2-metadata and the AWS SDKs use are there, per instance.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { request, startTestServer, upload, type DomainSpec, type TestServer } from './helpers.js';
+import { loadConfig } from '../src/config/index.js';
+import { tagKeyProblem } from '../src/metadata/ec2.js';
+import { request, startTestServer, tempDir, upload, writeConfig, type DomainSpec, type TestServer } from './helpers.js';
 
 const VERSIONS = ['2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'];
 
@@ -260,6 +263,55 @@ describe('a configuration that serves fewer versions', () => {
       assert.equal(t.status, 200);
     } finally {
       await srv.close();
+    }
+  });
+});
+
+describe('instance tag keys', () => {
+  test("follow EC2's rules for tags in metadata", () => {
+    for (const ok of ['Name', 'team.name', 'a-b_c:d@e+f,g', 'a=1', 'x'.repeat(128), '1', 'aws:role']) {
+      assert.equal(tagKeyProblem(ok), null, ok);
+    }
+    for (const bad of ['', 'a b', 'a/b', 'café', 'x'.repeat(129), '.', '..', '_index', 'tab\tkey']) {
+      assert.notEqual(tagKeyProblem(bad), null, JSON.stringify(bad));
+    }
+  });
+
+  test('refuse <number>=<name>, which cloud-init would fetch as public key <number>', () => {
+    for (const bad of ['0=x', '12=name', '+1=x', '-1=x', '1_0=x']) {
+      assert.match(tagKeyProblem(bad) ?? '', /public key/, bad);
+    }
+    assert.equal(tagKeyProblem('a1=x'), null);
+    assert.equal(tagKeyProblem('1a=x'), null);
+  });
+});
+
+describe('[instance-defaults] and ec2_versions in the configuration', () => {
+  test('values served as single metadata values must be one word, and each problem names the key', () => {
+    const dir = tempDir();
+    try {
+      const file = writeConfig(dir, { 'instance-defaults': { instance_type: 'big one', ami_id: 'ami-1', security_groups: 'web, db', availability_zone: 'zone1' } });
+      assert.throws(() => loadConfig(file), (e: Error) => {
+        assert.match(e.message, /\[instance-defaults\] instance_type = "big one": expected one word/);
+        assert.match(e.message, /\[instance-defaults\] availability_zone = "zone1": expected a zone name ending in a letter/);
+        assert.doesNotMatch(e.message, /security_groups|ami_id/);
+        return true;
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a version list cloud-init cannot use, or without latest, is a warning, not an error', () => {
+    const dir = tempDir();
+    try {
+      const { warnings } = loadConfig(writeConfig(dir, { service: { ec2_versions: '2007-01-19' } }));
+      assert.ok(warnings.some((w) => /ec2_versions lists none of 2021-03-23, 2018-09-24, 2016-09-02, 2009-04-04/.test(w)), warnings.join('\n'));
+      assert.ok(warnings.some((w) => /lacks latest/.test(w)), warnings.join('\n'));
+      const defaults = loadConfig(writeConfig(dir)).warnings;
+      assert.ok(!defaults.some((w) => /ec2_versions/.test(w)), defaults.join('\n'));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
