@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { test } from 'node:test';
-import { skipUnlessNetns } from './netns.js';
+import { skipUnlessNetns, waitFor } from './netns.js';
 import { httpFrom, MDS_URL, VmNet } from './vmnet.js';
 import { VM1, VM2 } from './helpers.js';
 
@@ -37,4 +37,17 @@ test('stop() removes the namespaces, the server process and its files', netns, a
   assert.ok(!left.includes(vm.ns.name), `${vm.ns.name} still exists`);
   assert.throws(() => process.kill(pid, 0), /ESRCH/);
   assert.equal(fs.existsSync(net.dir), false);
+});
+
+test('with verify_mac the server accepts the VM by its MAC and refuses it once the MAC changes', netns, async () => {
+  const net = await VmNet.start({ sections: { mdserver: { verify_mac: 'yes' } } });
+  try {
+    const vm = await net.addVm(VM1);
+    assert.equal(httpFrom(vm.ns, `${MDS_URL}/latest/meta-data/instance-id`).status, 200);
+    // Linux announces the new MAC with a gratuitous ARP, which updates the host's neighbour table.
+    vm.ns.ip('link', 'set', 'eth0', 'address', '52:54:00:3a:cf:42');
+    await waitFor('the refusal', () => httpFrom(vm.ns, `${MDS_URL}/latest/meta-data/instance-id`).status === 403, 5000);
+  } finally {
+    await net.stop();
+  }
 });
