@@ -52,7 +52,9 @@ export function createApp(ctx: AppContext): express.Express {
   const ec2 = ec2Handler(ctx);
 
   app.use((req: Request, res: Response, next: NextFunction) => {
-    const p = req.path;
+    // Doubled slashes are collapsed for dispatch: clients build URLs by joining a base that may
+    // end in `/` with a path that starts with one (the AWS SDK's token PUT among them).
+    const p = req.path.replace(/\/{2,}/g, '/');
     if (p === TOKEN_PATH) return token(req, res);
     if (p === UPLOAD_PATH) {
       upload(req, res).catch(next);

@@ -37,9 +37,12 @@ function checkToken(ctx: AppContext, req: Request, client: string): void {
 export function ec2Handler(ctx: AppContext) {
   return (req: Request, res: Response): boolean => {
     const cfg = ctx.config();
-    const segs = segments(req.path);
-    const version = segs[1] ?? '';
-    const isRoot = segs.every((s) => s === '');
+    // Empty segments are dropped, as EC2 does: the AWS SDK for JavaScript asks for
+    // `//latest/meta-data/...` (its endpoint's `/` plus the path) and ec2-metadata for
+    // `latest//meta-data/...`.
+    const segs = segments(req.path).filter((s) => s !== '');
+    const version = segs[0] ?? '';
+    const isRoot = segs.length === 0;
     if (!isRoot && !cfg.service.ec2Versions.includes(version)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       throw new MdsError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { headers: { Allow: 'GET, HEAD' } });
@@ -51,7 +54,7 @@ export function ec2Handler(ctx: AppContext) {
       return true;
     }
     const view = ctx.metadata.caller(client);
-    const node = lookup(view.ec2, segs.slice(2));
+    const node = lookup(view.ec2, segs.slice(1));
     if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
     if (isDeferred(node)) sendText(res, ctx.userdata.render(view.data));
     else sendText(res, isDir(node) ? listDir(node) : node);

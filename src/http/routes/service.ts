@@ -13,7 +13,7 @@ export function serviceHandler(ctx: AppContext) {
   return (req: Request, res: Response): void => {
     const cfg = ctx.config();
     const s = cfg.service;
-    const key = req.path.slice('/service'.length).replace(/^\/+|\/+$/g, '');
+    const key = req.path.replace(/\/{2,}/g, '/').slice('/service'.length).replace(/^\/+|\/+$/g, '');
     switch (key) {
       case '':
         return sendText(res, KEYS.join('\n'));
