@@ -87,15 +87,18 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       close() {
         closing ??= new Promise<void>((resolve) => {
           log.info('stopping: finishing requests in flight');
+          // Connections go as soon as they are idle: those busy now finish their request first.
+          const sweep = setInterval(() => server.closeIdleConnections(), 50);
+          const force = setTimeout(() => server.closeAllConnections(), 10000);
           server.close(() => {
+            clearInterval(sweep);
+            clearTimeout(force);
             dnsmasq.close();
             store.close();
             log.info('stopped');
             resolve();
           });
           server.closeIdleConnections();
-          // Keep-alive connections that never send another request must not hold the exit.
-          setTimeout(() => server.closeAllConnections(), 5000).unref();
         });
         return closing;
       },
