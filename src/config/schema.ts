@@ -111,6 +111,8 @@ export function formatProblem(p: ConfigProblem): string {
 
 export const DEFAULT_CONFIG_FILE = '/etc/mdserver/mdserver.conf';
 export const DEFAULT_EC2_VERSIONS = '2009-04-04,2016-09-02,2018-09-24,2021-03-23,latest';
+/** The versions cloud-init's EC2 datasource can use (22.4 and later), newest first. */
+const CLOUD_INIT_VERSIONS = ['2021-03-23', '2018-09-24', '2016-09-02', '2009-04-04'];
 
 /** md_server's defaults, key for key, plus the keys mdserver adds. */
 function defaults(): Record<string, Record<string, string>> {
@@ -418,12 +420,30 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
   for (const ver of versions) {
     if (!/^[A-Za-z0-9._-]+$/.test(ver)) v.fail('service', 'ec2_versions', `"${ver}" is not a version name`);
   }
+  // cloud-init asks for the first of 2021-03-23, 2018-09-24 and 2016-09-02 that answers, and
+  // otherwise uses 2009-04-04 without asking: with none of the four it finds no metadata at all.
+  if (versions.length > 0 && !CLOUD_INIT_VERSIONS.some((ver) => versions.includes(ver))) {
+    v.warnings.push(`[service] ec2_versions lists none of ${CLOUD_INIT_VERSIONS.join(', ')}: cloud-init's EC2 datasource will find no metadata`);
+  }
+  if (versions.length > 0 && !versions.includes('latest')) {
+    v.warnings.push('[service] ec2_versions lacks latest: most tools other than cloud-init (ec2-metadata, AWS SDKs) read /latest/');
+  }
 
   const zone = v.string('instance-defaults', 'availability_zone');
   if (!/^[A-Za-z0-9-]+[a-z]$/.test(zone)) {
     v.fail('instance-defaults', 'availability_zone', 'expected a zone name ending in a letter, e.g. mds-local-1a');
   }
   const region = v.optional('instance-defaults', 'region') ?? zone.slice(0, -1);
+  if (!/^[A-Za-z0-9-]{1,63}$/.test(region)) v.fail('instance-defaults', 'region', 'expected a region name (letters, digits, "-")');
+  // Each of these is served as one metadata value: a space or newline would change what clients read.
+  for (const key of ['instance_type', 'ami_id', 'account_id']) {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(v.string('instance-defaults', key))) {
+      v.fail('instance-defaults', key, 'expected one word of letters, digits, ".", "_" or "-"');
+    }
+  }
+  if (!/^[A-Za-z0-9._:@+=-]+([\s,]+[A-Za-z0-9._:@+=-]+)*$/.test(v.string('instance-defaults', 'security_groups'))) {
+    v.fail('instance-defaults', 'security_groups', 'expected security group names separated by commas');
+  }
 
   const cfg: Config = {
     files,

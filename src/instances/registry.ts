@@ -6,6 +6,8 @@ import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import type { HostEntry } from '../dnsmasq/render.js';
 import { parseDomainXml } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
+import { tagKeyProblem } from '../metadata/ec2.js';
+import { overrideProblems } from '../metadata/instanceData.js';
 import { formatIPv4, parseIPv4 } from '../net/ip.js';
 import { pickIPv4 } from '../store/allocate.js';
 import type { Instance, RegisterResult, Store } from '../store/store.js';
@@ -46,7 +48,15 @@ export class Registry {
     log.info(result.created ? 'registered instance' : 'updated instance', {
       name: i.name, uuid: i.uuid, mac: i.mac, ipv4: i.ipv4, changed: result.changed,
     });
-    if (result.changed) this.dnsmasq.changed();
+    if (result.changed) {
+      this.dnsmasq.changed();
+      // The domain is registered either way; what its metadata cannot do is said once per change.
+      for (const problem of overrideProblems(info.metadata)) log.warn(problem, { name: i.name });
+      for (const key of Object.keys(info.metadata)) {
+        const why = tagKeyProblem(key);
+        if (why) log.warn(`mdserver:${key} is not served as an instance tag: ${why}`, { name: i.name });
+      }
+    }
     return result;
   }
 

@@ -4,9 +4,29 @@ import type { Config } from '../config/index.js';
 import { dir, type Dir, type Node } from './tree.js';
 import { ids, type InstanceData } from './instanceData.js';
 
-/** EC2's rules for instance tags in metadata: no `/`, not `.` or `..`, at most 128 characters. */
-function servableTagKey(k: string): boolean {
-  return k.length > 0 && k.length <= 128 && !k.includes('/') && k !== '.' && k !== '..' && !/[\u0000-\u001f]/.test(k);
+/** Characters EC2 allows in a tag key once tags are exposed in instance metadata. */
+const TAG_KEY = /^[A-Za-z0-9+\-=.,_:@]{1,128}$/;
+/** What Python's int() accepts, as cloud-init's safe_int uses it on the part before `=`. */
+const PY_INT = /^[+-]?\d(_?\d)*$/;
+
+/**
+ * Why a domain's `mdserver:` metadata key cannot be served as `tags/instance/<key>`, or null when
+ * it can. EC2's rules for tags in metadata: letters, digits and `+ - = . , _ : @`, at most 128
+ * characters, and not `.`, `..` or `_index`. One more rule protects cloud-init: it reads a listing
+ * line `N=name` with a numeric N as public key N (fetching `N/openssh-key`), so a key such as
+ * `0=x` would send it to a path that does not exist, and one failed path drops all metadata.
+ */
+export function tagKeyProblem(k: string): string | null {
+  if (!TAG_KEY.test(k)) return 'EC2 tag keys in metadata are 1 to 128 of the characters A-Z a-z 0-9 + - = . , _ : @';
+  if (k === '.' || k === '..' || k === '_index') return 'EC2 reserves the tag keys ".", ".." and "_index"';
+  const eq = k.indexOf('=');
+  if (eq >= 0 && PY_INT.test(k.slice(0, eq))) return 'cloud-init would read a key of the form <number>=<name> as a public key';
+  return null;
+}
+
+/** The instance tags served in metadata: every `mdserver:` entry whose key EC2 would accept. */
+export function instanceTags(metadata: Readonly<Record<string, string>>): [string, string][] {
+  return Object.entries(metadata).filter(([k]) => tagKeyProblem(k) === null);
 }
 
 export function identityDocument(d: InstanceData): string {
@@ -60,7 +80,7 @@ export function ec2Tree(d: InstanceData, cfg: Config): Dir {
                 'local-ipv4s': d.ipv4,
                 mac: d.mac,
                 'owner-id': d.accountId,
-                'security-groups': d.securityGroups,
+                'security-groups': d.securityGroups.join('\n'),
                 'subnet-id': id.subnetId,
                 'subnet-ipv4-cidr-block': d.subnetCidr,
                 'vpc-id': id.vpcId,
@@ -79,8 +99,8 @@ export function ec2Tree(d: InstanceData, cfg: Config): Dir {
     const keys = d.publicKeys.map((k, i) => [String(i), dir({ 'openssh-key': k.key })] as [string, Node]);
     meta.push(['public-keys', dir(keys, d.publicKeys.map((k, i) => `${i}=${k.name}`))]);
   }
-  meta.push(['reservation-id', id.reservationId], ['security-groups', d.securityGroups]);
-  const tags = Object.entries(d.instance.metadata).filter(([k]) => servableTagKey(k));
+  meta.push(['reservation-id', id.reservationId], ['security-groups', d.securityGroups.join('\n')]);
+  const tags = instanceTags(d.instance.metadata);
   if (tags.length > 0) meta.push(['tags', dir({ instance: dir(tags) })]);
   meta.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 

@@ -19,7 +19,8 @@ export interface InstanceData {
   readonly instanceType: string;
   readonly amiId: string;
   readonly accountId: string;
-  readonly securityGroups: string;
+  /** Security group names; EC2 serves them one per line. */
+  readonly securityGroups: readonly string[];
   readonly architecture: string;
   readonly subnetCidr: string;
   readonly netmask: string;
@@ -47,10 +48,47 @@ function ec2Arch(arch: string | null): string {
   }
 }
 
+/** Splits a comma- or space-separated list of security group names. */
+export function groupList(s: string): string[] {
+  return s.split(/[\s,]+/).filter(Boolean);
+}
+
+/**
+ * The `mdserver:` metadata keys that override `[instance-defaults]` for one domain, with the form
+ * a value must have: each is served as a single metadata value (and cloud-init turns a value with
+ * a newline into a list), so anything else is ignored and reported by `overrideProblems`.
+ */
+const OVERRIDES: Record<string, { pattern: RegExp; what: string }> = {
+  availability_zone: { pattern: /^[A-Za-z0-9-]{0,62}[a-z]$/, what: 'a zone name ending in a letter, e.g. mds-local-1a' },
+  region: { pattern: /^[A-Za-z0-9-]{1,63}$/, what: 'a region name (letters, digits, "-")' },
+  instance_type: { pattern: /^[A-Za-z0-9._-]{1,64}$/, what: 'an instance type (letters, digits, ".", "_", "-")' },
+  ami_id: { pattern: /^[A-Za-z0-9._-]{1,64}$/, what: 'an image id (letters, digits, ".", "_", "-")' },
+  security_groups: { pattern: /^[A-Za-z0-9._:@+=-]+([\s,]+[A-Za-z0-9._:@+=-]+)*$/, what: 'security group names separated by commas' },
+};
+
+function override(md: Readonly<Record<string, string>>, key: string): string | undefined {
+  const v = md[key]?.trim();
+  const rule = OVERRIDES[key];
+  return v !== undefined && rule && rule.pattern.test(v) ? v : undefined;
+}
+
+/** One message per `mdserver:` override that is present but ignored because of its form. */
+export function overrideProblems(md: Readonly<Record<string, string>>): string[] {
+  const out: string[] = [];
+  for (const [key, rule] of Object.entries(OVERRIDES)) {
+    const v = md[key];
+    if (v !== undefined && override(md, key) === undefined) {
+      out.push(`mdserver:${key} = ${JSON.stringify(v.slice(0, 80))} is ignored: expected ${rule.what}`);
+    }
+  }
+  return out;
+}
+
 export function instanceData(inst: Instance, cfg: Config): InstanceData {
   const md = inst.metadata;
   const d = cfg.instanceDefaults;
-  const zone = md['availability_zone'] ?? d.availabilityZone;
+  const zoneOverride = override(md, 'availability_zone');
+  const zone = zoneOverride ?? d.availabilityZone;
   const { netmask } = netmaskOf(cfg.dnsmasq.netPrefix);
   return {
     instance: inst,
@@ -61,11 +99,13 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
     ipv4: inst.ipv4 ?? '',
     mac: inst.mac,
     availabilityZone: zone,
-    region: md['region'] ?? (md['availability_zone'] ? zone.slice(0, -1) : d.region),
-    instanceType: md['instance_type'] ?? d.instanceType,
-    amiId: md['ami_id'] ?? d.amiId,
+    // A domain placed in another zone is in that zone's region (EC2 names a zone region + letter)
+    // unless it names its region too.
+    region: override(md, 'region') ?? (zoneOverride ? zone.slice(0, -1) : d.region),
+    instanceType: override(md, 'instance_type') ?? d.instanceType,
+    amiId: override(md, 'ami_id') ?? d.amiId,
     accountId: d.accountId,
-    securityGroups: md['security_groups'] ?? d.securityGroups,
+    securityGroups: groupList(override(md, 'security_groups') ?? d.securityGroups),
     architecture: ec2Arch(inst.arch),
     subnetCidr: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
     netmask,
