@@ -9,6 +9,7 @@ import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
 import type { AppContext } from './http/context.js';
+import { RateLimiter } from './http/ratelimit.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
@@ -64,6 +65,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       userdata: new UserdataRenderer(cfg, fs.readFileSync(BUILTIN_TEMPLATE, 'utf8')),
       tokens: new TokenIssuer(),
       dnsmasq,
+      limiter: new RateLimiter({ rate: cfg.mdserver.rateLimit, burst: cfg.mdserver.rateBurst }),
     };
     const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30000, headersTimeout: 10000 }, createApp(ctx));
     await new Promise<void>((resolve, reject) => {

@@ -37,6 +37,11 @@ export interface Config {
     readonly imdsTokens: TokenMode;
     readonly uploadMaxBytes: number;
     readonly adminSocket: string | null;
+    /** Refuse a caller whose MAC in the kernel neighbour table is not the instance's MAC. */
+    readonly verifyMac: boolean;
+    /** Per-client requests per second (0: no limit) and burst. */
+    readonly rateLimit: number;
+    readonly rateBurst: number;
   };
   readonly loglevels: { readonly base: Level; readonly stream: Level; readonly file: Level };
   readonly publicKeys: readonly PublicKey[];
@@ -132,6 +137,9 @@ function defaults(): Record<string, Record<string, string>> {
       imds_tokens: 'optional',
       upload_max_bytes: '1048576',
       admin_socket: '',
+      verify_mac: 'no',
+      rate_limit: '0',
+      rate_burst: '200',
     },
     loglevels: { base: 'info', stream: 'info', file: 'debug' },
     dnsmasq: {
@@ -461,6 +469,9 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
       imdsTokens: tokens === 'required' ? 'required' : 'optional',
       uploadMaxBytes: v.int('mdserver', 'upload_max_bytes', 1024, 64 * 1024 * 1024),
       adminSocket: v.optionalPath('mdserver', 'admin_socket'),
+      verifyMac: v.bool('mdserver', 'verify_mac'),
+      rateLimit: v.int('mdserver', 'rate_limit', 0, 1_000_000),
+      rateBurst: v.int('mdserver', 'rate_burst', 1, 1_000_000),
     },
     loglevels: { base: v.level('loglevels', 'base'), stream: v.level('loglevels', 'stream'), file: v.level('loglevels', 'file') },
     publicKeys,

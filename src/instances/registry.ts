@@ -69,6 +69,10 @@ export class Registry {
     return gone;
   }
 
+  count(): number {
+    return this.store.count();
+  }
+
   hostEntries(): HostEntry[] {
     return this.store.all();
   }
