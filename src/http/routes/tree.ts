@@ -14,12 +14,9 @@ export function requireRead(req: Request): void {
   }
 }
 
-/** The caller's view; an address no domain has is the client's error, as on the EC2 paths. */
+/** The caller's view, with the same checks as the EC2 paths (unknown address, `verify_mac`). */
 export function callerView(ctx: AppContext, req: Request): ClientView {
-  const client = clientAddress(req);
-  const view = ctx.metadata.forAddress(client);
-  if (!view) throw new MdsError('UNKNOWN_CLIENT', `Unknown client: ${client}`);
-  return view;
+  return ctx.metadata.caller(clientAddress(req));
 }
 
 /** Answers with the node at `segs` under `root`: a listing, a value or the rendered user-data. */
