@@ -1,5 +1,6 @@
 // The `mdserver` command line: run the server, check a configuration, print the version.
 
+import { sysinfoCommand } from './commands/sysinfo.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from './config/index.js';
 import { describe } from './errors.js';
 import { moduleLogger } from './log.js';
@@ -11,6 +12,9 @@ const log = moduleLogger('main');
 const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver --check-config [CONFIG]  print the resolved configuration (secrets hidden),
                                          or every problem in it (exit status 1)
+       mdserver sysinfo --style ec2|openstack|nocloud [--apply] <domain.xml | name>
+                                         make a domain's cloud-init find mdserver
+                                         (mdserver sysinfo --help for more)
        mdserver --version | --help
 
 CONFIG defaults to ${DEFAULT_CONFIG_FILE}.`;
@@ -50,6 +54,7 @@ async function run(file: string): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
+  if (args[0] === 'sysinfo') return sysinfoCommand(args.slice(1));
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(USAGE + '\n');
     return 0;

@@ -4,7 +4,7 @@ import { MdsError } from '../errors.js';
 import { readConfigFiles } from './ini.js';
 import { buildConfig, formatProblem, type Config, type ConfigProblem } from './schema.js';
 
-export type { Config, PublicKey, EntryKind, TokenMode } from './schema.js';
+export type { Config, PublicKey, EntryKind, TokenMode, NetworkMode } from './schema.js';
 export { dumpConfig, DEFAULT_CONFIG_FILE } from './schema.js';
 
 export class ConfigError extends MdsError {

@@ -2,6 +2,7 @@
 // object. Every problem is collected, each naming the file, section, key and value, so that one
 // run of `mdserver --check-config` shows them all.
 
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseLevel, type Level } from '../log.js';
@@ -11,6 +12,8 @@ import type { RawConfig } from './ini.js';
 
 export type EntryKind = 'base' | 'prefix' | 'domain';
 export type TokenMode = 'optional' | 'required';
+/** What the OpenStack and NoCloud network documents tell a VM: its allocated address, or DHCP. */
+export type NetworkMode = 'static' | 'dhcp';
 
 export interface PublicKey {
   readonly name: string;
@@ -78,6 +81,21 @@ export interface Config {
     readonly amiId: string;
     readonly accountId: string;
     readonly securityGroups: string;
+  };
+  /** The OpenStack metadata format (`/openstack/...`). */
+  readonly openstack: {
+    readonly enabled: boolean;
+    readonly network: NetworkMode;
+    /** JSON text served as vendor_data.json and vendor_data2.json (`{}` when no file is set). */
+    readonly vendorData: string;
+    readonly vendorData2: string;
+  };
+  /** The NoCloud seed (`/nocloud/...`). */
+  readonly nocloud: {
+    readonly enabled: boolean;
+    readonly network: NetworkMode;
+    /** Served as vendor-data as it is (empty when no file is set). */
+    readonly vendorData: string;
   };
   /** Every effective value as `section.key` -> string, for `_config_items_` and the config dump. */
   readonly values: ReadonlyMap<string, string>;
@@ -155,6 +173,8 @@ function defaults(): Record<string, Record<string, string>> {
       account_id: '000000000000',
       security_groups: 'default',
     },
+    openstack: { enabled: 'yes', network: 'static', vendor_data_file: '', vendor_data2_file: '' },
+    nocloud: { enabled: 'yes', network: 'static', vendor_data_file: '' },
   };
 }
 
@@ -267,6 +287,47 @@ class Validator {
     return s === null ? null : path.resolve(this.configDir, s);
   }
 
+  choice<T extends string>(section: string, key: string, options: readonly T[]): T {
+    const s = this.string(section, key).toLowerCase();
+    const hit = options.find((o) => o === s);
+    if (hit === undefined) {
+      this.fail(section, key, `expected ${options.join(' or ')}`);
+      return options[0] as T;
+    }
+    return hit;
+  }
+
+  /**
+   * An optional file read once at load time, so that `--check-config` reports a missing or bad
+   * file instead of every VM getting an error later. Returns null when the key is unset.
+   */
+  fileText(section: string, key: string, maxBytes = 1024 * 1024): string | null {
+    const file = this.optionalPath(section, key);
+    if (file === null) return null;
+    try {
+      const st = fs.statSync(file);
+      if (!st.isFile()) throw new Error('not a regular file');
+      if (st.size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+      return new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(file));
+    } catch (e) {
+      const why = e instanceof TypeError ? 'not UTF-8 text' : (e as Error).message;
+      this.fail(section, key, `cannot read ${file}: ${why}`);
+      return null;
+    }
+  }
+
+  /** An optional JSON document file, re-serialised compactly; `{}` when the key is unset. */
+  jsonFile(section: string, key: string): string {
+    const text = this.fileText(section, key);
+    if (text === null) return '{}';
+    try {
+      return JSON.stringify(JSON.parse(text));
+    } catch (e) {
+      this.fail(section, key, `${this.optionalPath(section, key) ?? ''} is not JSON: ${(e as Error).message}`);
+      return '{}';
+    }
+  }
+
   level(section: string, key: string): Level {
     const l = parseLevel(this.string(section, key));
     if (!l) {
@@ -288,6 +349,8 @@ class Validator {
     return s;
   }
 }
+
+const NETWORK_MODES: readonly NetworkMode[] = ['static', 'dhcp'];
 
 const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -446,6 +509,17 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
       amiId: v.string('instance-defaults', 'ami_id'),
       accountId: v.string('instance-defaults', 'account_id'),
       securityGroups: v.string('instance-defaults', 'security_groups'),
+    },
+    openstack: {
+      enabled: v.bool('openstack', 'enabled'),
+      network: v.choice('openstack', 'network', NETWORK_MODES),
+      vendorData: v.jsonFile('openstack', 'vendor_data_file'),
+      vendorData2: v.jsonFile('openstack', 'vendor_data2_file'),
+    },
+    nocloud: {
+      enabled: v.bool('nocloud', 'enabled'),
+      network: v.choice('nocloud', 'network', NETWORK_MODES),
+      vendorData: v.fileText('nocloud', 'vendor_data_file') ?? '',
     },
     values: v.values,
   };

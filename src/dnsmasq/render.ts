@@ -38,7 +38,7 @@ const HEADER = `## WARNING: THIS IS AN AUTO-GENERATED FILE. MANUAL CHANGES WILL 
 `;
 
 /** The address VMs are told to use for DNS: dnsmasq's own listen address, else the gateway. */
-function dnsServer(cfg: Config): string {
+export function dnsServer(cfg: Config): string {
   const l = cfg.dnsmasq.listenAddress;
   return l && net.isIPv4(l) ? l : cfg.dnsmasq.gateway;
 }

@@ -8,6 +8,8 @@ import type { AppContext } from './context.js';
 import { clientAddress, isHost } from './client.js';
 import { sendText } from './respond.js';
 import { ec2Handler } from './routes/ec2.js';
+import { nocloudHandler } from './routes/nocloud.js';
+import { openstackHandler } from './routes/openstack.js';
 import { serviceHandler } from './routes/service.js';
 import { TOKEN_PATH, tokenHandler } from './routes/token.js';
 import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
@@ -50,6 +52,8 @@ export function createApp(ctx: AppContext): express.Express {
   const upload = uploadHandler(ctx);
   const service = serviceHandler(ctx);
   const ec2 = ec2Handler(ctx);
+  const openstack = openstackHandler(ctx);
+  const nocloud = nocloudHandler(ctx);
 
   app.use((req: Request, res: Response, next: NextFunction) => {
     // Doubled slashes are collapsed for dispatch: clients build URLs by joining a base that may
@@ -72,6 +76,7 @@ export function createApp(ctx: AppContext): express.Express {
       }
       return service(req, res);
     }
+    if (openstack(req, res) || nocloud(req, res)) return;
     if (ec2(req, res)) return;
     throw new MdsError('NOT_FOUND', `Resource not found: ${p}`);
   });

@@ -3,11 +3,14 @@
 
 import { createHash } from 'node:crypto';
 import type { Config, PublicKey } from '../config/index.js';
+import { dnsServer } from '../dnsmasq/render.js';
 import type { Instance } from '../store/store.js';
 
 export interface InstanceData {
   readonly instance: Instance;
   readonly instanceId: string;
+  /** The libvirt domain uuid: OpenStack clients compare it with the DMI system uuid. */
+  readonly uuid: string;
   readonly hostName: string;
   readonly ipv4: string;
   readonly mac: string;
@@ -21,7 +24,10 @@ export interface InstanceData {
   readonly architecture: string;
   readonly subnetCidr: string;
   readonly netmask: string;
+  readonly netPrefix: number;
   readonly gateway: string;
+  /** What DHCP tells the VM to use for DNS (empty unless `[dnsmasq] use_dns`). */
+  readonly dnsServers: readonly string[];
   readonly publicKeys: readonly PublicKey[];
 }
 
@@ -88,6 +94,7 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
     instance: inst,
     // md_server's instance id; changing it would make cloud-init treat every VM as new.
     instanceId: `i-${inst.ipv4 ?? inst.uuid}`,
+    uuid: inst.uuid,
     hostName: inst.hostName,
     ipv4: inst.ipv4 ?? '',
     mac: inst.mac,
@@ -102,7 +109,9 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
     architecture: ec2Arch(inst.arch),
     subnetCidr: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
     netmask,
+    netPrefix: cfg.dnsmasq.netPrefix,
     gateway: cfg.dnsmasq.gateway,
+    dnsServers: cfg.dnsmasq.useDns ? [dnsServer(cfg)] : [],
     publicKeys: cfg.publicKeys,
   };
 }

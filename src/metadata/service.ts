@@ -8,11 +8,31 @@ import { NeighbourTable } from '../net/neighbours.js';
 import type { Store } from '../store/store.js';
 import { ec2Tree } from './ec2.js';
 import { instanceData, type InstanceData } from './instanceData.js';
+import { nocloudTree } from './nocloud.js';
+import { openstackTree } from './openstack.js';
 import type { Dir } from './tree.js';
 
 export interface ClientView {
   data: InstanceData;
   ec2: Dir;
+  /** Built on first use: most VMs only ever ask in one format. */
+  readonly openstack: Dir;
+  readonly nocloud: Dir;
+}
+
+function view(data: InstanceData, cfg: Config): ClientView {
+  let openstack: Dir | undefined;
+  let nocloud: Dir | undefined;
+  return {
+    data,
+    ec2: ec2Tree(data, cfg),
+    get openstack() {
+      return (openstack ??= openstackTree(data, cfg));
+    },
+    get nocloud() {
+      return (nocloud ??= nocloudTree(data, cfg));
+    },
+  };
 }
 
 const log = moduleLogger('metadata');
@@ -50,10 +70,10 @@ export class MetadataService {
     const inst = this.store.byIPv4(ip);
     if (!inst) return undefined;
     const data = instanceData(inst, this.cfg);
-    const view = { data, ec2: ec2Tree(data, this.cfg) };
+    const v = view(data, this.cfg);
     if (this.cache.size >= MAX_CACHED) this.cache = new Map();
-    this.cache.set(ip, view);
-    return view;
+    this.cache.set(ip, v);
+    return v;
   }
 
   /**

@@ -1,0 +1,326 @@
+// Pure: the SMBIOS system information that makes cloud-init inside a domain pick one way of
+// finding mdserver, as libvirt `<sysinfo>` and `<os><smbios mode='sysinfo'/>` elements, and the
+// in-place rewrite of a domain XML document to carry them. The rewrite splices the text: every
+// byte outside the elements it changes stays as it was.
+
+import { MdsError } from '../errors.js';
+import { child, escapeText, scanXml, textOf, type XmlElement } from './xmlspan.js';
+
+export const STYLES = ['ec2', 'openstack', 'nocloud'] as const;
+export type Style = (typeof STYLES)[number];
+
+export const DEFAULT_NOCLOUD_URL = 'http://169.254.169.254/nocloud/';
+
+/** Values that make cloud-init (and ds-identify) think of another style; removed when seen. */
+const OPENSTACK_PRODUCTS = /^OpenStack (Nova|Compute)$/;
+const OPENSTACK_VENDOR = 'OpenStack Foundation';
+
+export interface SysinfoPlan {
+  readonly style: Style;
+  /** Things the user should know before using the result. */
+  readonly warnings: readonly string[];
+  readonly name: string;
+  /** The domain uuid before and after: they differ only for the ec2 style. */
+  readonly oldUuid: string | null;
+  readonly uuid: string;
+  /** `<system>` entries to set, in order. */
+  readonly set: readonly (readonly [string, string])[];
+  /** `<system>` entries to drop when their current value matches. */
+  readonly drop: readonly (readonly [string, (value: string) => boolean])[];
+}
+
+export interface PlanOptions {
+  /** Where the NoCloud seed is (the serial's `s=`); must end in `/` for cloud-init 22.x. */
+  nocloudUrl?: string;
+  /** For a domain without `<uuid>` (libvirt would make one up), the ec2 style needs one now. */
+  randomUuid?: () => string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function bad(message: string): MdsError {
+  return new MdsError('BAD_DOMAIN_XML', message);
+}
+
+function domainRoot(xml: string): XmlElement {
+  const root = scanXml(xml);
+  if (root.name !== 'domain') throw bad(`the document root is <${root.name}>, not <domain>`);
+  return root;
+}
+
+function normaliseUuid(raw: string): string {
+  const hex = raw.trim().toLowerCase().replace(/-/g, '');
+  if (!/^[0-9a-f]{32}$/.test(hex)) throw bad(`the domain <uuid> "${raw.trim().slice(0, 64)}" is not a UUID`);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * The ec2 uuid for a domain: its own when it already starts with `ec2`, else the same uuid with
+ * its first three digits replaced (md_server's advice), so that running the helper again gives
+ * the same answer and the new uuid still says which domain it came from.
+ */
+export function ec2Uuid(uuid: string): string {
+  return uuid.startsWith('ec2') ? uuid : `ec2${uuid.slice(3)}`;
+}
+
+/**
+ * Whether current cloud-init would take this system uuid for AWS: it accepts a uuid starting
+ * with ec2 as written or with its first three fields byte-swapped (SMBIOS stores them so).
+ */
+export function looksLikeEc2(uuid: string): boolean {
+  const hex = uuid.toLowerCase().replace(/-/g, '');
+  const swapped = hex.slice(6, 8) + hex.slice(4, 6) + hex.slice(2, 4) + hex.slice(0, 2);
+  return hex.startsWith('ec2') || swapped.startsWith('ec2');
+}
+
+
+export function planSysinfo(xml: string, style: Style, opts: PlanOptions = {}): SysinfoPlan {
+  const root = domainRoot(xml);
+  const nameEl = child(root, 'name');
+  const name = (nameEl && textOf(xml, nameEl)?.trim()) || '';
+  const uuidEl = child(root, 'uuid');
+  const rawUuid = uuidEl ? textOf(xml, uuidEl) : null;
+  const oldUuid = rawUuid === null || rawUuid.trim() === '' ? null : normaliseUuid(rawUuid);
+  const isOpenStack = (v: string): boolean => OPENSTACK_PRODUCTS.test(v.trim());
+  const isOpenStackVendor = (v: string): boolean => v.trim() === OPENSTACK_VENDOR;
+  const warnings: string[] = [];
+  if (style !== 'ec2' && oldUuid && looksLikeEc2(oldUuid)) {
+    warnings.push(
+      `the domain uuid ${oldUuid} looks like an EC2 one: cloud-init 24.2 and later will still take the VM for AWS ` +
+        'and try the EC2 datasource first; give the domain a fresh uuid to avoid that',
+    );
+  }
+  switch (style) {
+    case 'ec2': {
+      let uuid: string;
+      if (oldUuid) {
+        uuid = ec2Uuid(oldUuid);
+        if (uuid !== oldUuid) {
+          warnings.push(
+            `libvirt requires the SMBIOS uuid to be the domain uuid, so the domain uuid changes from ${oldUuid} to ${uuid}: ` +
+              'the domain has to be defined anew under it (undefine it, keeping its disks, then define the new XML)',
+          );
+        }
+      }
+      else {
+        const fresh = (opts.randomUuid ?? (() => { throw bad('the domain has no <uuid>'); }))().toLowerCase();
+        if (!UUID.test(fresh)) throw bad(`not a UUID: ${fresh}`);
+        uuid = ec2Uuid(fresh);
+      }
+      // cloud-init 22.4 wants the DMI uuid to start with ec2 and equal the serial; current
+      // releases accept the uuid alone, so both are set and both generations agree.
+      return {
+        style, warnings, name, oldUuid, uuid,
+        set: [['serial', uuid], ['uuid', uuid]],
+        drop: [['product', isOpenStack], ['manufacturer', isOpenStackVendor]],
+      };
+    }
+    case 'openstack':
+      return {
+        style, warnings, name, oldUuid, uuid: oldUuid ?? '',
+        set: [['manufacturer', OPENSTACK_VENDOR], ['product', 'OpenStack Nova']],
+        drop: [['serial', (v) => /^(ds=nocloud|ec2)/i.test(v.trim())]],
+      };
+    case 'nocloud': {
+      const url = opts.nocloudUrl ?? DEFAULT_NOCLOUD_URL;
+      if (!/^https?:\/\/[^\s;]+\/$/.test(url)) {
+        throw new MdsError('BAD_REQUEST', `the NoCloud URL must be http(s), without spaces or ";", and end in "/": ${url}`);
+      }
+      return {
+        style, warnings, name, oldUuid, uuid: oldUuid ?? '',
+        // The `nocloud-net` spelling: cloud-init before 23.2 knows no other for a network seed.
+        set: [['serial', `ds=nocloud-net;s=${url}`]],
+        drop: [['product', isOpenStack], ['manufacturer', isOpenStackVendor]],
+      };
+    }
+  }
+}
+
+/** The elements for the plan as they would appear in a domain definition, indented by `indent`. */
+export function sysinfoSnippet(plan: SysinfoPlan, indent = '  '): string {
+  const i2 = indent + '  ';
+  const i3 = i2 + '  ';
+  const lines: string[] = [];
+  if (plan.style === 'ec2') lines.push(`${indent}<uuid>${plan.uuid}</uuid>`);
+  lines.push(`${indent}<sysinfo type='smbios'>`, `${i2}<system>`);
+  for (const [k, v] of plan.set) lines.push(`${i3}<entry name='${k}'>${escapeText(v)}</entry>`);
+  lines.push(`${i2}</system>`, `${indent}</sysinfo>`, `${indent}<os>`, `${i2}<smbios mode='sysinfo'/>`, `${indent}</os>`);
+  return lines.join('\n') + '\n';
+}
+
+interface Edit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/** The whitespace before `at` on its line, or null when something else precedes it there. */
+function lineIndent(xml: string, at: number): string | null {
+  const nl = xml.lastIndexOf('\n', at - 1);
+  const before = xml.slice(nl + 1, at);
+  return /^[ \t]*$/.test(before) ? before : null;
+}
+
+/** The indentation of `el`'s children: that of its first child, else its own plus one step. */
+function childIndent(xml: string, el: XmlElement, step: string): string {
+  const first = el.children[0];
+  const own = lineIndent(xml, el.start) ?? '';
+  if (first) return lineIndent(xml, first.start) ?? own + step;
+  return own + step;
+}
+
+/** An edit that inserts `lines` (already indented) as the last children of `el`. */
+function appendChildren(xml: string, el: XmlElement, lines: string[]): Edit {
+  const ownIndent = lineIndent(xml, el.start) ?? '';
+  if (el.selfClosing) {
+    // <x/> becomes <x> ... </x> with the same start tag.
+    const open = xml.slice(el.start, el.end).replace(/\s*\/>$/, '>');
+    return { start: el.start, end: el.end, text: `${open}\n${lines.join('\n')}\n${ownIndent}</${el.name}>` };
+  }
+  const closeIndent = lineIndent(xml, el.closeStart);
+  if (closeIndent !== null) {
+    // The end tag is on its own line: new lines go just above it.
+    const lineStart = el.closeStart - closeIndent.length;
+    return { start: lineStart, end: lineStart, text: lines.map((l) => l + '\n').join('') };
+  }
+  // Everything on one line: keep it that way.
+  return { start: el.closeStart, end: el.closeStart, text: lines.map((l) => l.trim()).join('') };
+}
+
+/** An edit removing `el`, with its line when it stands alone on one. */
+function removeElement(xml: string, el: XmlElement): Edit {
+  const indent = lineIndent(xml, el.start);
+  const nl = xml.indexOf('\n', el.end);
+  const rest = nl < 0 ? xml.slice(el.end) : xml.slice(el.end, nl);
+  if (indent !== null && /^[ \t]*$/.test(rest) && nl >= 0) {
+    return { start: el.start - indent.length, end: nl + 1, text: '' };
+  }
+  return { start: el.start, end: el.end, text: '' };
+}
+
+/** The indentation step the document uses (that of `<domain>`'s first child), else two spaces. */
+function indentStep(xml: string, root: XmlElement): string {
+  const first = root.children[0];
+  const ind = first ? lineIndent(xml, first.start) : null;
+  return ind && ind.length > 0 ? ind : '  ';
+}
+
+function entryName(e: XmlElement): string {
+  return e.attrs.get('name') ?? '';
+}
+
+/**
+ * Rewrites `xml` to carry `plan`: the domain uuid (ec2 style), the `<system>` entries of the
+ * smbios `<sysinfo>` (created when missing), and `<smbios mode='sysinfo'/>` in `<os>`. Entries
+ * the plan does not name, other `<sysinfo>` blocks and everything else are left untouched.
+ */
+export function applySysinfo(xml: string, plan: SysinfoPlan): string {
+  const root = domainRoot(xml);
+  const step = indentStep(xml, root);
+  const edits: Edit[] = [];
+
+  // 1. The domain uuid (libvirt insists that the sysinfo uuid equal it).
+  const uuidEl = child(root, 'uuid');
+  if (plan.style === 'ec2' && plan.uuid !== plan.oldUuid) {
+    const element = `<uuid>${plan.uuid}</uuid>`;
+    if (uuidEl && !uuidEl.selfClosing) edits.push({ start: uuidEl.openEnd, end: uuidEl.closeStart, text: plan.uuid });
+    else if (uuidEl) edits.push({ start: uuidEl.start, end: uuidEl.end, text: element });
+    else {
+      // libvirt writes <uuid> right after <name>.
+      const nameEl = child(root, 'name');
+      const at = nameEl ? nameEl.end : root.openEnd;
+      const ind = (nameEl && lineIndent(xml, nameEl.start)) ?? step;
+      edits.push({ start: at, end: at, text: `\n${ind}${element}` });
+    }
+  }
+
+  // 2. <sysinfo type='smbios'><system> entries.
+  const os = child(root, 'os');
+  const sysinfo = child(root, 'sysinfo', (c) => (c.attrs.get('type') ?? 'smbios') === 'smbios');
+  const entryLines = (indent: string, entries: readonly (readonly [string, string])[]): string[] =>
+    entries.map(([k, v]) => `${indent}<entry name='${k}'>${escapeText(v)}</entry>`);
+  if (!sysinfo) {
+    // A new block goes just before <os>, where libvirt itself writes it.
+    const anchor = os ?? root.children[root.children.length - 1];
+    const ind = anchor ? lineIndent(xml, anchor.start) ?? step : step;
+    const block = [
+      `${ind}<sysinfo type='smbios'>`,
+      `${ind}${step}<system>`,
+      ...entryLines(`${ind}${step}${step}`, plan.set),
+      `${ind}${step}</system>`,
+      `${ind}</sysinfo>`,
+    ];
+    if (anchor && os && lineIndent(xml, os.start) !== null) {
+      const lineStart = os.start - (lineIndent(xml, os.start) ?? '').length;
+      edits.push({ start: lineStart, end: lineStart, text: block.join('\n') + '\n' });
+    } else {
+      edits.push(appendChildren(xml, root, block));
+    }
+  } else {
+    const system = child(sysinfo, 'system');
+    const sysIndent = childIndent(xml, sysinfo, step);
+    if (!system) {
+      const block = [`${sysIndent}<system>`, ...entryLines(sysIndent + step, plan.set), `${sysIndent}</system>`];
+      // libvirt's order is bios, system, baseBoard, ...: the new <system> goes after <bios>.
+      const bios = child(sysinfo, 'bios');
+      if (bios && lineIndent(xml, bios.start) !== null) {
+        const nl = xml.indexOf('\n', bios.end);
+        const at = nl < 0 ? bios.end : nl + 1;
+        edits.push({ start: at, end: at, text: block.join('\n') + '\n' });
+      } else {
+        const firstChild = sysinfo.children[0];
+        if (firstChild && lineIndent(xml, firstChild.start) !== null) {
+          const lineStart = firstChild.start - (lineIndent(xml, firstChild.start) ?? '').length;
+          edits.push({ start: lineStart, end: lineStart, text: block.join('\n') + '\n' });
+        } else {
+          edits.push(appendChildren(xml, sysinfo, block));
+        }
+      }
+    } else {
+      const entryIndent = childIndent(xml, system, step);
+      const missing: (readonly [string, string])[] = [];
+      for (const [k, v] of plan.set) {
+        const found = system.children.filter((c) => c.name === 'entry' && entryName(c) === k);
+        const [first, ...dups] = found;
+        if (!first) missing.push([k, v]);
+        else {
+          if (textOf(xml, first) !== v) {
+            edits.push(first.selfClosing
+              ? { start: first.start, end: first.end, text: `<entry name='${k}'>${escapeText(v)}</entry>` }
+              : { start: first.openEnd, end: first.closeStart, text: escapeText(v) });
+          }
+          for (const d of dups) edits.push(removeElement(xml, d));
+        }
+      }
+      for (const [k, pred] of plan.drop) {
+        for (const c of system.children) {
+          if (c.name === 'entry' && entryName(c) === k && pred(textOf(xml, c) ?? '')) edits.push(removeElement(xml, c));
+        }
+      }
+      if (missing.length > 0) edits.push(appendChildren(xml, system, entryLines(entryIndent, missing)));
+    }
+  }
+
+  // 3. <os><smbios mode='sysinfo'/>: without it libvirt ignores <sysinfo> for the guest.
+  if (!os) throw bad('the domain has no <os> element');
+  const smbios = child(os, 'smbios');
+  if (!smbios) {
+    edits.push(appendChildren(xml, os, [`${childIndent(xml, os, step)}<smbios mode='sysinfo'/>`]));
+  } else if (smbios.attrs.get('mode') !== 'sysinfo') {
+    edits.push({ start: smbios.start, end: smbios.end, text: `<smbios mode='sysinfo'/>` });
+  }
+
+  return splice(xml, edits);
+}
+
+function splice(xml: string, edits: Edit[]): string {
+  const sorted = [...edits].sort((a, b) => a.start - b.start || a.end - b.end);
+  let out = '';
+  let pos = 0;
+  for (const e of sorted) {
+    if (e.start < pos) throw new MdsError('INTERNAL', 'overlapping edits to the domain XML');
+    out += xml.slice(pos, e.start) + e.text;
+    pos = e.end;
+  }
+  return out + xml.slice(pos);
+}

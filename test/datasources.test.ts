@@ -1,0 +1,147 @@
+// cloud-init's own OpenStack and NoCloud datasources, run from a VM network namespace against
+// the real server on 169.254.169.254, with the guest DMI data that `mdserver sysinfo` produces.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { cloudInitUnavailable, fakeGuestRoot, guestDmi, PY_DIR, PYTHON } from './cloudinit.js';
+import { domainXml, tempDir, VM1, VM2, type DomainSpec } from './helpers.js';
+import { skipUnlessNetns } from './netns.js';
+import { VmNet, type Vm } from './vmnet.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(ROOT, 'bin', 'mdserver');
+const KEYS = ['ssh-ed25519 AAAAdefaultkey user@host', 'ssh-rsa AAAAsecondkey other@host'];
+
+function skip(): { skip: string | false } {
+  const ns = skipUnlessNetns(['curl']);
+  if (ns.skip) return ns;
+  const why = cloudInitUnavailable();
+  if (why && process.env['CI'] === 'true') throw new Error(`cloud-init tests cannot run under CI: ${why}`);
+  return { skip: why ?? false };
+}
+
+interface DsResult {
+  detected: boolean | null;
+  found: boolean;
+  datasource: string;
+  instance_id: string;
+  hostname: string;
+  public_keys: string[];
+  userdata: string;
+  vendordata: string | null;
+  metadata: Record<string, unknown>;
+  availability_zone: string | null;
+  check_instance_id: boolean | null;
+  network_config: { version: number; config: Record<string, unknown>[] } | null;
+  eni: string | null;
+  ec2_metadata_keys?: string[];
+  seed_network_config?: Record<string, unknown>;
+  seed_eni?: string;
+}
+
+/** The guest's DMI directory after `mdserver sysinfo --style <style> --apply` on its domain XML. */
+function dmiFor(spec: DomainSpec, style: string, dir: string): string {
+  const file = path.join(dir, `${spec.name}.xml`);
+  fs.writeFileSync(file, domainXml(spec));
+  const r = spawnSync(process.execPath, [BIN, 'sysinfo', '--style', style, '--apply', file], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  fakeGuestRoot(path.join(dir, `${spec.name}-root`), guestDmi(fs.readFileSync(file, 'utf8')));
+  return path.join(dir, `${spec.name}-root`, 'sys', 'class', 'dmi', 'id');
+}
+
+function runDatasource(vm: Vm, kind: 'openstack' | 'nocloud', dmi: string, dir: string): DsResult {
+  const work = path.join(dir, `${vm.spec.name}-${kind}-work`);
+  fs.mkdirSync(work, { recursive: true });
+  const r = vm.ns.try(PYTHON, [path.join(PY_DIR, 'datasource.py')], JSON.stringify({ kind, dmi, work }), 120000);
+  if (r.status !== 0) throw new Error(`datasource.py failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as DsResult;
+}
+
+describe('cloud-init datasources from a VM namespace', { ...skip(), concurrency: false }, () => {
+  let net: VmNet;
+  let dir: string;
+  let vm1: Vm;
+  let vm2: Vm;
+
+  before(async () => {
+    dir = tempDir();
+    net = await VmNet.start({ sections: { dnsmasq: { use_dns: 'yes', domain: 'mds.example' } } });
+    vm1 = await net.addVm({ ...VM1, metadata: { role: 'web' } });
+    vm2 = await net.addVm(VM2);
+  });
+  after(async () => {
+    await net?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('DataSourceOpenStack detects OpenStack from the sysinfo and reads its instance', () => {
+    const r = runDatasource(vm1, 'openstack', dmiFor(VM1, 'openstack', dir), dir);
+    assert.equal(r.detected, true);
+    assert.equal(r.found, true, JSON.stringify(r));
+    assert.match(r.datasource, /DataSourceOpenStack \[net,ver=2\]/);
+    // The instance id is the domain uuid, and cloud-init confirms it against the DMI system uuid.
+    assert.equal(r.instance_id, VM1.uuid);
+    assert.equal(r.check_instance_id, true);
+    assert.equal(r.hostname, 'test1');
+    assert.deepEqual([...r.public_keys].sort(), [...KEYS].sort());
+    assert.equal(r.availability_zone, 'mds-local-1a');
+    assert.deepEqual(r.metadata['meta'], { role: 'web' });
+    assert.match(r.userdata, /^#cloud-config\n/);
+    assert.match(r.userdata, /^hostname: test1$/m);
+    assert.equal(r.vendordata, null);
+    // It also crawled the EC2 tree at /latest/meta-data/ for block devices.
+    assert.ok(r.ec2_metadata_keys?.includes('instance-id'), JSON.stringify(r.ec2_metadata_keys));
+  });
+
+  test('DataSourceOpenStack turns network_data.json into a static address on the VM NIC', () => {
+    const r = runDatasource(vm2, 'openstack', dmiFor(VM2, 'openstack', dir), dir);
+    assert.equal(r.found, true, JSON.stringify(r));
+    assert.equal(r.instance_id, VM2.uuid);
+    const phys = r.network_config?.config.find((c) => c['type'] === 'physical') ?? {};
+    assert.equal(phys['name'], 'eth0');
+    assert.equal(phys['mac_address'], VM2.mac);
+    const subnet = (phys['subnets'] as Record<string, unknown>[])[0] ?? {};
+    assert.equal(subnet['type'], 'static');
+    assert.equal(subnet['address'], vm2.ipv4);
+    assert.equal(subnet['netmask'], '255.255.0.0');
+    const dns = r.network_config?.config.find((c) => c['type'] === 'nameserver') ?? {};
+    assert.equal(dns['address'], net.network.gateway);
+    assert.match(r.eni ?? '', new RegExp(`iface eth0 inet static\\n\\s+address ${vm2.ipv4.replace(/\./g, '\\.')}/16\\n`));
+    assert.match(r.eni ?? '', new RegExp(`route add default gw ${net.network.gateway.replace(/\./g, '\\.')}`));
+  });
+
+  test('DataSourceNoCloudNet follows the sysinfo serial to the seed and reads its instance', () => {
+    const r = runDatasource(vm1, 'nocloud', dmiFor(VM1, 'nocloud', dir), dir);
+    assert.equal(r.found, true, JSON.stringify(r));
+    assert.match(r.datasource, /DataSourceNoCloudNet \[seed=dmi,http:\/\/169\.254\.169\.254\/nocloud\/\]\[dsmode=net\]/);
+    assert.equal(r.instance_id, `i-${vm1.ipv4}`);
+    assert.equal(r.hostname, 'test1');
+    assert.deepEqual(r.public_keys, KEYS);
+    assert.match(r.userdata, /^#cloud-config\n/);
+    assert.match(r.userdata, /^hostname: test1$/m);
+    assert.equal(r.vendordata, '');
+  });
+
+  test('the NoCloud network-config renders as a static address on the NIC with the VM MAC', () => {
+    const r = runDatasource(vm2, 'nocloud', dmiFor(VM2, 'nocloud', dir), dir);
+    assert.equal(r.found, true, JSON.stringify(r));
+    assert.equal(r.instance_id, `i-${vm2.ipv4}`);
+    assert.equal(r.hostname, 'test2');
+    assert.equal(r.seed_network_config?.['version'], 2);
+    const eni = r.seed_eni ?? '';
+    assert.match(eni, new RegExp(`iface eth0 inet static\\n\\s+address ${vm2.ipv4.replace(/\./g, '\\.')}/16\\n`));
+    assert.match(eni, /dns-nameservers 10\.199\.0\.1/);
+  });
+
+  test('the OpenStack style does not satisfy NoCloud, and no style satisfies OpenStack without its product name', () => {
+    const nocloud = runDatasource(vm1, 'nocloud', dmiFor(VM1, 'openstack', dir), dir);
+    assert.equal(nocloud.found, false);
+    const openstack = runDatasource(vm1, 'openstack', dmiFor(VM1, 'nocloud', dir), dir);
+    assert.equal(openstack.detected, false);
+    assert.equal(openstack.found, false);
+  });
+});
