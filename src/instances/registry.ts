@@ -59,6 +59,14 @@ export class Registry {
     return gone;
   }
 
+  list(): Instance[] {
+    return this.store.all();
+  }
+
+  get(name: string): Instance | undefined {
+    return this.store.byName(name);
+  }
+
   hostEntries(): HostEntry[] {
     return this.store.all();
   }
