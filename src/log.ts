@@ -66,6 +66,13 @@ export function moduleLogger(name: string): Logger {
 }
 
 let fileTransport: winston.transport | null = null;
+let fileError: string | null = null;
+
+/** Whether the configured logfile is being written; null error when it is (or none is set). */
+export function logfileStatus(): { file: string | null; error: string | null } {
+  return { file: configuredFile, error: fileError };
+}
+let configuredFile: string | null = null;
 
 /**
  * Applies the configured levels. A logfile that cannot be opened is reported as a warning and
@@ -82,11 +89,14 @@ export function configureLogging(s: LogSettings): void {
     root.remove(fileTransport);
     fileTransport = null;
   }
+  configuredFile = s.logfile;
+  fileError = null;
   if (s.logfile) {
     const t = new winston.transports.File({ filename: s.logfile, level: file });
     t.on('error', (err: Error) => {
       root.remove(t);
       if (fileTransport === t) fileTransport = null;
+      fileError = err.message;
       root.warn('cannot write the logfile; logging to stdout only', { logfile: s.logfile, error: err.message });
     });
     fileTransport = t;

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
 import type { AppContext } from './http/context.js';
+import { RateLimiter } from './http/ratelimit.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
@@ -75,6 +76,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       userdata: new UserdataRenderer(cfg, fs.readFileSync(BUILTIN_TEMPLATE, 'utf8')),
       tokens: new TokenIssuer(),
       dnsmasq,
+      limiter: new RateLimiter({ rate: cfg.mdserver.rateLimit, burst: cfg.mdserver.rateBurst }),
     };
     const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30000, headersTimeout: 10000 }, createApp(ctx));
     await new Promise<void>((resolve, reject) => {
@@ -105,6 +107,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       reg.setConfig(cfg);
       ctx.userdata.setConfig(cfg);
       dnsmasq.setConfig(cfg);
+      ctx.limiter.setSettings({ rate: cfg.mdserver.rateLimit, burst: cfg.mdserver.rateBurst });
       store.touchLocation(cfg.service.location, cfg.service.hostname, cfg.service.version);
       dnsmasq.writeAll();
       for (const w of report.warnings) log.warn(w);
@@ -119,8 +122,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       try {
         admin = await listenAdmin(adminSocket, createAdminApp({
           config: () => cfg,
-          registry: reg,
-          dnsmasq,
+          ctx,
           reload,
           listening: { address: bound.address, port: bound.port },
           startedAt: new Date(),
@@ -147,15 +149,18 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
         closing ??= new Promise<void>((resolve) => {
           log.info('stopping: finishing requests in flight');
           void admin?.close();
+          // Connections go as soon as they are idle: those busy now finish their request first.
+          const sweep = setInterval(() => server.closeIdleConnections(), 50);
+          const force = setTimeout(() => server.closeAllConnections(), 10000);
           server.close(() => {
+            clearInterval(sweep);
+            clearTimeout(force);
             dnsmasq.close();
             store.close();
             log.info('stopped');
             resolve();
           });
           server.closeIdleConnections();
-          // Keep-alive connections that never send another request must not hold the exit.
-          setTimeout(() => server.closeAllConnections(), 5000).unref();
         });
         return closing;
       },

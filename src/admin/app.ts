@@ -2,13 +2,11 @@
 // instances, reload the configuration, report status. Answers are JSON; errors are
 // `{"error": code, "message": ...}` with the status of the error's code.
 
-import fs from 'node:fs';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../config/index.js';
-import type { DnsmasqFiles } from '../dnsmasq/files.js';
-import { dnsmasqPaths } from '../dnsmasq/render.js';
 import { describe, isMdsError, MdsError } from '../errors.js';
-import type { Registry } from '../instances/registry.js';
+import { health } from '../health.js';
+import type { AppContext } from '../http/context.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
 import type { Instance } from '../store/store.js';
@@ -18,8 +16,8 @@ const log = moduleLogger('admin');
 
 export interface AdminDeps {
   config(): Config;
-  registry: Registry;
-  dnsmasq: DnsmasqFiles;
+  /** The running services, shared with the metadata app. */
+  ctx: AppContext;
   reload(): ReloadReport;
   /** The metadata listener as bound. */
   listening: { address: string; port: number };
@@ -44,41 +42,23 @@ export function instanceView(i: Instance): Record<string, unknown> {
   };
 }
 
-/** The pid of the dnsmasq named by the pid file when that process is alive, else null. */
-export function dnsmasqPid(cfg: Config): number | null {
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(dnsmasqPaths(cfg).pidFile, 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (e) {
-    // EPERM: the process exists but belongs to another user; it is still running.
-    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
-  }
-}
-
 export function statusView(d: AdminDeps): Record<string, unknown> {
   const cfg = d.config();
-  const pid = dnsmasqPid(cfg);
-  const dnsmasq = { ...d.dnsmasq.getStatus(), running: pid !== null, pid, pidFile: dnsmasqPaths(cfg).pidFile };
+  const h = health(d.ctx);
   return {
-    // Healthy: the files are current and a dnsmasq is there to read them.
-    healthy: dnsmasq.ok && pid !== null,
+    healthy: h.status === 'ok',
+    problems: h.problems,
     version: VERSION,
     pid: process.pid,
     startedAt: d.startedAt.toISOString(),
     uptimeSeconds: Math.round((Date.now() - d.startedAt.getTime()) / 1000),
     configFiles: cfg.files,
     listen: d.listening,
-    instances: d.registry.list().length,
+    instances: h.instances,
     network: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
     lastReload: d.lastReload(),
-    dnsmasq,
+    dnsmasq: { ...h.dnsmasq, files: d.ctx.dnsmasq.getStatus() },
+    logfile: h.logfile,
   };
 }
 
@@ -103,17 +83,17 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.registry.list().map(instanceView));
+    res.json(d.ctx.registry.list().map(instanceView));
   });
 
   app.get('/instances/:name', (req, res) => {
-    const i = d.registry.get(name(req));
+    const i = d.ctx.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
     res.json(instanceView(i));
   });
 
   app.delete('/instances/:name', (req, res) => {
-    const gone = d.registry.delete(name(req));
+    const gone = d.ctx.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
     res.json(instanceView(gone));
   });
@@ -122,7 +102,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
   // reachable from the host's own shell (it listens on the VM network's address).
   app.post('/instances', express.text({ type: () => true, limit: d.config().mdserver.uploadMaxBytes }), (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
-    const r = d.registry.upload(req.body);
+    const r = d.ctx.registry.upload(req.body);
     res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
   });
 

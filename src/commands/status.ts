@@ -20,10 +20,12 @@ interface StatusJson {
   instances: number;
   network: string;
   lastReload: { at: string; ok: boolean } | null;
+  problems: string[];
   dnsmasq: {
-    ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null;
-    running: boolean; pid: number | null; pidFile: string;
+    running: boolean; pid: number | null;
+    files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
   };
+  logfile: { file: string | null; writable: boolean };
 }
 
 export async function statusCommand(args: string[]): Promise<number> {
@@ -41,6 +43,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     return s.healthy ? 0 : 1;
   }
   const d = s.dnsmasq;
+  const f = d.files;
   const rows: [string, string][] = [
     ['status', s.healthy ? 'healthy' : 'DEGRADED'],
     ['version', s.version],
@@ -51,9 +54,11 @@ export async function statusCommand(args: string[]): Promise<number> {
     ['network', s.network],
     ['instances', String(s.instances)],
     ['last reload', s.lastReload ? `${s.lastReload.at} (${s.lastReload.ok ? 'ok' : 'refused'})` : 'never'],
-    ['dnsmasq', d.running ? `running, pid ${d.pid ?? '?'}` : `NOT RUNNING (no live process in ${d.pidFile})`],
-    ['dnsmasq files', d.ok ? `written ${d.lastWrite ?? 'never'}` : `FAILING: ${d.lastError ?? ''}`],
-    ['dnsmasq signal', d.hupError ? `failing: ${d.hupError}` : d.lastHup ? `last SIGHUP ${d.lastHup}` : 'not sent yet'],
+    ['dnsmasq', d.running ? `running, pid ${d.pid ?? '?'}` : 'NOT RUNNING'],
+    ['dnsmasq files', f.ok ? `written ${f.lastWrite ?? 'never'}` : `FAILING: ${f.lastError ?? ''}`],
+    ['dnsmasq signal', f.hupError ? `failing: ${f.hupError}` : f.lastHup ? `last SIGHUP ${f.lastHup}` : 'not sent yet'],
+    ['logfile', s.logfile.file ? `${s.logfile.file}${s.logfile.writable ? '' : ' (CANNOT BE WRITTEN)'}` : 'none'],
+    ...s.problems.map((p): [string, string] => ['problem', p]),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   out(rows.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n'));

@@ -35,6 +35,11 @@ export interface Config {
     readonly uploadMaxBytes: number;
     /** The host-only admin interface (unix socket); null when disabled with `no`. */
     readonly adminSocket: string | null;
+    /** Refuse a caller whose MAC in the kernel neighbour table is not the instance's MAC. */
+    readonly verifyMac: boolean;
+    /** Per-client requests per second (0: no limit) and burst. */
+    readonly rateLimit: number;
+    readonly rateBurst: number;
   };
   readonly loglevels: { readonly base: Level; readonly stream: Level; readonly file: Level };
   readonly publicKeys: readonly PublicKey[];
@@ -109,6 +114,7 @@ export function adminSocketPath(raw: string, runDir: string, configDir: string):
   if (s === '') return path.join(path.resolve(configDir, runDir), ADMIN_SOCKET_NAME);
   return path.resolve(configDir, s);
 }
+
 export const DEFAULT_EC2_VERSIONS = '2009-04-04,2016-09-02,2018-09-24,2021-03-23,latest';
 
 /** md_server's defaults, key for key, plus the keys mdserver adds. */
@@ -129,6 +135,9 @@ function defaults(): Record<string, Record<string, string>> {
       imds_tokens: 'optional',
       upload_max_bytes: '1048576',
       admin_socket: '',
+      verify_mac: 'no',
+      rate_limit: '0',
+      rate_burst: '200',
     },
     loglevels: { base: 'info', stream: 'info', file: 'debug' },
     dnsmasq: {
@@ -307,7 +316,7 @@ export interface BuildResult {
 export function buildConfig(raw: RawConfig, files: string[], mainFile: string): BuildResult {
   const v = new Validator(raw, path.dirname(path.resolve(mainFile)));
 
-  const port = v.int('mdserver', 'port', 1, 65535);
+  const port = v.int('mdserver', 'port', 0, 65535);
   const listenAddress = v.ip('mdserver', 'listen_address');
   const tokens = v.string('mdserver', 'imds_tokens').toLowerCase();
   if (tokens !== 'optional' && tokens !== 'required') v.fail('mdserver', 'imds_tokens', 'expected optional or required');
@@ -402,6 +411,9 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
       imdsTokens: tokens === 'required' ? 'required' : 'optional',
       uploadMaxBytes: v.int('mdserver', 'upload_max_bytes', 1024, 64 * 1024 * 1024),
       adminSocket,
+      verifyMac: v.bool('mdserver', 'verify_mac'),
+      rateLimit: v.int('mdserver', 'rate_limit', 0, 1_000_000),
+      rateBurst: v.int('mdserver', 'rate_burst', 1, 1_000_000),
     },
     loglevels: { base: v.level('loglevels', 'base'), stream: v.level('loglevels', 'stream'), file: v.level('loglevels', 'file') },
     publicKeys,

@@ -154,6 +154,21 @@ export class DnsmasqFiles {
     }
   }
 
+  /** Whether the dnsmasq named by the pid file is alive (signal 0 probes without disturbing it). */
+  running(): { pid: number | null; alive: boolean; error: string | null } {
+    const pidFile = dnsmasqPaths(this.cfg).pidFile;
+    let pid: number | null = null;
+    try {
+      const text = fs.readFileSync(pidFile, 'utf8').trim();
+      if (!/^\d+$/.test(text) || Number(text) <= 1) return { pid: null, alive: false, error: `${pidFile} does not hold a process id` };
+      pid = Number(text);
+      process.kill(pid, 0);
+      return { pid, alive: true, error: null };
+    } catch (e) {
+      return { pid, alive: false, error: pid === null ? `cannot read ${pidFile}: ${describe(e)}` : `dnsmasq ${pid} is not running (stale pid file ${pidFile})` };
+    }
+  }
+
   /** Writes anything still pending; used at shutdown. */
   close(): void {
     if (this.pending) this.flush();

@@ -34,7 +34,7 @@ export function dnsmasqPaths(cfg: Config): DnsmasqPaths {
 }
 
 const HEADER = `## WARNING: THIS IS AN AUTO-GENERATED FILE. MANUAL CHANGES WILL BE OVERWRITTEN.
-# It is written by mdserver from /etc/mdserver/mdserver.conf ([dnsmasq] section).
+# mdserver writes it from the [dnsmasq] section of its configuration.
 `;
 
 /** The address VMs are told to use for DNS: dnsmasq's own listen address, else the gateway. */

@@ -2,9 +2,10 @@
 
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { describe, isMdsError, MdsError } from '../errors.js';
+import { health } from '../health.js';
 import { moduleLogger } from '../log.js';
 import type { AppContext } from './context.js';
-import { clientAddress } from './client.js';
+import { clientAddress, isHost } from './client.js';
 import { sendText } from './respond.js';
 import { ec2Handler } from './routes/ec2.js';
 import { serviceHandler } from './routes/service.js';
@@ -12,6 +13,9 @@ import { TOKEN_PATH, tokenHandler } from './routes/token.js';
 import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
 
 const log = moduleLogger('http');
+
+/** Host-only: what is degraded (dnsmasq files or process, logfile). */
+export const HEALTH_PATH = '/health';
 
 export function createApp(ctx: AppContext): express.Express {
   const app = express();
@@ -30,6 +34,18 @@ export function createApp(ctx: AppContext): express.Express {
     next();
   });
 
+  // Rate limiting comes before any work: a flooding VM costs one map lookup per request. The
+  // host itself (uploads, admin checks) is never limited.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (!ctx.limiter.enabled) return next();
+    const client = clientAddress(req);
+    if (isHost(client, ctx.config())) return next();
+    const wait = ctx.limiter.take(client);
+    if (wait === 0) return next();
+    if (ctx.limiter.newlyLimited) log.warn('rate limiting a client', { client });
+    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(wait) } });
+  });
+
   const token = tokenHandler(ctx);
   const upload = uploadHandler(ctx);
   const service = serviceHandler(ctx);
@@ -40,6 +56,12 @@ export function createApp(ctx: AppContext): express.Express {
     if (p === TOKEN_PATH) return token(req, res);
     if (p === UPLOAD_PATH) {
       upload(req, res).catch(next);
+      return;
+    }
+    if (p === HEALTH_PATH) {
+      const client = clientAddress(req);
+      if (!isHost(client, ctx.config())) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
+      res.status(200).json(health(ctx));
       return;
     }
     if (p === '/service' || p.startsWith('/service/')) {
@@ -62,7 +84,7 @@ export function createApp(ctx: AppContext): express.Express {
       log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
       e = new MdsError('INTERNAL', 'Internal error');
     }
-    const level = e.status >= 500 ? 'error' : e.status === 404 ? 'debug' : 'warn';
+    const level = e.status >= 500 ? 'error' : e.status === 404 || e.status === 429 ? 'debug' : 'warn';
     log.log(level, e.message, { client: clientAddress(req), code: e.code, path: req.path.slice(0, 256) });
     if (res.headersSent) {
       res.destroy();

@@ -5,6 +5,7 @@ import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import type { Registry } from '../instances/registry.js';
 import type { MetadataService } from '../metadata/service.js';
 import type { TokenIssuer } from '../metadata/token.js';
+import type { RateLimiter } from './ratelimit.js';
 import type { UserdataRenderer } from '../userdata/renderer.js';
 
 export interface AppContext {
@@ -15,4 +16,5 @@ export interface AppContext {
   userdata: UserdataRenderer;
   tokens: TokenIssuer;
   dnsmasq: DnsmasqFiles;
+  limiter: RateLimiter;
 }

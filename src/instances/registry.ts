@@ -67,6 +67,10 @@ export class Registry {
     return this.store.byName(name);
   }
 
+  count(): number {
+    return this.store.count();
+  }
+
   hostEntries(): HostEntry[] {
     return this.store.all();
   }

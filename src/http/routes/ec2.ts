@@ -50,8 +50,7 @@ export function ec2Handler(ctx: AppContext) {
       sendText(res, cfg.service.ec2Versions.map((v) => `${v}/`).join('\n'));
       return true;
     }
-    const view = ctx.metadata.forAddress(client);
-    if (!view) throw new MdsError('UNKNOWN_CLIENT', `Unknown client: ${client}`);
+    const view = ctx.metadata.caller(client);
     const node = lookup(view.ec2, segs.slice(2));
     if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
     if (isDeferred(node)) sendText(res, ctx.userdata.render(view.data));

@@ -1,0 +1,36 @@
+// What is degraded right now: dnsmasq files, dnsmasq itself, the logfile. Metadata keeps being
+// served and uploads keep being recorded whatever this says; it tells the admin what to fix.
+
+import type { AppContext } from './http/context.js';
+import { logfileStatus } from './log.js';
+
+export interface Health {
+  status: 'ok' | 'degraded';
+  problems: string[];
+  instances: number;
+  dnsmasq: {
+    filesWritten: boolean;
+    lastWrite: string | null;
+    pid: number | null;
+    running: boolean;
+  };
+  logfile: { file: string | null; writable: boolean };
+}
+
+export function health(ctx: AppContext): Health {
+  const instances = ctx.registry.count();
+  const problems: string[] = [];
+  const files = ctx.dnsmasq.getStatus();
+  if (!files.ok) problems.push(`dnsmasq files cannot be written: ${files.lastError ?? 'unknown error'}`);
+  const proc = ctx.dnsmasq.running();
+  if (!proc.alive) problems.push(`dnsmasq is not running: ${proc.error ?? 'unknown'}`);
+  const lf = logfileStatus();
+  if (lf.error) problems.push(`logfile ${lf.file ?? ''} cannot be written: ${lf.error}`);
+  return {
+    status: problems.length === 0 ? 'ok' : 'degraded',
+    problems,
+    instances,
+    dnsmasq: { filesWritten: files.ok, lastWrite: files.lastWrite, pid: proc.pid, running: proc.alive },
+    logfile: { file: lf.file, writable: lf.error === null },
+  };
+}

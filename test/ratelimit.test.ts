@@ -1,0 +1,63 @@
+// Per-client rate limiting: a flooding VM gets 429s; a well-behaved neighbour is never limited.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { test } from 'node:test';
+import { RateLimiter } from '../src/http/ratelimit.js';
+import { request, startTestServer, upload, VM1, VM2 } from './helpers.js';
+
+test('a token bucket allows its burst, then the sustained rate', () => {
+  let now = 0;
+  const rl = new RateLimiter({ rate: 10, burst: 5 }, () => now);
+  for (let i = 0; i < 5; i++) assert.equal(rl.take('a'), 0);
+  assert.ok(rl.take('a') > 0);
+  assert.equal(rl.newlyLimited, true, 'the first refusal starts a run (logged once)');
+  assert.ok(rl.take('a') > 0);
+  assert.equal(rl.newlyLimited, false, 'the second refusal in a row is not new');
+  assert.equal(rl.take('b'), 0, 'other clients have their own bucket');
+  now += 100; // 10/s refills one token in 100 ms
+  assert.equal(rl.take('a'), 0);
+});
+
+test('a flooding VM gets 429 with Retry-After while another VM keeps getting answers', async () => {
+  const srv = await startTestServer({ mdserver: { rate_limit: 20, rate_burst: 40 } });
+  try {
+    const flooder = await upload(srv.port, VM1);
+    const polite = await upload(srv.port, VM2);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16, localAddress: flooder });
+    const flood = async (): Promise<number[]> => {
+      const statuses: number[] = [];
+      const deadline = Date.now() + 2000;
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        while (Date.now() < deadline) {
+          statuses.push(await new Promise<number>((resolve, reject) => {
+            http.get({ host: '127.0.0.1', port: srv.port, path: '/latest/meta-data/instance-id', agent }, (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            }).on('error', reject);
+          }));
+        }
+      }));
+      return statuses;
+    };
+    const politeRun = async (): Promise<number[]> => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        statuses.push((await request(srv.port, '/latest/meta-data/instance-id', { from: polite })).status);
+        await new Promise((r) => setTimeout(r, 90));
+      }
+      return statuses;
+    };
+    const [flooded, calm] = await Promise.all([flood(), politeRun()]);
+    agent.destroy();
+    assert.ok(flooded.filter((s) => s === 429).length > flooded.length / 2, `flooder mostly refused (${flooded.length} requests)`);
+    assert.ok(flooded.filter((s) => s === 200).length >= 40, 'the burst was served');
+    assert.deepEqual(new Set(calm), new Set([200]), 'the polite VM was never limited');
+    const r = await request(srv.port, '/latest/meta-data/instance-id', { from: flooder });
+    if (r.status === 429) assert.match(String(r.headers['retry-after']), /^\d+$/);
+    // The host is never limited.
+    for (let i = 0; i < 60; i++) assert.equal((await request(srv.port, '/service/name')).status, 200);
+  } finally {
+    await srv.close();
+  }
+});
