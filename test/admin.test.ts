@@ -7,6 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { domainXml, request, startTestServer, tempDir, upload, VM1, VM2, writeConfig, type Sections } from './helpers.js';
+import { waitFor } from './netns.js';
 import { cli } from './process.js';
 
 const conf = (dir: string): string[] => ['--config', path.join(dir, 'mdserver.conf')];
@@ -60,7 +61,8 @@ test('instances delete frees the address and removes the VM from the dnsmasq hos
   try {
     const ip1 = await upload(t.port, VM1);
     await upload(t.port, VM2);
-    assert.match(dhcpHosts(t.dir), new RegExp(VM1.mac));
+    // Uploads right after start-up are coalesced into one write a moment later.
+    await waitFor('both VMs in the dhcp-hosts file', () => dhcpHosts(t.dir).includes(VM1.mac) && dhcpHosts(t.dir).includes(VM2.mac));
     const del = await cli(['instances', 'delete', 'test1', ...conf(t.dir)]);
     assert.equal(del.status, 0, del.stderr);
     assert.match(del.stdout, new RegExp(`deleted test1 \\(${ip1.replace(/\./g, '\\.')}, ${VM1.mac}\\)`));
@@ -251,7 +253,7 @@ test('sync registers every domain libvirt knows and skips those without an inter
     assert.match(first.stdout, /^registered web server 127\.1\.\d+\.\d+$/m);
     assert.match(first.stdout, /^skipped +elsewhere: domain elsewhere has no interface on network "mds"/m);
     assert.match(first.stdout, /3 domain\(s\): 2 registered, 0 updated, 1 skipped, 0 failed/);
-    assert.match(dhcpHosts(t.dir), /52:54:00:aa:bb:02,id:\*,127\.1\.\d+\.\d+,web-server,/);
+    await waitFor('the synced VMs in the dhcp-hosts file', () => /52:54:00:aa:bb:02,id:\*,127\.1\.\d+\.\d+,web-server,/.test(dhcpHosts(t.dir)));
 
     const list = JSON.parse((await cli(['instances', 'list', '--json', ...conf(t.dir)])).stdout) as { name: string; ipv4: string }[];
     const again = await cli(['sync', '--connect', uri, ...conf(t.dir)]);

@@ -95,6 +95,8 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.delete('/instances/:name', (req, res) => {
     const gone = d.ctx.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
+    // Written before the reply, not coalesced: the admin is told the lease entry is gone.
+    d.ctx.dnsmasq.flush();
     res.json(instanceView(gone));
   });
 
