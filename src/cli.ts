@@ -1,13 +1,29 @@
-// The `mdserver` command line: run the server, check a configuration, print the version.
+// The `mdserver` command line: run the server, check a configuration, print the version, and the
+// admin subcommands (each in its own module under commands/) that talk to a running server.
 
 import { sysinfoCommand } from './commands/sysinfo.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from './config/index.js';
 import { describe } from './errors.js';
 import { moduleLogger } from './log.js';
-import { startServer } from './server.js';
+import { CommandError } from './commands/common.js';
+import { instancesCommand } from './commands/instances.js';
+import { reloadCommand } from './commands/reload.js';
+import { statusCommand } from './commands/status.js';
+import { syncCommand } from './commands/sync.js';
+import { startServer, type Running } from './server.js';
+import { sdNotify } from './systemd/notify.js';
 import { VERSION } from './version.js';
 
 const log = moduleLogger('main');
+
+/** Subcommands: name -> handler of the arguments after the name, returning the exit status. */
+const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  instances: instancesCommand,
+  reload: reloadCommand,
+  status: statusCommand,
+  sync: syncCommand,
+  sysinfo: async (args) => sysinfoCommand(args),
+};
 
 const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver --check-config [CONFIG]  print the resolved configuration (secrets hidden),
@@ -15,9 +31,14 @@ const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver sysinfo --style ec2|openstack|nocloud [--apply] <domain.xml | name>
                                          make a domain's cloud-init find mdserver
                                          (mdserver sysinfo --help for more)
+       mdserver instances list|show NAME|delete NAME [--json]
+       mdserver reload                   re-read the configuration (as SIGHUP does)
+       mdserver status [--json]          health of the running server and its dnsmasq files
+       mdserver sync [--connect URI]     register every domain libvirt knows
        mdserver --version | --help
 
-CONFIG defaults to ${DEFAULT_CONFIG_FILE}.`;
+CONFIG defaults to ${DEFAULT_CONFIG_FILE}. The subcommands talk to the running server over its
+admin socket; 'mdserver COMMAND --help' describes each.`;
 
 function checkConfig(file: string): number {
   try {
@@ -31,6 +52,21 @@ function checkConfig(file: string): number {
   }
 }
 
+/**
+ * Tells systemd the service is ready once the dnsmasq files exist (mdserver-dnsmasq starts after
+ * this unit is ready and reads them) and the server listens (startServer has returned).
+ */
+async function announceReady(r: Running): Promise<void> {
+  let warned = false;
+  while (!r.ctx.dnsmasq.getStatus().ok) {
+    if (!warned) log.warn('waiting for the dnsmasq files to be written before reporting ready');
+    warned = true;
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  const a = r.address;
+  await sdNotify({ READY: '1', STATUS: `serving metadata on ${a.address}:${a.port}` });
+}
+
 async function run(file: string): Promise<number> {
   let running;
   try {
@@ -41,6 +77,12 @@ async function run(file: string): Promise<number> {
     return 1;
   }
   const r = running;
+  // SIGHUP reloads, as for most daemons (and systemd's ExecReload sends it).
+  process.on('SIGHUP', () => {
+    log.info('signal received', { signal: 'SIGHUP' });
+    r.reload();
+  });
+  void announceReady(r);
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       log.info('signal received', { signal: sig });
@@ -52,9 +94,23 @@ async function run(file: string): Promise<number> {
   return 0;
 }
 
+async function subcommand(name: string, args: string[]): Promise<number> {
+  const handler = SUBCOMMANDS[name] as (args: string[]) => Promise<number>;
+  try {
+    return await handler(args);
+  } catch (e) {
+    if (e instanceof CommandError) {
+      process.stderr.write(`mdserver ${name}: ${e.message}\n`);
+      return e.code;
+    }
+    throw e;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const args = argv.slice(2);
-  if (args[0] === 'sysinfo') return sysinfoCommand(args.slice(1));
+  const first = args[0];
+  if (first !== undefined && Object.hasOwn(SUBCOMMANDS, first)) return subcommand(first, args.slice(1));
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(USAGE + '\n');
     return 0;

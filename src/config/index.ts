@@ -5,7 +5,7 @@ import { readConfigFiles } from './ini.js';
 import { buildConfig, formatProblem, type Config, type ConfigProblem } from './schema.js';
 
 export type { Config, PublicKey, EntryKind, TokenMode, NetworkMode } from './schema.js';
-export { dumpConfig, DEFAULT_CONFIG_FILE } from './schema.js';
+export { adminSocketPath, dumpConfig, DEFAULT_CONFIG_FILE } from './schema.js';
 
 export class ConfigError extends MdsError {
   readonly problems: readonly ConfigProblem[];

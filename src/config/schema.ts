@@ -36,6 +36,7 @@ export interface Config {
     readonly debugUserdata: boolean;
     readonly imdsTokens: TokenMode;
     readonly uploadMaxBytes: number;
+    /** The host-only admin interface (unix socket); null when disabled with `no`. */
     readonly adminSocket: string | null;
     /** Refuse a caller whose MAC in the kernel neighbour table is not the instance's MAC. */
     readonly verifyMac: boolean;
@@ -115,6 +116,23 @@ export function formatProblem(p: ConfigProblem): string {
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/mdserver/mdserver.conf';
+/** The admin socket's file name inside `[dnsmasq] run_dir` when `admin_socket` is left empty. */
+export const ADMIN_SOCKET_NAME = 'admin.sock';
+/** sun_path holds 108 bytes including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * Where the admin socket lives: empty means `<run_dir>/admin.sock`, `no` (or none/off/false)
+ * disables it, anything else is a path relative to the main config file's directory. Exported so
+ * that the command line can find a running server even when the file on disk no longer validates.
+ */
+export function adminSocketPath(raw: string, runDir: string, configDir: string): string | null {
+  const s = raw.trim();
+  if (['no', 'none', 'off', 'false'].includes(s.toLowerCase())) return null;
+  if (s === '') return path.join(path.resolve(configDir, runDir), ADMIN_SOCKET_NAME);
+  return path.resolve(configDir, s);
+}
+
 export const DEFAULT_EC2_VERSIONS = '2009-04-04,2016-09-02,2018-09-24,2021-03-23,latest';
 /** The versions cloud-init's EC2 datasource can use (22.4 and later), newest first. */
 const CLOUD_INIT_VERSIONS = ['2021-03-23', '2018-09-24', '2016-09-02', '2009-04-04'];
@@ -453,6 +471,13 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
     v.fail('instance-defaults', 'security_groups', 'expected security group names separated by commas');
   }
 
+  const runDir = v.path('dnsmasq', 'run_dir');
+  const configDir = path.dirname(path.resolve(mainFile));
+  const adminSocket = adminSocketPath(v.raw('mdserver', 'admin_socket'), runDir, configDir);
+  if (adminSocket !== null && Buffer.byteLength(adminSocket) > MAX_SOCKET_PATH) {
+    v.fail('mdserver', 'admin_socket', `the socket path ${adminSocket} is longer than ${MAX_SOCKET_PATH} bytes`);
+  }
+
   const cfg: Config = {
     files,
     mdserver: {
@@ -468,7 +493,7 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
       debugUserdata: v.bool('mdserver', 'debug_userdata'),
       imdsTokens: tokens === 'required' ? 'required' : 'optional',
       uploadMaxBytes: v.int('mdserver', 'upload_max_bytes', 1024, 64 * 1024 * 1024),
-      adminSocket: v.optionalPath('mdserver', 'admin_socket'),
+      adminSocket,
       verifyMac: v.bool('mdserver', 'verify_mac'),
       rateLimit: v.int('mdserver', 'rate_limit', 0, 1_000_000),
       rateBurst: v.int('mdserver', 'rate_burst', 1, 1_000_000),
@@ -478,7 +503,7 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
     dnsmasq: {
       user,
       baseDir: v.path('dnsmasq', 'base_dir'),
-      runDir: v.path('dnsmasq', 'run_dir'),
+      runDir,
       netName,
       net: network,
       netAddress: formatIPv4(netAddress),

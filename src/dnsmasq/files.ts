@@ -38,6 +38,8 @@ export class DnsmasqFiles {
   private pending: NodeJS.Timeout | null = null;
   private lastFlushAt = 0;
   private lastFlushMs = 0;
+  /** Whether the config and options files have been written; a retry must write them too. */
+  private confWritten = false;
   private readonly status: DnsmasqStatus = { ok: true, lastError: null, lastWrite: null, lastHup: null, hupError: null };
 
   constructor(
@@ -62,6 +64,7 @@ export class DnsmasqFiles {
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
       writeAtomic(p.conf, renderConf(this.cfg));
       writeAtomic(p.opts, renderOpts(this.cfg));
+      this.confWritten = true;
       log.info('wrote dnsmasq config', { conf: p.conf, opts: p.opts });
     } catch (e) {
       this.failed(e);
@@ -127,7 +130,8 @@ export class DnsmasqFiles {
     if (!this.pending) {
       this.pending = setTimeout(() => {
         this.pending = null;
-        this.flush();
+        if (this.confWritten) this.flush();
+        else this.writeAll();
       }, this.retryMs);
       this.pending.unref();
     }

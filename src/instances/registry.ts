@@ -69,6 +69,14 @@ export class Registry {
     return gone;
   }
 
+  list(): Instance[] {
+    return this.store.all();
+  }
+
+  get(name: string): Instance | undefined {
+    return this.store.byName(name);
+  }
+
   count(): number {
     return this.store.count();
   }

@@ -1,0 +1,141 @@
+// The admin API, served only on the host-only unix socket: list, show, register and delete
+// instances, reload the configuration, report status. Answers are JSON; errors are
+// `{"error": code, "message": ...}` with the status of the error's code.
+
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config/index.js';
+import { describe, isMdsError, MdsError } from '../errors.js';
+import { health } from '../health.js';
+import type { AppContext } from '../http/context.js';
+import { moduleLogger } from '../log.js';
+import type { ReloadReport } from '../reload.js';
+import type { Instance } from '../store/store.js';
+import { VERSION } from '../version.js';
+
+const log = moduleLogger('admin');
+
+export interface AdminDeps {
+  config(): Config;
+  /** The running services, shared with the metadata app. */
+  ctx: AppContext;
+  reload(): ReloadReport;
+  /** The metadata listener as bound. */
+  listening: { address: string; port: number };
+  startedAt: Date;
+  lastReload(): { at: string; ok: boolean } | null;
+}
+
+/** The JSON form of an instance, as `mdserver instances show --json` prints it. */
+export function instanceView(i: Instance): Record<string, unknown> {
+  return {
+    name: i.name,
+    hostName: i.hostName,
+    uuid: i.uuid,
+    mac: i.mac,
+    ipv4: i.ipv4,
+    ipv6: i.ipv6,
+    location: i.location,
+    arch: i.arch,
+    metadata: i.metadata,
+    firstSeen: new Date(i.firstSeen).toISOString(),
+    lastUpdate: new Date(i.lastUpdate).toISOString(),
+  };
+}
+
+export function statusView(d: AdminDeps): Record<string, unknown> {
+  const cfg = d.config();
+  const h = health(d.ctx);
+  return {
+    healthy: h.status === 'ok',
+    problems: h.problems,
+    version: VERSION,
+    pid: process.pid,
+    startedAt: d.startedAt.toISOString(),
+    uptimeSeconds: Math.round((Date.now() - d.startedAt.getTime()) / 1000),
+    configFiles: cfg.files,
+    listen: d.listening,
+    instances: h.instances,
+    network: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
+    lastReload: d.lastReload(),
+    dnsmasq: { ...h.dnsmasq, files: d.ctx.dnsmasq.getStatus() },
+    logfile: h.logfile,
+  };
+}
+
+function name(req: Request): string {
+  const n = req.params['name'];
+  if (typeof n !== 'string' || n === '') throw new MdsError('BAD_REQUEST', 'an instance name is required');
+  return n;
+}
+
+export function createAdminApp(d: AdminDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    res.on('finish', () => log.info(`admin ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`));
+    next();
+  });
+
+  app.get('/status', (_req, res) => {
+    res.json(statusView(d));
+  });
+
+  app.get('/instances', (_req, res) => {
+    res.json(d.ctx.registry.list().map(instanceView));
+  });
+
+  app.get('/instances/:name', (req, res) => {
+    const i = d.ctx.registry.get(name(req));
+    if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
+    res.json(instanceView(i));
+  });
+
+  app.delete('/instances/:name', (req, res) => {
+    const gone = d.ctx.registry.delete(name(req));
+    if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
+    // Written before the reply, not coalesced: the admin is told the lease entry is gone.
+    d.ctx.dnsmasq.flush();
+    res.json(instanceView(gone));
+  });
+
+  // `mdserver sync` registers domains here rather than on the metadata port, which may not be
+  // reachable from the host's own shell (it listens on the VM network's address).
+  app.post('/instances', express.text({ type: () => true, limit: d.config().mdserver.uploadMaxBytes }), (req, res) => {
+    if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
+    const r = d.ctx.registry.upload(req.body);
+    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
+  });
+
+  app.post('/reload', (_req, res) => {
+    const report = d.reload();
+    res.status(report.ok ? 200 : 422).json(report);
+  });
+
+  app.use((req: Request) => {
+    throw new MdsError('NOT_FOUND', `no admin resource ${req.method} ${req.path}`);
+  });
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let e: MdsError;
+    if (isMdsError(err)) e = err;
+    else if (isClientError(err)) e = new MdsError(err.status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', `Bad request: ${err.message}`);
+    else {
+      log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
+      e = new MdsError('INTERNAL', 'Internal error');
+    }
+    log.log(e.status >= 500 ? 'error' : 'warn', e.message, { code: e.code, path: req.path.slice(0, 256) });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(e.status).json({ error: e.code, message: e.message });
+  });
+  return app;
+}
+
+function isClientError(e: unknown): e is { status: number; message: string } {
+  const s = (e as { status?: unknown } | null)?.status;
+  return typeof s === 'number' && s >= 400 && s < 500;
+}

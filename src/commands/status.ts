@@ -1,0 +1,66 @@
+// `mdserver status`: whether the running server is healthy, and its dnsmasq files' state.
+// Exit status 0 when healthy, 1 otherwise (including when it cannot be reached).
+
+import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket } from './common.js';
+
+export const STATUS_USAGE = `Usage: mdserver status [--json] [options]
+
+Options:
+      --json         print JSON, for scripts and monitoring
+${COMMON_HELP}`;
+
+interface StatusJson {
+  healthy: boolean;
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  configFiles: string[];
+  listen: { address: string; port: number };
+  instances: number;
+  network: string;
+  lastReload: { at: string; ok: boolean } | null;
+  problems: string[];
+  dnsmasq: {
+    running: boolean; pid: number | null;
+    files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
+  };
+  logfile: { file: string | null; writable: boolean };
+}
+
+export async function statusCommand(args: string[]): Promise<number> {
+  const p = parseCommand(args, { json: { type: 'boolean' } });
+  if (p.values['help']) {
+    out(STATUS_USAGE);
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new CommandError(`unexpected arguments: ${p.positionals.join(' ')}\n${STATUS_USAGE}`, 2);
+  const r = await adminRequest(resolveSocket(p), 'GET', '/status');
+  if (r.status !== 200) throw new CommandError(errorMessage(r.body));
+  const s = r.body as StatusJson;
+  if (p.values['json'] === true) {
+    out(JSON.stringify(s, null, 2));
+    return s.healthy ? 0 : 1;
+  }
+  const d = s.dnsmasq;
+  const f = d.files;
+  const rows: [string, string][] = [
+    ['status', s.healthy ? 'healthy' : 'DEGRADED'],
+    ['version', s.version],
+    ['pid', String(s.pid)],
+    ['up since', `${s.startedAt} (${s.uptimeSeconds} s)`],
+    ['config', s.configFiles.join(', ')],
+    ['metadata', `${s.listen.address}:${s.listen.port}`],
+    ['network', s.network],
+    ['instances', String(s.instances)],
+    ['last reload', s.lastReload ? `${s.lastReload.at} (${s.lastReload.ok ? 'ok' : 'refused'})` : 'never'],
+    ['dnsmasq', d.running ? `running, pid ${d.pid ?? '?'}` : 'NOT RUNNING'],
+    ['dnsmasq files', f.ok ? `written ${f.lastWrite ?? 'never'}` : `FAILING: ${f.lastError ?? ''}`],
+    ['dnsmasq signal', f.hupError ? `failing: ${f.hupError}` : f.lastHup ? `last SIGHUP ${f.lastHup}` : 'not sent yet'],
+    ['logfile', s.logfile.file ? `${s.logfile.file}${s.logfile.writable ? '' : ' (CANNOT BE WRITTEN)'}` : 'none'],
+    ...s.problems.map((p): [string, string] => ['problem', p]),
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  out(rows.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n'));
+  return s.healthy ? 0 : 1;
+}

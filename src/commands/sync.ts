@@ -1,0 +1,63 @@
+// `mdserver sync`: registers every domain libvirt knows (running or not), for a fresh database on a
+// host that already has VMs. Domains without an interface on the metadata network are skipped.
+
+import { execFile } from 'node:child_process';
+import { adminRequest, COMMON_HELP, CommandError, err, errorMessage, out, parseCommand, resolveSocket } from './common.js';
+
+export const SYNC_USAGE = `Usage: mdserver sync [--connect URI] [options]
+
+Uploads the XML of every domain that 'virsh list --all' shows to the running server.
+Options:
+      --connect URI  the libvirt connection (default: virsh's own, usually qemu:///system)
+${COMMON_HELP}`;
+
+function virsh(uri: string | undefined, args: string[]): Promise<string> {
+  const full = uri ? ['-c', uri, ...args] : args;
+  return new Promise((resolve, reject) => {
+    execFile('virsh', full, { maxBuffer: 64 * 1024 * 1024, timeout: 60000 }, (e, stdout, stderr) => {
+      if (e) {
+        const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'virsh is not installed (Debian: libvirt-clients)' : stderr.trim() || e.message;
+        reject(new CommandError(`virsh ${full.join(' ')} failed: ${why}`));
+      } else resolve(stdout);
+    });
+  });
+}
+
+export async function syncCommand(args: string[]): Promise<number> {
+  const p = parseCommand(args, { connect: { type: 'string' } });
+  if (p.values['help']) {
+    out(SYNC_USAGE);
+    return 0;
+  }
+  if (p.positionals.length > 0) throw new CommandError(`unexpected arguments: ${p.positionals.join(' ')}\n${SYNC_USAGE}`, 2);
+  const uri = typeof p.values['connect'] === 'string' ? p.values['connect'] : undefined;
+  const socket = resolveSocket(p);
+  const names = (await virsh(uri, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter(Boolean);
+  const count = { registered: 0, updated: 0, skipped: 0, failed: 0 };
+  for (const name of names) {
+    let xml: string;
+    try {
+      xml = await virsh(uri, ['dumpxml', name]);
+    } catch (e) {
+      // The domain may have been undefined since the listing; that is not a reason to stop.
+      err(`failed     ${name}: ${(e as Error).message}`);
+      count.failed++;
+      continue;
+    }
+    const r = await adminRequest(socket, 'POST', '/instances', xml);
+    const b = r.body as { error?: string; instance?: { ipv4: string | null } };
+    if (r.status === 201 || r.status === 200) {
+      const what = r.status === 201 ? 'registered' : 'updated';
+      count[what]++;
+      out(`${what.padEnd(10)} ${name} ${b.instance?.ipv4 ?? ''}`.trimEnd());
+    } else if (b.error === 'NO_MDS_INTERFACE') {
+      count.skipped++;
+      out(`skipped    ${name}: ${errorMessage(r.body)}`);
+    } else {
+      count.failed++;
+      err(`failed     ${name}: ${errorMessage(r.body)}`);
+    }
+  }
+  out(`${names.length} domain(s): ${count.registered} registered, ${count.updated} updated, ${count.skipped} skipped, ${count.failed} failed`);
+  return count.failed > 0 ? 1 : 0;
+}

@@ -1,0 +1,149 @@
+#!/bin/bash
+# Installs mdserver's host integration: the configuration, the user-data directory, the systemd
+# units, the libvirt hook and /etc/default/mdserver, and creates the mdserver user. The mdserver
+# command itself comes from npm (see doc/setup.md).
+#
+# Safe to run again: files that belong to mdserver (units, hook, the sample) are replaced only
+# when they differ, and the configuration files an administrator edits (mdserver.conf,
+# /etc/default/mdserver) are installed only when they do not exist yet.
+#
+# Environment:
+#   PREFIX=DIR        stage the installation under DIR (for packaging or tests); nothing outside
+#                     DIR is touched: no user is created and no ownership is changed
+#   MDS_USER=NAME     the service user (default mdserver; md_server's MDS_DNSMASQ_USER also works)
+#   MDS_SKIP_USER=1   do not create the user, nor set group ownership
+#   MDSERVER_BIN=PATH the mdserver command the unit runs (default: the one on PATH, else
+#                     /usr/local/bin/mdserver, where `npm install -g` puts it)
+#   MDSERVER_URL=URL  written to /etc/default/mdserver for the hook (default http://169.254.169.254)
+
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prefix=${PREFIX:-}
+user=${MDS_USER:-${MDS_DNSMASQ_USER:-mdserver}}
+data_dir=/var/lib/mdserver
+url=${MDSERVER_URL:-http://169.254.169.254}
+bin=${MDSERVER_BIN:-$(command -v mdserver || echo /usr/local/bin/mdserver)}
+
+manage_user=yes
+if [ -n "$prefix" ] || [ -n "${MDS_SKIP_USER:-}" ]; then
+    manage_user=no
+fi
+
+say() {
+    printf '%-10s %s\n' "$1" "$2"
+}
+
+# Group ownership for files the service reads; only when this run manages the user.
+group_opts=()
+set_group_opts() {
+    group_opts=()
+    if [ "$manage_user" = yes ]; then
+        group_opts=(-g "$user")
+    fi
+}
+
+# put MODE SOURCE DEST: install SOURCE as DEST unless DEST already has the same content.
+put() {
+    local mode=$1 from=$2 to=$3
+    if [ -f "$to" ] && cmp -s "$from" "$to"; then
+        say unchanged "$to"
+        return
+    fi
+    install -m "$mode" "${group_opts[@]}" "$from" "$to"
+    say installed "$to"
+}
+
+# put_once MODE SOURCE DEST: install SOURCE as DEST only when DEST does not exist yet.
+put_once() {
+    local mode=$1 from=$2 to=$3
+    if [ -e "$to" ]; then
+        say kept "$to (exists; not overwritten)"
+        return
+    fi
+    install -m "$mode" "${group_opts[@]}" "$from" "$to"
+    say installed "$to"
+}
+
+dir() {
+    local mode=$1 path=$2
+    shift 2
+    install -d -m "$mode" "$@" "$path"
+}
+
+# The user first, so that files can be given its group.
+if [ "$manage_user" = yes ]; then
+    if getent passwd "$user" > /dev/null; then
+        say unchanged "user $user"
+    else
+        useradd --system --user-group --home-dir "$data_dir" --no-create-home \
+            --shell /usr/sbin/nologin --comment "mdserver metadata server" "$user"
+        say created "user $user"
+    fi
+fi
+set_group_opts
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Configuration: readable by the service's group only (templates may hold secrets).
+dir 0750 "$prefix/etc/mdserver" "${group_opts[@]}"
+dir 0750 "$prefix/etc/mdserver/userdata" "${group_opts[@]}"
+dir 0750 "$prefix/etc/mdserver/mdserver.conf.d" "${group_opts[@]}"
+put 0640 "$src/mdserver.conf.sample" "$prefix/etc/mdserver/mdserver.conf.sample"
+put_once 0640 "$src/mdserver.conf.sample" "$prefix/etc/mdserver/mdserver.conf"
+
+# The hook's settings.
+cat > "$tmp/default" <<EOF
+# Settings for mdserver's libvirt hook (/etc/libvirt/hooks/qemu.d/mdserver).
+# Where mdserver listens: [mdserver] listen_address and port in /etc/mdserver/mdserver.conf.
+MDSERVER_URL=$url
+# Seconds to wait for the connection, and for the whole upload; a VM's start waits at most this.
+MDSERVER_CONNECT_TIMEOUT=2
+MDSERVER_MAX_TIME=5
+EOF
+dir 0755 "$prefix/etc/default"
+group_opts=()
+put_once 0644 "$tmp/default" "$prefix/etc/default/mdserver"
+
+# The libvirt hook, in qemu.d (libvirt 6.5 and later) so that it runs beside any other qemu hook.
+dir 0755 "$prefix/etc/libvirt/hooks/qemu.d"
+put 0755 "$src/hooks/qemu" "$prefix/etc/libvirt/hooks/qemu.d/mdserver"
+if [ -f "$prefix/etc/libvirt/hooks/qemu" ] && grep -q 'instance-upload' "$prefix/etc/libvirt/hooks/qemu"; then
+    say warning "$prefix/etc/libvirt/hooks/qemu looks like md_server's hook: remove it, or every VM is uploaded twice"
+fi
+
+# The systemd units, running the mdserver command this host has.
+dir 0755 "$prefix/etc/systemd/system"
+for unit in mdserver.service mdserver-dnsmasq.service; do
+    sed "s#^ExecStart=/usr/local/bin/mdserver #ExecStart=$bin #" "$src/systemd/$unit" > "$tmp/$unit"
+    put 0644 "$tmp/$unit" "$prefix/etc/systemd/system/$unit"
+done
+
+# State: systemd's StateDirectory= would create it too, but dnsmasq's files live below it and an
+# admin may want to run mdserver by hand first.
+set_group_opts
+owner_opts=()
+if [ "$manage_user" = yes ]; then
+    owner_opts=(-o "$user" -g "$user")
+fi
+dir 0755 "$prefix$data_dir" "${owner_opts[@]}"
+dir 0755 "$prefix$data_dir/dnsmasq" "${owner_opts[@]}"
+dir 0750 "$prefix/var/log/mdserver" "${owner_opts[@]}"
+
+if [ -z "$prefix" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    say reloaded "systemd units"
+fi
+
+cat <<EOF
+
+Next steps (doc/setup.md has the details):
+  1. edit $prefix/etc/mdserver/mdserver.conf (at least [public-keys]); check it with
+       $bin --check-config /etc/mdserver/mdserver.conf
+  2. define and start the libvirt network: virsh net-define $src/doc/mds-network.xml;
+       virsh net-autostart mds; virsh net-start mds
+  3. restart libvirtd (or virtqemud) once so that it sees the new hook
+  4. systemctl enable --now mdserver.service mdserver-dnsmasq.service
+  5. for VMs that already exist: mdserver sync
+EOF

@@ -1,0 +1,153 @@
+// The libvirt qemu hook (hooks/qemu), run exactly as libvirt runs it: arguments, the domain XML
+// on stdin, and a look at its exit status, stdout and log lines.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { domainXml, startTestServer, tempDir, VM1, VM2 } from './helpers.js';
+import { Netns, skipUnlessNetns } from './netns.js';
+import { cli, HOOK, run } from './process.js';
+
+/** Runs the hook with a defaults file pointing at `url`; logs go to stderr for the assertions. */
+async function hook(dir: string, url: string, args: string[], xml: string, extra = ''): Promise<Awaited<ReturnType<typeof run>>> {
+  const defaults = path.join(dir, 'default-mdserver');
+  fs.writeFileSync(defaults, `# as the installer writes it\nMDSERVER_URL="${url}"\n${extra}`);
+  return run(HOOK, args, { input: xml, env: { MDSERVER_DEFAULTS: defaults, MDSERVER_HOOK_SYSLOG: 'no' } });
+}
+
+async function show(dir: string, name: string): Promise<{ status: number | null; body: Record<string, unknown> | null }> {
+  const r = await cli(['instances', 'show', name, '--json', '--config', path.join(dir, 'mdserver.conf')]);
+  return { status: r.status, body: r.status === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : null };
+}
+
+test('the hook registers a domain on prepare, migrate, restore and reconnect, printing nothing on stdout', async () => {
+  const t = await startTestServer();
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    const ops: [string, typeof VM1][] = [
+      ['prepare', VM1],
+      ['migrate', VM2],
+      ['restore', { name: 'test3', uuid: '3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:44' }],
+      ['reconnect', { name: 'test4', uuid: '4f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:55' }],
+    ];
+    for (const [op, vm] of ops) {
+      const r = await hook(t.dir, url, [vm.name, op, 'begin', '-'], domainXml(vm));
+      assert.equal(r.status, 0, `${op}: ${r.stderr}`);
+      // For migrate and restore libvirt would take any stdout as a replacement domain XML.
+      assert.equal(r.stdout, '', op);
+      assert.match(r.stderr, new RegExp(`mdserver-hook: ${op} ${vm.name}: registered ${vm.name} mac=${vm.mac} ipv4=127\\.1\\.`));
+      const s = await show(t.dir, vm.name);
+      assert.equal(s.status, 0, `${vm.name} registered by ${op}`);
+      assert.equal(s.body?.['mac'], vm.mac);
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook ignores every other operation and exits 0 without contacting mdserver', async () => {
+  const t = await startTestServer();
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    for (const args of [['start', 'begin'], ['started', 'begin'], ['stopped', 'end'], ['release', 'end'], ['prepare', 'end'], ['migrate', 'end'], ['attach', 'begin']]) {
+      const r = await hook(t.dir, url, [VM1.name, ...args, '-'], domainXml(VM1));
+      assert.equal(r.status, 0);
+      assert.equal(r.stdout + r.stderr, '', args.join(' '));
+    }
+    assert.equal((await show(t.dir, VM1.name)).status, 1);
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook sends the XML byte for byte, newlines included', async () => {
+  const t = await startTestServer();
+  try {
+    // md_server's `curl -d @file` dropped newlines, which joins the lines of a value like this one.
+    const xml = domainXml({ ...VM1, metadata: { motd: 'first line\nsecond line' } });
+    const r = await hook(t.dir, `http://127.0.0.1:${t.port}`, [VM1.name, 'prepare', 'begin', '-'], xml);
+    assert.equal(r.status, 0, r.stderr);
+    const s = await show(t.dir, VM1.name);
+    assert.deepEqual(s.body?.['metadata'], { motd: 'first line\nsecond line' });
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook logs a refused domain and still exits 0', async () => {
+  const t = await startTestServer();
+  try {
+    const r = await hook(t.dir, `http://127.0.0.1:${t.port}`, [VM1.name, 'prepare', 'begin', '-'], domainXml({ ...VM1, network: 'default' }));
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /mdserver-hook: prepare test1: mdserver refused the domain \(400\): domain test1 has no interface on network "mds"/);
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook gives up quickly and exits 0 when mdserver is not running', async () => {
+  const dir = tempDir();
+  try {
+    // A port nobody listens on: the connection is refused at once.
+    const probe = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => probe.once('listening', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const r = await hook(dir, `http://127.0.0.1:${port}`, [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1));
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, new RegExp(`mdserver-hook: prepare test1: cannot reach mdserver at http://127\\.0\\.0\\.1:${port}/instance-upload`));
+    assert.ok(r.ms < 2000, `took ${r.ms} ms`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the hook stops waiting for a server that accepts but never answers after MDSERVER_MAX_TIME', async () => {
+  const dir = tempDir();
+  const sockets: net.Socket[] = [];
+  const stuck = net.createServer((s) => sockets.push(s)).listen(0, '127.0.0.1');
+  try {
+    await new Promise((r) => stuck.once('listening', r));
+    const port = (stuck.address() as net.AddressInfo).port;
+    const r = await hook(dir, `http://127.0.0.1:${port}`, [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), 'MDSERVER_MAX_TIME=2\n');
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /cannot reach mdserver .*(timed out|Timeout)/i);
+    assert.ok(r.ms >= 1900 && r.ms < 4500, `took ${r.ms} ms`);
+  } finally {
+    for (const s of sockets) s.destroy();
+    stuck.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the hook ignores anything but its three settings in the defaults file', async () => {
+  const dir = tempDir();
+  try {
+    const r = await hook(dir, 'http://127.0.0.1:9', [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1),
+      `MDSERVER_CONNECT_TIMEOUT=$(touch ${dir}/ran)\nMDSERVER_MAX_TIME=soon\ntouch ${dir}/ran2\n`);
+    assert.equal(r.status, 0);
+    assert.match(r.stderr, /cannot reach mdserver at http:\/\/127\.0\.0\.1:9\/instance-upload/);
+    assert.equal(fs.existsSync(path.join(dir, 'ran')), false);
+    assert.equal(fs.existsSync(path.join(dir, 'ran2')), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('without a defaults file the hook posts to http://169.254.169.254', skipUnlessNetns(['curl']), async () => {
+  // Inside an empty namespace nothing is routed, so the attempt fails at once and no packet leaves.
+  const ns = Netns.create('mdshook');
+  try {
+    const r = ns.try('env', ['MDSERVER_DEFAULTS=/nonexistent', 'MDSERVER_HOOK_SYSLOG=no', HOOK, VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), 15000);
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /cannot reach mdserver at http:\/\/169\.254\.169\.254\/instance-upload/);
+  } finally {
+    ns.delete();
+  }
+});
