@@ -1,6 +1,7 @@
 // Logging: one winston logger for the process, a child per module, md_server's three levels
 // (base, stream, file) and debug overriding them all.
 
+import fs from 'node:fs';
 import winston from 'winston';
 
 export type Level = 'error' | 'warn' | 'info' | 'debug';
@@ -92,6 +93,14 @@ export function configureLogging(s: LogSettings): void {
   configuredFile = s.logfile;
   fileError = null;
   if (s.logfile) {
+    // winston's file transport does not report a file it cannot open, so try it here first.
+    try {
+      fs.closeSync(fs.openSync(s.logfile, 'a'));
+    } catch (e) {
+      fileError = (e as Error).message;
+      root.warn('cannot write the logfile; logging to stdout only', { logfile: s.logfile, error: fileError });
+      return;
+    }
     const t = new winston.transports.File({ filename: s.logfile, level: file });
     t.on('error', (err: Error) => {
       root.remove(t);
