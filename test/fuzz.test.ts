@@ -24,7 +24,7 @@ const SEGMENTS = ['', 'latest', '2009-04-04', '2021-03-23', 'meta-data', 'user-d
   'configuration', 'instance-upload', 'health', 'tags', 'instance', '..', '.', '%2e%2e', '%2F', '%00', '%ff', '%', '~', 'a'.repeat(300)];
 const METHODS = ['GET', 'GET', 'GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE'];
 
-test('a bounded fuzz run never gets a 5xx, never crashes the server, and memory stays bounded', async () => {
+test('a bounded fuzz run never gets a 5xx, never crashes the server, and memory stays bounded', async (t) => {
   const seed = Number(process.env['FUZZ_SEED'] ?? Date.now() % 100000);
   const rand = prng(seed);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(rand() * a.length)] as T;
@@ -74,6 +74,7 @@ test('a bounded fuzz run never gets a 5xx, never crashes the server, and memory 
     assert.ok(afterKb - warm < 64 * 1024, `seed ${seed}: RSS grew by ${afterKb - warm} kB`);
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
     assert.ok(total > 500, `enough requests were made (${total})`);
+    t.diagnostic(`seed ${seed}: ${total} requests, statuses ${JSON.stringify(Object.fromEntries([...counts].sort()))}, RSS ${warm} -> ${afterKb} kB`);
   } finally {
     assert.equal(await srv.stop(), 0);
   }
