@@ -51,3 +51,30 @@ test('with verify_mac the server accepts the VM by its MAC and refuses it once t
     await net.stop();
   }
 });
+
+test('with verify_mac a VM that takes another VM\'s address gets 403, and the owner is served again once it is back', netns, async () => {
+  const net = await VmNet.start({ sections: { mdserver: { verify_mac: 'yes' } } });
+  try {
+    const victim = await net.addVm(VM1);
+    const thief = await net.addVm(VM2);
+    assert.equal(httpFrom(victim.ns, `${MDS_URL}/latest/meta-data/instance-id`).body, `i-${victim.ipv4}`);
+    // The victim goes quiet (shut down); the thief drops its own address and takes the victim's.
+    victim.ns.ip('link', 'set', 'eth0', 'down');
+    thief.ns.ip('addr', 'flush', 'dev', 'eth0');
+    thief.ns.ip('addr', 'add', `${victim.ipv4}/${net.network.prefix}`, 'dev', 'eth0');
+    thief.ns.ip('route', 'replace', `${MDS_URL.slice(7)}/32`, 'via', net.network.gateway, 'dev', 'eth0');
+    await waitFor('the thief to be refused', () => {
+      const r = httpFrom(thief.ns, `${MDS_URL}/latest/meta-data/public-keys/0/openssh-key`);
+      return r.status === 403 && !r.body.includes('ssh-');
+    }, 10000);
+    assert.equal(httpFrom(thief.ns, `${MDS_URL}/latest/user-data`).status, 403);
+    assert.match(net.serverLog() + net.serverOutput(), /refused a caller whose MAC does not match the instance/);
+    // The thief leaves; the owner comes back and is recognised again.
+    thief.ns.ip('link', 'set', 'eth0', 'down');
+    victim.ns.ip('link', 'set', 'eth0', 'up');
+    victim.ns.ip('route', 'replace', `${MDS_URL.slice(7)}/32`, 'via', net.network.gateway, 'dev', 'eth0');
+    await waitFor('the owner to be served again', () => httpFrom(victim.ns, `${MDS_URL}/latest/meta-data/instance-id`).status === 200, 10000);
+  } finally {
+    await net.stop();
+  }
+});
