@@ -2,6 +2,7 @@
 // (base, stream, file) and debug overriding them all.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import winston from 'winston';
 
 export type Level = 'error' | 'warn' | 'info' | 'debug';
@@ -95,6 +96,7 @@ export function configureLogging(s: LogSettings): void {
   if (s.logfile) {
     // winston's file transport does not report a file it cannot open, so try it here first.
     try {
+      fs.mkdirSync(path.dirname(s.logfile), { recursive: true });
       fs.closeSync(fs.openSync(s.logfile, 'a'));
     } catch (e) {
       fileError = (e as Error).message;
