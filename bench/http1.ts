@@ -14,7 +14,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 export class Connection {
   private readonly socket: net.Socket;
-  private readonly ready: Promise<void>;
+  readonly ready: Promise<void>;
   private buf: Buffer = Buffer.alloc(0);
   private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;

@@ -5,6 +5,7 @@
 // Options: --runs N (default 3)   --quick (fewer instances, shorter phases: a smoke run)
 //          --profile (the server writes a CPU profile per run into the run directory; keeps it)
 //          --keep (keep each run's directory)   --json FILE (write every per-run figure)
+//          --instances N (default 10000)   --node-args "ARGS" (extra node options for the server)
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,10 +25,11 @@ interface Options {
   profile: boolean;
   keep: boolean;
   json: string | null;
+  nodeArgs: string[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, instances: 10_000, bootVms: 1000, warmupMs: 1000, durationMs: 4000, startups: 3, profile: false, keep: false, json: null };
+  const o: Options = { runs: 3, instances: 10_000, bootVms: 1000, warmupMs: 1000, durationMs: 4000, startups: 3, profile: false, keep: false, json: null, nodeArgs: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--runs') o.runs = Math.max(1, Number(argv[++i]));
@@ -35,6 +37,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--profile') o.profile = o.keep = true;
     else if (a === '--keep') o.keep = true;
     else if (a === '--json') o.json = argv[++i] ?? null;
+    else if (a === '--instances') o.instances = Math.max(1000, Number(argv[++i]));
+    else if (a === '--node-args') o.nodeArgs = (argv[++i] ?? '').split(' ').filter(Boolean);
     else throw new Error(`unknown option ${a}; see the head of bench/run.ts`);
   }
   return o;
@@ -43,7 +47,7 @@ function parseArgs(argv: string[]): Options {
 /** In-flight VMs (the issue's boot storm bound) and connections for the fixed-shape loads. */
 const CONCURRENCY = 64;
 /** Requests a simulated VM makes on one keep-alive connection before the next VM takes over. */
-const PER_CONNECTION = 10;
+const PER_CONNECTION = 50;
 /** Upload connections from the host (the qemu hook runs once per starting domain). */
 const UPLOAD_CONCURRENCY = 8;
 const HOST = '127.0.0.1';
@@ -107,7 +111,7 @@ async function oneRun(o: Options, n: number, gen: LoadGen): Promise<Figures> {
   const port = await freePort();
   const b = writeBenchDir(dir, port, process.pid);
   const out = path.join(dir, 'server.out');
-  const nodeArgs = o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'profiles')}`] : [];
+  const nodeArgs = [...o.nodeArgs, ...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'profiles')}`] : [])];
   progress(`run ${n}: ${dir}`);
   const fixed = (p: number, sources: string[], extra: Partial<FixedJob> = {}): FixedJob => ({
     kind: 'fixed', port: p, method: 'GET', path: '/latest/meta-data/instance-id', sources, concurrency: CONCURRENCY,
@@ -155,7 +159,7 @@ async function oneRun(o: Options, n: number, gen: LoadGen): Promise<Figures> {
 
   const startups: number[] = [];
   for (let i = 0; i < o.startups; i++) {
-    server = await serve(['bin/mdserver', b.configFile], port, { path: '/latest/meta-data/instance-id', from: addresses[i] as string }, out);
+    server = await serve(['bin/mdserver', b.configFile], port, { path: '/latest/meta-data/instance-id', from: addresses[i] as string }, out, o.nodeArgs);
     startups.push(server.startupMs);
     if (i === 0) record(f, 'mds', 'rss at start', memory(server.child.pid as number).rssMiB);
     await server.stop();
