@@ -97,6 +97,7 @@ function record(f: Figures, col: Column, name: string, v: number): void {
 
 function recordLoad(f: Figures, col: Column, prefix: string, r: Measured): void {
   record(f, col, `${prefix} rate`, r.rate);
+  record(f, col, `${prefix} elapsed`, r.elapsedMs / 1000);
   record(f, col, `${prefix} p50`, r.latency.p50);
   record(f, col, `${prefix} p99`, r.latency.p99);
   record(f, col, `${prefix} errors`, r.errors);
@@ -105,6 +106,12 @@ function recordLoad(f: Figures, col: Column, prefix: string, r: Measured): void 
   if (r.errors > 0) progress(`${col} ${prefix}: ${r.errors} errors, first: ${r.firstError ?? ''}`);
 }
 
+/**
+ * One run. The three servers (mdserver and both floors) run side by side, idle but for the one
+ * being measured, and every load is applied to the floors immediately before and after mdserver:
+ * other work on the machine drifts over minutes, so ratios between neighbours in time are the
+ * figures least disturbed by it.
+ */
 async function oneRun(o: Options, n: number, gen: LoadGen): Promise<Figures> {
   const f: Figures = {};
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdserver-bench-'));
@@ -118,82 +125,79 @@ async function oneRun(o: Options, n: number, gen: LoadGen): Promise<Figures> {
     perConnection: PER_CONNECTION, warmupMs: o.warmupMs, durationMs: o.durationMs, maxRequests: 500_000, ...extra,
   });
 
-  // --- mdserver ---
-  let server: Served = await serve(['bin/mdserver', b.configFile], port, { path: '/service/name', from: HOST }, out, nodeArgs);
-  let addresses: string[];
-  let bootPerVm: number;
+  const floors: Partial<Record<Column, Served>> = {};
+  let server: Served | null = null;
   try {
+    for (const col of ['express', 'bare'] as const) {
+      const fport = await freePort();
+      const fl = await serve([path.join('dist', 'bench', 'floor.js'), col, String(fport)], fport, { path: '/', from: HOST }, out);
+      floors[col] = fl;
+      record(f, col, 'startup', fl.startupMs);
+      record(f, col, 'rss at start', memory(fl.child.pid as number).rssMiB);
+    }
+    server = await serve(['bin/mdserver', b.configFile], port, { path: '/service/name', from: HOST }, out, nodeArgs);
+    const mds = server;
+    /** Runs `job(col, port)` on express, mdserver and bare node, in that order. */
+    const trio = async (name: string, job: (col: Column, port: number) => Job): Promise<Measured> => {
+      let mine: Measured | null = null;
+      for (const col of ['express', 'mds', 'bare'] as const) {
+        const target = col === 'mds' ? mds : (floors[col] as Served);
+        const r = await gen.run(job(col, target.port), target.child.pid as number);
+        // The floors answer every upload with 200 (mdserver's 201 means "created").
+        if (col !== 'mds' && name === 'upload') r.errors = 0;
+        recordLoad(f, col, name, r);
+        if (col === 'mds') mine = r;
+      }
+      return mine as unknown as Measured;
+    };
+
     const hups0 = hups;
-    const up = await gen.run({ kind: 'upload', port, first: 0, count: o.instances, concurrency: UPLOAD_CONCURRENCY, from: HOST }, server.child.pid as number);
-    recordLoad(f, 'mds', 'upload', up);
+    const up = await trio('upload', (_col, p) => ({ kind: 'upload', port: p, first: 0, count: o.instances, concurrency: UPLOAD_CONCURRENCY, from: HOST }));
     record(f, 'mds', 'upload first', up.firstThousandRate ?? NaN);
     record(f, 'mds', 'upload last', up.lastThousandRate ?? NaN);
-    addresses = up.addresses ?? [];
+    const addresses = up.addresses ?? [];
     const listed = Math.min(await waitForLines(b.dhcpHosts, o.instances, 5000), lineCount(b.dnsHosts));
     record(f, 'mds', 'upload listed', listed);
     record(f, 'mds', 'upload hups', hups - hups0);
     progress(`uploads: ${fmt(up.rate)}/s (first 1000 ${fmt(up.firstThousandRate ?? NaN)}/s, last ${fmt(up.lastThousandRate ?? NaN)}/s), ${listed} hosts in the dnsmasq files, ${hups - hups0} HUPs`);
     if (addresses.length < o.instances) throw new Error(`only ${addresses.length} of ${o.instances} uploads succeeded: ${up.firstError ?? ''}`);
 
-    // A host coming up: its VMs boot at once, each on a cold cache entry.
+    // A host coming up: its VMs boot at once, each on a cold cache entry. The floors get the
+    // same number of requests per VM, with the same one-connection-per-request pattern.
     const vms = shuffle([...addresses]).slice(0, o.bootVms);
-    const boot = await gen.run({ kind: 'boot', port, sources: vms, concurrency: CONCURRENCY }, server.child.pid as number);
-    recordLoad(f, 'mds', 'boot', boot);
-    record(f, 'mds', 'boot total', boot.elapsedMs / 1000);
-    bootPerVm = Math.round(boot.perVm ?? 0);
-    progress(`boot storm: ${o.bootVms} VMs x ${fmt(boot.perVm ?? NaN)} requests in ${fmt(boot.elapsedMs / 1000)} s, ${fmt(boot.rate)} req/s, p99 ${fmt(boot.latency.p99)} ms, ${boot.errors} errors`);
+    let perVm = 41;
+    const boot = await trio('boot', (col, p): Job =>
+      col === 'mds' ? { kind: 'boot', port: p, sources: vms, concurrency: CONCURRENCY } : { kind: 'replay', port: p, sources: vms, concurrency: CONCURRENCY, perVm });
+    perVm = Math.round(boot.perVm ?? perVm);
+    progress(`boot storm: ${o.bootVms} VMs x ${fmt(boot.perVm ?? NaN)} requests in ${fmt(boot.elapsedMs / 1000)} s, ${fmt(boot.rate)} req/s, p99 ${fmt(boot.latency.p99)} ms, ${boot.errors} errors (express floor ${fmt(f['boot rate']?.express ?? NaN)} req/s)`);
 
     const spread = shuffle([...addresses]);
     for (const [name, p] of [['leaf', '/latest/meta-data/instance-id'], ['listing', '/latest/meta-data/'], ['userdata', '/latest/user-data']] as const) {
-      const r = await gen.run(fixed(port, spread, { path: p }), server.child.pid as number);
-      recordLoad(f, 'mds', name, r);
-      progress(`${name}: ${fmt(r.rate)} req/s, p50 ${fmt(r.latency.p50)} ms, p99 ${fmt(r.latency.p99)} ms`);
+      const r = await trio(name, (_col, fp) => fixed(fp, spread, { path: p }));
+      progress(`${name}: ${fmt(r.rate)} req/s, p50 ${fmt(r.latency.p50)} ms, p99 ${fmt(r.latency.p99)} ms (express floor ${fmt(f[`${name} rate`]?.express ?? NaN)} req/s)`);
     }
-    const mem = memory(server.child.pid as number);
-    record(f, 'mds', 'rss', mem.rssMiB);
-    record(f, 'mds', 'rss peak', mem.peakMiB);
-  } finally {
-    await server.stop();
-  }
-  record(f, 'mds', 'upload listed at exit', Math.min(lineCount(b.dhcpHosts), lineCount(b.dnsHosts)));
-
-  const startups: number[] = [];
-  for (let i = 0; i < o.startups; i++) {
-    server = await serve(['bin/mdserver', b.configFile], port, { path: '/latest/meta-data/instance-id', from: addresses[i] as string }, out, o.nodeArgs);
-    startups.push(server.startupMs);
-    if (i === 0) record(f, 'mds', 'rss at start', memory(server.child.pid as number).rssMiB);
-    await server.stop();
-  }
-  record(f, 'mds', 'startup', median(startups));
-  progress(`start-up with ${o.instances} instances: ${startups.map((s) => fmt(s)).join(', ')} ms`);
-
-  // --- the floors, under the same load shapes ---
-  for (const col of ['express', 'bare'] as const) {
-    const fport = await freePort();
-    const floor = await serve([path.join('dist', 'bench', 'floor.js'), col, String(fport)], fport, { path: '/', from: HOST }, out);
-    try {
-      const pid = floor.child.pid as number;
-      record(f, col, 'startup', floor.startupMs);
-      record(f, col, 'rss at start', memory(pid).rssMiB);
-      const jobs: [string, Job][] = [
-        ['upload', { kind: 'upload', port: fport, first: 0, count: o.instances, concurrency: UPLOAD_CONCURRENCY, from: HOST }],
-        ['boot', { kind: 'replay', port: fport, sources: addresses.slice(0, o.bootVms), concurrency: CONCURRENCY, perVm: bootPerVm }],
-        ['keepalive', fixed(fport, addresses)],
-      ];
-      for (const [name, job] of jobs) {
-        const r = await gen.run(job, pid);
-        // The floors answer 200 to an upload (mdserver's 201 would be "created").
-        if (name === 'upload') r.errors = 0;
-        recordLoad(f, col, name, r);
-        if (name === 'boot') record(f, col, 'boot total', r.elapsedMs / 1000);
-        if (name === 'keepalive') for (const k of ['leaf', 'listing', 'userdata']) recordLoad(f, col, k, r);
-      }
-      const mem = memory(pid);
+    for (const col of ['express', 'mds', 'bare'] as const) {
+      const mem = memory((col === 'mds' ? mds : (floors[col] as Served)).child.pid as number);
       record(f, col, 'rss', mem.rssMiB);
-      progress(`${col} floor: keep-alive ${fmt(f['keepalive rate']?.[col] ?? NaN)} req/s, boot pattern ${fmt(f['boot rate']?.[col] ?? NaN)} req/s, upload pattern ${fmt(f['upload rate']?.[col] ?? NaN)}/s`);
-    } finally {
-      await floor.stop();
+      record(f, col, 'rss peak', mem.peakMiB);
     }
+    await mds.stop();
+    server = null;
+    record(f, 'mds', 'upload listed at exit', Math.min(lineCount(b.dhcpHosts), lineCount(b.dnsHosts)));
+
+    const startups: number[] = [];
+    for (let i = 0; i < o.startups; i++) {
+      server = await serve(['bin/mdserver', b.configFile], port, { path: '/latest/meta-data/instance-id', from: addresses[i] as string }, out, o.nodeArgs);
+      startups.push(server.startupMs);
+      if (i === 0) record(f, 'mds', 'rss at start', memory(server.child.pid as number).rssMiB);
+      await server.stop();
+      server = null;
+    }
+    record(f, 'mds', 'startup', median(startups));
+    progress(`start-up with ${o.instances} instances: ${startups.map((s) => fmt(s)).join(', ')} ms`);
+  } finally {
+    await server?.stop();
+    for (const fl of Object.values(floors)) await fl.stop();
   }
   if (!o.keep) fs.rmSync(dir, { recursive: true, force: true });
   else progress(`kept ${dir}${o.profile ? ` (profiles in ${path.join(dir, 'profiles')})` : ''}`);
@@ -220,7 +224,7 @@ const ROWS: RowSpec[] = [
   { label: '2 user-data req/s', key: 'userdata rate', higher: true, target: { text: '>= 70% express', met: (_m, r) => r >= 0.7 } },
   { label: '2 user-data p50 ms', key: 'userdata p50', higher: false },
   { label: '2 user-data p99 ms', key: 'userdata p99', higher: false },
-  { label: '3 boot storm total s', key: 'boot total', higher: false },
+  { label: '3 boot storm total s', key: 'boot elapsed', higher: false },
   { label: '3 boot storm req/s', key: 'boot rate', higher: true, target: { text: '>= 60% express', met: (_m, r) => r >= 0.6 } },
   { label: '3 boot storm p50 ms', key: 'boot p50', higher: false },
   { label: '3 boot storm p99 ms', key: 'boot p99', higher: false, target: { text: '< 50 ms', met: (m) => m < 50 } },
@@ -236,6 +240,8 @@ const ROWS: RowSpec[] = [
   { label: '5 RSS MiB just started', key: 'rss at start', higher: false },
   { label: '5 start-up ms (to 1st answer)', key: 'startup', higher: false, target: { text: '< 1500 ms', met: (m) => m < 1500 } },
   { label: 'server CPU us/req, leaf', key: 'leaf server cpu', higher: false },
+  { label: 'server CPU us/req, listing', key: 'listing server cpu', higher: false },
+  { label: 'server CPU us/req, user-data', key: 'userdata server cpu', higher: false },
   { label: 'server CPU us/req, boot', key: 'boot server cpu', higher: false },
   { label: 'server CPU us/req, upload', key: 'upload server cpu', higher: false },
   { label: 'loadgen CPU us/req, keep-alive', key: 'leaf loadgen cpu', higher: false },
@@ -264,12 +270,12 @@ function report(o: Options, runs: Figures[]): string {
     const met = row.target ? (row.target.met(m, rx, medians) ? 'yes' : 'MISSED') : '';
     return [row.label, fmt(m), o.runs > 1 ? spread(row.key) : '', fmt(med(row.key, 'express')), fmt(med(row.key, 'bare')), pct(rx), pct(rb), row.target?.text ?? '', met];
   });
-  const ceiling = 1e6 / med('keepalive loadgen cpu', 'bare');
+  const ceiling = 1e6 / med('leaf loadgen cpu', 'bare');
   const lines = [
     table(['figure', 'mdserver', 'min..max', 'express', 'node', 'vs express', 'vs node', 'target', 'met'], rows),
     '',
     `Ratios are "as good as the floor" fractions (for times and memory: floor / mdserver), medians of per-run ratios.`,
-    `Load generator ceiling: ${fmt(ceiling)} req/s per core of its own (keep-alive, against bare node, which it drove at ${fmt(med('keepalive rate', 'bare'))} req/s).`,
+    `Load generator ceiling: ${fmt(ceiling)} req/s per core of its own (keep-alive, against bare node, which it drove at ${fmt(med('leaf rate', 'bare'))} req/s).`,
     `${runs.length} run(s), ${o.instances} instances, ${o.bootVms} booting VMs, ${CONCURRENCY} in flight; node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`,
   ];
   return lines.join('\n');

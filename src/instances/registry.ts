@@ -127,6 +127,6 @@ export class Registry {
   }
 
   hostEntries(): HostEntry[] {
-    return this.store.all();
+    return this.store.hostEntries();
   }
 }
