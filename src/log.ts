@@ -63,8 +63,33 @@ export function rootLogger(): Logger {
   return root;
 }
 
+/**
+ * A child logger that drops calls below the configured level before winston sees them. winston
+ * runs the whole format pipeline (timestamp, printf, JSON of every field) for every call and only
+ * then lets each transport discard it, so a disabled `debug` on a hot path cost as much as a
+ * written line. `root.level` is always the most verbose level any transport wants (see
+ * configureLogging), so the check drops exactly what every transport would have dropped.
+ */
 export function moduleLogger(name: string): Logger {
-  return root.child({ module: name });
+  const child = root.child({ module: name });
+  const write = child.write as unknown as (info: winston.LogEntry) => boolean;
+  return Object.create(child, {
+    write: {
+      value(info: winston.LogEntry): boolean {
+        const want = root.levels[info.level];
+        const limit = root.levels[root.level];
+        if (want !== undefined && limit !== undefined && want > limit) return true;
+        return write.call(child, info);
+      },
+    },
+  }) as Logger;
+}
+
+/** Whether a call at `level` would be written (to skip building expensive log fields). */
+export function isLogged(level: Level): boolean {
+  const want = root.levels[level];
+  const limit = root.levels[root.level];
+  return want === undefined || limit === undefined || want <= limit;
 }
 
 let fileTransport: winston.transport | null = null;

@@ -4,7 +4,7 @@
 import type { Config } from '../config/index.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import type { HostEntry } from '../dnsmasq/render.js';
-import { parseDomainXml } from '../libvirt/domain.js';
+import { parseDomainXml, type DomainInfo } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
 import { tagKeyProblem } from '../metadata/ec2.js';
 import { overrideProblems } from '../metadata/instanceData.js';
@@ -24,8 +24,15 @@ export function reservedAddresses(cfg: Config): Set<number> {
   return out;
 }
 
+interface Waiting {
+  info: DomainInfo;
+  resolve: (r: RegisterResult) => void;
+  reject: (e: unknown) => void;
+}
+
 export class Registry {
   private reserved: Set<number>;
+  private waiting: Waiting[] = [];
 
   constructor(private cfg: Config, private readonly store: Store, private readonly dnsmasq: DnsmasqFiles) {
     this.reserved = reservedAddresses(cfg);
@@ -38,8 +45,69 @@ export class Registry {
 
   /** Parses and records a domain XML document; throws MdsError on bad input or conflicts. */
   upload(xml: string): RegisterResult {
+    const result = this.register(this.parse(xml));
+    if (result.changed) this.dnsmasq.changed();
+    return result;
+  }
+
+  /**
+   * Records a domain like `upload`, committed together with every other upload that arrives in the
+   * same turn of the event loop: one transaction, so one fsync, for the group, each upload in its
+   * own savepoint so that a conflict fails only its own request. With synchronous=FULL the fsync is
+   * most of an upload's cost (about 3 ms of the 5 ms an upload took here); sharing it lets a host
+   * that starts hundreds of domains at once register them several times faster, while every 2xx
+   * still means the record is on disk. A lone upload (the qemu hook's usual case) waits only for
+   * the next check phase of the event loop.
+   */
+  uploadGrouped(xml: string): Promise<RegisterResult> {
+    let info: DomainInfo;
+    try {
+      info = this.parse(xml);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ info, resolve, reject });
+      if (this.waiting.length === 1) setImmediate(() => this.commitWaiting());
+    });
+  }
+
+  private commitWaiting(): void {
+    const group = this.waiting;
+    this.waiting = [];
+    let outcomes: (RegisterResult | Error)[];
+    try {
+      outcomes = this.store.transaction(() =>
+        group.map((w) => {
+          try {
+            return this.register(w.info);
+          } catch (e) {
+            return e instanceof Error ? e : new Error(String(e));
+          }
+        }),
+      );
+    } catch (e) {
+      // The commit itself failed (disk full, I/O error): nothing in the group was stored.
+      for (const w of group) w.reject(e);
+      return;
+    }
+    let changed = false;
+    outcomes.forEach((o, i) => {
+      const w = group[i] as Waiting;
+      if (o instanceof Error) return w.reject(o);
+      changed ||= o.changed;
+      w.resolve(o);
+    });
+    if (changed) this.dnsmasq.changed();
+  }
+
+  private parse(xml: string): DomainInfo {
     const d = this.cfg.dnsmasq;
-    const info = parseDomainXml(xml, { network: d.netName, bridge: d.interface });
+    return parseDomainXml(xml, { network: d.netName, bridge: d.interface });
+  }
+
+  private register(info: DomainInfo): RegisterResult {
+    const d = this.cfg.dnsmasq;
     const result = this.store.register(info, this.cfg.service.location, (isUsed) => {
       const n = pickIPv4(d.net, this.reserved, (a) => isUsed(formatIPv4(a)));
       return n === null ? null : formatIPv4(n);
@@ -49,7 +117,6 @@ export class Registry {
       name: i.name, uuid: i.uuid, mac: i.mac, ipv4: i.ipv4, changed: result.changed,
     });
     if (result.changed) {
-      this.dnsmasq.changed();
       // The domain is registered either way; what its metadata cannot do is said once per change.
       for (const problem of overrideProblems(info.metadata)) log.warn(problem, { name: i.name });
       for (const key of Object.keys(info.metadata)) {
@@ -82,6 +149,6 @@ export class Registry {
   }
 
   hostEntries(): HostEntry[] {
-    return this.store.all();
+    return this.store.hostEntries();
   }
 }

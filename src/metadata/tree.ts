@@ -32,11 +32,19 @@ export function isDeferred(n: Node): n is Deferred {
  * cloud-init reads a line ending in `/` as a directory and anything else as a leaf.
  */
 export function listDir(d: Dir): string {
-  if (d.listing) return d.listing.join('\n');
-  const lines: string[] = [];
-  for (const [name, node] of d.entries) lines.push(isDir(node) ? `${name}/` : name);
-  return lines.join('\n');
+  let text = listings.get(d);
+  if (text === undefined) {
+    const lines: string[] = [];
+    if (d.listing) lines.push(...d.listing);
+    else for (const [name, node] of d.entries) lines.push(isDir(node) ? `${name}/` : name);
+    text = lines.join('\n');
+    listings.set(d, text);
+  }
+  return text;
 }
+
+/** Listings already joined: a tree never changes once built, and cloud-init reads each many times. */
+const listings = new WeakMap<Dir, string>();
 
 /**
  * Follows `segments` from `root`. Empty segments (from a trailing or doubled slash) are ignored,

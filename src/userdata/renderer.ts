@@ -9,13 +9,15 @@ import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import type { InstanceData } from '../metadata/instanceData.js';
 import { convertBottle, renderPlaceholder, type Placeholder } from './bottle.js';
-import { templateCandidates } from './select.js';
+import { templateCandidates, type Candidates } from './select.js';
 
 const log = moduleLogger('userdata');
 
 const eta = new Eta({ autoEscape: false, autoTrim: false, useWith: false, varName: 'it', cache: false });
 
 type Compiled = (data: Record<string, unknown>) => string;
+
+const MAX_FILE_STATES = 4096;
 
 interface FileState {
   checkedAt: number;
@@ -58,9 +60,22 @@ export class UserdataRenderer {
     this.builtin = compileTemplate(builtinText, '(built-in template)');
   }
 
+  /**
+   * Per instance (its InstanceData lives exactly as long as its cached metadata view, so these go
+   * when the instance or the database changes): the template files to try, and the last output
+   * with the compiled template that made it. A template is treated as a function of the instance's
+   * data, as md_server's were: it is rendered again only when the file changes (a new compiled
+   * function) or the configuration is reloaded. Rendering on every request was a third of the
+   * cost of a user-data request in `npm run bench`, and cloud-init asks for it more than once.
+   */
+  private candidates = new WeakMap<InstanceData, Candidates>();
+  private rendered = new WeakMap<InstanceData, { fn: Compiled; out: string }>();
+
   setConfig(cfg: Config): void {
     this.cfg = cfg;
     this.files.clear();
+    this.candidates = new WeakMap();
+    this.rendered = new WeakMap();
   }
 
   private state(file: string): FileState {
@@ -74,6 +89,9 @@ export class UserdataRenderer {
     } catch {
       // missing: not a template
     }
+    // Each instance has its own candidate names, so with thousands of instances the map would
+    // keep an entry per candidate ever looked at; an entry is only trusted for checkMs anyway.
+    if (this.files.size >= MAX_FILE_STATES) this.files.clear();
     this.files.set(file, st);
     return st;
   }
@@ -90,7 +108,12 @@ export class UserdataRenderer {
   /** The template file that applies to `d`, or null for the built-in one. */
   choose(d: InstanceData): string | null {
     const m = this.cfg.mdserver;
-    const { paths, explicit } = templateCandidates(m.userdataDir, m.userdataSuffixes, d.instance);
+    let c = this.candidates.get(d);
+    if (!c) {
+      c = templateCandidates(m.userdataDir, m.userdataSuffixes, d.instance);
+      this.candidates.set(d, c);
+    }
+    const { paths, explicit } = c;
     for (const p of paths) if (this.state(p).exists) return p;
     if (explicit) {
       throw new MdsError('NOT_FOUND', `userdata template for prefix "${d.instance.metadata['userdata_prefix'] ?? ''}" not found for ${d.ipv4}`);
@@ -136,7 +159,10 @@ export class UserdataRenderer {
     let out: string;
     try {
       const fn = file ? this.load(file, this.state(file)) : this.builtin;
+      const last = this.rendered.get(d);
+      if (last && last.fn === fn && !this.cfg.mdserver.debugUserdata) return last.out;
       out = fn(this.data(d));
+      this.rendered.set(d, { fn, out });
     } catch (e) {
       log.error('userdata template failed', { instance: d.instance.name, file: file ?? '(built-in)', error: describe(e) });
       throw new MdsError('TEMPLATE_FAILED', `Userdata templating failure for ${d.instance.name}`, { cause: e });

@@ -10,6 +10,8 @@ import { sendText } from '../respond.js';
 
 /** Splits a raw path into decoded segments; a bad escape is the client's error. */
 export function segments(path: string): string[] {
+  // Almost no metadata path has an escape; skip decoding when there is nothing to decode.
+  if (!path.includes('%')) return path.split('/');
   try {
     return path.split('/').map((s) => decodeURIComponent(s));
   } catch {

@@ -51,7 +51,7 @@ export function uploadHandler(ctx: AppContext) {
     } catch {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
-    const { instance: i, created } = ctx.registry.upload(xml);
+    const { instance: i, created } = await ctx.registry.uploadGrouped(xml);
     sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n`, created ? 201 : 200);
   };
 }
