@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runPy, skipUnlessCloudInit } from './cloudinit.js';
+import { runPy, skipUnless } from './cloudinit.js';
 import { request, startTestServer, tempDir, upload, VM1, VM2, type TestServer } from './helpers.js';
 
 interface Parsed {
@@ -44,7 +44,7 @@ describe('NoCloud seed over HTTP', () => {
     assert.equal((await get('/nocloud/vendor-data', ip1)).body, '');
   });
 
-  test('cloud-init reads meta-data as the instance id, host name and SSH keys', skipUnlessCloudInit(), async () => {
+  test('cloud-init reads meta-data as the instance id, host name and SSH keys', skipUnless({ cloudInit: true }), async () => {
     for (const [ip, name] of [[ip1, 'test1'], [ip2, 'on']] as const) {
       const md = (await get('/nocloud/meta-data', ip)).body;
       const net = (await get('/nocloud/network-config', ip)).body;
@@ -57,7 +57,7 @@ describe('NoCloud seed over HTTP', () => {
     }
   });
 
-  test('cloud-init reads network-config as a static address on the NIC with the VM MAC', skipUnlessCloudInit(), async () => {
+  test('cloud-init reads network-config as a static address on the NIC with the VM MAC', skipUnless({ cloudInit: true }), async () => {
     const p = runPy<Parsed>('parse_nocloud.py', {
       'meta-data': (await get('/nocloud/meta-data', ip1)).body,
       'network-config': (await get('/nocloud/network-config', ip1)).body,
@@ -81,7 +81,7 @@ describe('NoCloud seed over HTTP', () => {
 });
 
 describe('NoCloud settings', () => {
-  test('network = dhcp with use_dns gives DHCP on the NIC; vendor-data comes from the file', skipUnlessCloudInit(), async () => {
+  test('network = dhcp with use_dns gives DHCP on the NIC; vendor-data comes from the file', skipUnless({ cloudInit: true }), async () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'vendor.yaml'), '#cloud-config\nruncmd: [[touch, /run/vendor]]\n');
     const srv = await startTestServer({ nocloud: { network: 'dhcp', vendor_data_file: 'vendor.yaml' }, dnsmasq: { use_dns: 'yes' } }, dir);
