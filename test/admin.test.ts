@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { domainXml, request, startTestServer, tempDir, upload, VM1, VM2, writeConfig, type Sections } from './helpers.js';
+import { domainXml, request, startTestServer, tempDir, VM1, VM2, withVms, writeConfig, type Sections } from './helpers.js';
 import { waitFor } from './netns.js';
 import { cli } from './process.js';
 
@@ -14,10 +14,7 @@ const conf = (dir: string): string[] => ['--config', path.join(dir, 'mdserver.co
 const dhcpHosts = (dir: string): string => fs.readFileSync(path.join(dir, 'dnsmasq', 'dhcp', 'mds.dhcp-hosts'), 'utf8');
 
 test('instances list prints a table of the registered VMs, and JSON with --json', async () => {
-  const t = await startTestServer();
-  try {
-    const ip1 = await upload(t.port, VM1);
-    const ip2 = await upload(t.port, VM2);
+  await withVms({}, [VM1, VM2], async (t, ip1, ip2) => {
     const table = await cli(['instances', 'list', ...conf(t.dir)]);
     assert.equal(table.status, 0, table.stderr);
     const lines = table.stdout.trimEnd().split('\n');
@@ -30,15 +27,11 @@ test('instances list prints a table of the registered VMs, and JSON with --json'
     assert.equal(json.status, 0, json.stderr);
     const list = JSON.parse(json.stdout) as { name: string; ipv4: string; mac: string }[];
     assert.deepEqual(list.map((i) => [i.name, i.ipv4, i.mac]), [['test1', ip1, VM1.mac], ['test2', ip2, VM2.mac]]);
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('instances show prints one VM with its metadata, and an unknown name exits 1 saying so', async () => {
-  const t = await startTestServer();
-  try {
-    const ip = await upload(t.port, { ...VM1, metadata: { userdata_prefix: 'web' } });
+  await withVms({}, [{ ...VM1, metadata: { userdata_prefix: 'web' } }], async (t, ip) => {
     const shown = await cli(['instances', 'show', 'test1', ...conf(t.dir)]);
     assert.equal(shown.status, 0, shown.stderr);
     assert.match(shown.stdout, new RegExp(`^ipv4:\\s+${ip.replace(/\./g, '\\.')}$`, 'm'));
@@ -51,16 +44,11 @@ test('instances show prints one VM with its metadata, and an unknown name exits 
     const missing = await cli(['instances', 'show', 'nosuchvm', ...conf(t.dir)]);
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /no instance named "nosuchvm"/);
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('instances delete frees the address and removes the VM from the dnsmasq host files at once', async () => {
-  const t = await startTestServer();
-  try {
-    const ip1 = await upload(t.port, VM1);
-    await upload(t.port, VM2);
+  await withVms({}, [VM1, VM2], async (t, ip1) => {
     // Uploads right after start-up are coalesced into one write a moment later.
     await waitFor('both VMs in the dhcp-hosts file', () => dhcpHosts(t.dir).includes(VM1.mac) && dhcpHosts(t.dir).includes(VM2.mac));
     const del = await cli(['instances', 'delete', 'test1', ...conf(t.dir)]);
@@ -74,9 +62,7 @@ test('instances delete frees the address and removes the VM from the dnsmasq hos
     const again = await cli(['instances', 'delete', 'test1', ...conf(t.dir)]);
     assert.equal(again.status, 1);
     assert.match(again.stderr, /no instance named "test1"/);
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('status is unhealthy while no dnsmasq runs, and healthy once the pid file names a live one', async () => {
@@ -104,9 +90,7 @@ test('status is unhealthy while no dnsmasq runs, and healthy once the pid file n
 });
 
 test('reload applies a changed configuration to the running server', async () => {
-  const t = await startTestServer();
-  try {
-    const ip = await upload(t.port, VM1);
+  await withVms({}, [VM1], async (t, ip) => {
     const before = await request(t.port, '/latest/meta-data/public-keys/0/openssh-key', { from: ip });
     assert.equal(before.body, 'ssh-ed25519 AAAAdefaultkey user@host');
     writeConfig(t.dir, { 'public-keys': { default: 'ssh-ed25519 AAAArotatedkey user@host' }, dnsmasq: { lease_len: 3600 } });
@@ -118,15 +102,11 @@ test('reload applies a changed configuration to the running server', async () =>
     const after = await request(t.port, '/latest/meta-data/public-keys/0/openssh-key', { from: ip });
     assert.equal(after.body, 'ssh-ed25519 AAAArotatedkey user@host');
     assert.match(dhcpHosts(t.dir), new RegExp(`${VM1.mac},id:\\*,${ip.replace(/\./g, '\\.')},test1,3600`));
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('reload refuses an invalid configuration, lists every problem and keeps serving with the old one', async () => {
-  const t = await startTestServer();
-  try {
-    const ip = await upload(t.port, VM1);
+  await withVms({}, [VM1], async (t, ip) => {
     writeConfig(t.dir, { mdserver: { imds_tokens: 'sometimes', debug: 'perhaps' } });
     const r = await cli(['reload', ...conf(t.dir)]);
     assert.equal(r.status, 1);
@@ -138,9 +118,7 @@ test('reload refuses an invalid configuration, lists every problem and keeps ser
     assert.equal(still.body, 'test1');
     const s = JSON.parse((await cli(['status', '--json', ...conf(t.dir)])).stdout) as { lastReload: { ok: boolean } };
     assert.equal(s.lastReload.ok, false);
-  } finally {
-    await t.close();
-  }
+  });
 });
 
 test('reload says that a new port needs a restart and keeps listening where it was', async () => {

@@ -6,11 +6,11 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { runEc2Datasource, skipUnlessClients, upstreamCloudInit, type DatasourceResult } from './clients.js';
+import { runEc2Datasource, skipUnless, upstreamCloudInit, type DatasourceResult } from './cloudinit.js';
 import type { DomainSpec } from './helpers.js';
 import { VmNet, type Vm } from './vmnet.js';
 
-const clients = skipUnlessClients({ cloudInit: true });
+const clients = skipUnless({ cloudInit: true, vmNet: true });
 
 const KEYS = ['ssh-ed25519 AAAAdefaultkey user@host', 'ssh-rsa AAAAsecondkey other@host'];
 

@@ -2,27 +2,14 @@
 // the real server on 169.254.169.254, with the guest DMI data that `mdserver sysinfo` produces.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { cloudInitUnavailable, fakeGuestRoot, guestDmi, PY_DIR, PYTHON } from './cloudinit.js';
+import { dmiDir, fakeGuestRoot, guestDmi, runPy, skipUnless, sysinfoApplied } from './cloudinit.js';
 import { domainXml, tempDir, VM1, VM2, type DomainSpec } from './helpers.js';
-import { skipUnlessNetns } from './netns.js';
 import { VmNet, type Vm } from './vmnet.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'bin', 'mdserver');
 const KEYS = ['ssh-ed25519 AAAAdefaultkey user@host', 'ssh-rsa AAAAsecondkey other@host'];
-
-function skip(): { skip: string | false } {
-  const ns = skipUnlessNetns(['curl']);
-  if (ns.skip) return ns;
-  const why = cloudInitUnavailable();
-  if (why && process.env['CI'] === 'true') throw new Error(`cloud-init tests cannot run under CI: ${why}`);
-  return { skip: why ?? false };
-}
 
 interface DsResult {
   detected: boolean | null;
@@ -45,23 +32,17 @@ interface DsResult {
 
 /** The guest's DMI directory after `mdserver sysinfo --style <style> --apply` on its domain XML. */
 function dmiFor(spec: DomainSpec, style: string, dir: string): string {
-  const file = path.join(dir, `${spec.name}.xml`);
-  fs.writeFileSync(file, domainXml(spec));
-  const r = spawnSync(process.execPath, [BIN, 'sysinfo', '--style', style, '--apply', file], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  fakeGuestRoot(path.join(dir, `${spec.name}-root`), guestDmi(fs.readFileSync(file, 'utf8')));
-  return path.join(dir, `${spec.name}-root`, 'sys', 'class', 'dmi', 'id');
+  const root = fakeGuestRoot(path.join(dir, `${spec.name}-root`), { dmi: guestDmi(sysinfoApplied(domainXml(spec), style)) });
+  return dmiDir(root);
 }
 
 function runDatasource(vm: Vm, kind: 'openstack' | 'nocloud', dmi: string, dir: string): DsResult {
   const work = path.join(dir, `${vm.spec.name}-${kind}-work`);
   fs.mkdirSync(work, { recursive: true });
-  const r = vm.ns.try(PYTHON, [path.join(PY_DIR, 'datasource.py')], JSON.stringify({ kind, dmi, work }), 120000);
-  if (r.status !== 0) throw new Error(`datasource.py failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as DsResult;
+  return runPy<DsResult>('datasource.py', { kind, dmi, work }, { ns: vm.ns });
 }
 
-describe('cloud-init datasources from a VM namespace', { ...skip(), concurrency: false }, () => {
+describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudInit: true, vmNet: true }), concurrency: false }, () => {
   let net: VmNet;
   let dir: string;
   let vm1: Vm;

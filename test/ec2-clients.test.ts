@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { skipUnlessClients } from './clients.js';
+import { skipUnless } from './cloudinit.js';
 import type { DomainSpec } from './helpers.js';
 import { VmNet, type Vm } from './vmnet.js';
 
@@ -14,9 +14,9 @@ const APP: DomainSpec = {
   mac: '52:54:00:e2:00:07',
   metadata: { availability_zone: 'lab-north-1a', role: 'frontend' },
 };
-const SDK_SCRIPT = fileURLToPath(new URL('./clients/sdk-imds.js', import.meta.url));
+const SDK_SCRIPT = fileURLToPath(new URL('./sdk-imds.js', import.meta.url));
 
-describe('EC2 tools on a VM, with imds_tokens = required', skipUnlessClients({ tools: ['ec2-metadata'] }), () => {
+describe('EC2 tools on a VM, with imds_tokens = required', skipUnless({ tools: ['ec2-metadata'] }), () => {
   let net: VmNet;
   let vm: Vm;
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { tagKeyProblem } from '../src/metadata/ec2.js';
-import { request, startTestServer, tempDir, upload, writeConfig, type DomainSpec, type TestServer } from './helpers.js';
+import { request, startWithVms, tempDir, upload, withVms, writeConfig, type DomainSpec, type TestServer } from './helpers.js';
 
 const VERSIONS = ['2009-04-04', '2016-09-02', '2018-09-24', '2021-03-23', 'latest'];
 
@@ -78,10 +78,7 @@ describe('the EC2 tree', () => {
   let badly: string;
 
   before(async () => {
-    srv = await startTestServer();
-    plain = await upload(srv.port, PLAIN);
-    placed = await upload(srv.port, PLACED);
-    badly = await upload(srv.port, BADLY_PLACED);
+    [srv, plain, placed, badly] = await startWithVms({}, [PLAIN, PLACED, BADLY_PLACED]);
   });
   after(() => srv.close());
 
@@ -251,9 +248,7 @@ describe('the EC2 tree', () => {
 
 describe('a configuration that serves fewer versions', () => {
   test('still answers for what it lists and 404s the rest', async () => {
-    const srv = await startTestServer({ service: { ec2_versions: '2018-09-24' } });
-    try {
-      const ip = await upload(srv.port, PLAIN);
+    await withVms({ service: { ec2_versions: '2018-09-24' } }, [PLAIN], async (srv, ip) => {
       assert.equal((await request(srv.port, '/', { from: ip })).body, '2018-09-24/');
       assert.equal((await request(srv.port, '/2018-09-24/meta-data/local-ipv4', { from: ip })).body, ip);
       assert.equal((await request(srv.port, '/2021-03-23/meta-data/instance-id', { from: ip })).status, 404);
@@ -261,9 +256,7 @@ describe('a configuration that serves fewer versions', () => {
       // The token route does not depend on the versions served.
       const t = await request(srv.port, '/latest/api/token', { from: ip, method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '60' } });
       assert.equal(t.status, 200);
-    } finally {
-      await srv.close();
-    }
+    });
   });
 });
 

@@ -161,3 +161,37 @@ export async function upload(port: number, spec: DomainSpec): Promise<string> {
 
 export const VM1: DomainSpec = { name: 'test1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41' };
 export const VM2: DomainSpec = { name: 'test2', uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:33' };
+
+/** The address each of `specs` got, in the same order. */
+export type Addresses<S extends readonly DomainSpec[]> = { -readonly [K in keyof S]: string };
+
+/**
+ * A test server with `specs` uploaded from the host in order; returns the server followed by each
+ * domain's address. A failed upload closes the server before the error reaches the test.
+ */
+export async function startWithVms<const S extends readonly DomainSpec[]>(extra: Sections, specs: S, dir?: string): Promise<[TestServer, ...Addresses<S>]> {
+  const srv = await startTestServer(extra, dir);
+  try {
+    const ips: string[] = [];
+    for (const spec of specs) ips.push(await upload(srv.port, spec));
+    return [srv, ...ips] as [TestServer, ...Addresses<S>];
+  } catch (e) {
+    await srv.close();
+    throw e;
+  }
+}
+
+/** Runs `body` against a fresh server holding `specs`, and closes the server however `body` ends. */
+export async function withVms<const S extends readonly DomainSpec[]>(
+  extra: Sections,
+  specs: S,
+  body: (srv: TestServer, ...ips: Addresses<S>) => Promise<void>,
+  dir?: string,
+): Promise<void> {
+  const [srv, ...ips] = await startWithVms(extra, specs, dir);
+  try {
+    await body(srv, ...ips);
+  } finally {
+    await srv.close();
+  }
+}

@@ -5,15 +5,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { domainXml, request, startTestServer, upload, VM1, type TestServer } from './helpers.js';
+import { domainXml, request, startTestServer, startWithVms, upload, VM1, type TestServer } from './helpers.js';
 import { waitFor } from './netns.js';
 
 describe('hostile uploads', () => {
   let srv: TestServer;
   let vmIp: string;
   before(async () => {
-    srv = await startTestServer();
-    vmIp = await upload(srv.port, VM1);
+    [srv, vmIp] = await startWithVms({}, [VM1]);
   });
   after(() => srv.close());
 
@@ -91,8 +90,7 @@ describe('hostile requests', () => {
   let srv: TestServer;
   let vmIp: string;
   before(async () => {
-    srv = await startTestServer({ mdserver: { admin_socket: '' } });
-    vmIp = await upload(srv.port, VM1);
+    [srv, vmIp] = await startWithVms({ mdserver: { admin_socket: '' } }, [VM1]);
   });
   after(() => srv.close());
   const get = (p: string, o: Parameters<typeof request>[2] = {}) => request(srv.port, p, { from: vmIp, ...o });

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { request, startTestServer, upload, VM1, VM2, type Reply, type TestServer } from './helpers.js';
+import { request, startTestServer, startWithVms, VM1, VM2, type Reply, type TestServer } from './helpers.js';
 
 const TTL = 'X-aws-ec2-metadata-token-ttl-seconds';
 const TOKEN = 'X-aws-ec2-metadata-token';
@@ -18,6 +18,11 @@ async function token(srv: TestServer, from: string, ttl = '21600'): Promise<stri
   return r.body;
 }
 
+/** A GET from `from`, with `tok` as the session token unless it is undefined. */
+function getWithToken(srv: TestServer, path: string, from: string, tok?: string): Promise<Reply> {
+  return request(srv.port, path, { from, headers: tok === undefined ? {} : { [TOKEN]: tok } });
+}
+
 /** Changes one character in the middle, keeping the token well-formed base64url. */
 function tamper(t: string): string {
   const i = Math.floor(t.length / 2);
@@ -30,8 +35,7 @@ describe('issuing tokens', () => {
   let srv: TestServer;
   let ip: string;
   before(async () => {
-    srv = await startTestServer();
-    ip = await upload(srv.port, VM1);
+    [srv, ip] = await startWithVms({}, [VM1]);
   });
   after(() => srv.close());
 
@@ -97,14 +101,11 @@ describe('imds_tokens = optional (the default)', () => {
   let ip1: string;
   let ip2: string;
   before(async () => {
-    srv = await startTestServer();
-    ip1 = await upload(srv.port, VM1);
-    ip2 = await upload(srv.port, VM2);
+    [srv, ip1, ip2] = await startWithVms({}, [VM1, VM2]);
   });
   after(() => srv.close());
 
-  const get = (path: string, from: string, tok?: string) =>
-    request(srv.port, path, { from, headers: tok === undefined ? {} : { [TOKEN]: tok } });
+  const get = (path: string, from: string, tok?: string) => getWithToken(srv, path, from, tok);
 
   test('IMDSv1 callers without a token are served', async () => {
     const r = await get('/latest/meta-data/instance-id', ip1);
@@ -159,14 +160,11 @@ describe('imds_tokens = required', () => {
   let ip1: string;
   let ip2: string;
   before(async () => {
-    srv = await startTestServer({ mdserver: { imds_tokens: 'required' } });
-    ip1 = await upload(srv.port, VM1);
-    ip2 = await upload(srv.port, VM2);
+    [srv, ip1, ip2] = await startWithVms({ mdserver: { imds_tokens: 'required' } }, [VM1, VM2]);
   });
   after(() => srv.close());
 
-  const get = (path: string, from: string, tok?: string) =>
-    request(srv.port, path, { from, headers: tok === undefined ? {} : { [TOKEN]: tok } });
+  const get = (path: string, from: string, tok?: string) => getWithToken(srv, path, from, tok);
 
   test('every EC2 path without a token is a 401 that says how to get one', async () => {
     for (const path of ['/', '/latest/', '/latest/meta-data/', '/latest/meta-data/instance-id', '/latest/user-data', '/2009-04-04/meta-data/instance-id', '/latest/dynamic/instance-identity/document']) {

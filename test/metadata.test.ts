@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { request, startTestServer, upload, VM1, VM2, type TestServer } from './helpers.js';
+import { request, startTestServer, startWithVms, VM1, VM2, type TestServer } from './helpers.js';
 
 describe('EC2 metadata over HTTP', () => {
   let srv: TestServer;
@@ -10,9 +10,7 @@ describe('EC2 metadata over HTTP', () => {
   let ip2: string;
 
   before(async () => {
-    srv = await startTestServer({ service: { ec2_versions: '2009-04-04, latest' } });
-    ip1 = await upload(srv.port, VM1);
-    ip2 = await upload(srv.port, VM2);
+    [srv, ip1, ip2] = await startWithVms({ service: { ec2_versions: '2009-04-04, latest' } }, [VM1, VM2]);
   });
   after(() => srv.close());
 

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runPy, skipUnlessCloudInit } from './cloudinit.js';
-import { request, startTestServer, tempDir, upload, VM1, VM2, type TestServer } from './helpers.js';
+import { runPy, skipUnless } from './cloudinit.js';
+import { request, startTestServer, startWithVms, tempDir, VM1, VM2, withVms, type TestServer } from './helpers.js';
 
 interface Parsed {
   'meta-data': Record<string, unknown>;
@@ -20,10 +20,8 @@ describe('NoCloud seed over HTTP', () => {
   let ip2: string;
 
   before(async () => {
-    srv = await startTestServer();
-    ip1 = await upload(srv.port, VM1);
-    // A name YAML 1.1 would read as a boolean if it were written bare.
-    ip2 = await upload(srv.port, { ...VM2, name: 'on' });
+    // VM2 gets a name YAML 1.1 would read as a boolean if it were written bare.
+    [srv, ip1, ip2] = await startWithVms({}, [VM1, { ...VM2, name: 'on' }]);
   });
   after(() => srv.close());
 
@@ -44,7 +42,7 @@ describe('NoCloud seed over HTTP', () => {
     assert.equal((await get('/nocloud/vendor-data', ip1)).body, '');
   });
 
-  test('cloud-init reads meta-data as the instance id, host name and SSH keys', skipUnlessCloudInit(), async () => {
+  test('cloud-init reads meta-data as the instance id, host name and SSH keys', skipUnless({ cloudInit: true }), async () => {
     for (const [ip, name] of [[ip1, 'test1'], [ip2, 'on']] as const) {
       const md = (await get('/nocloud/meta-data', ip)).body;
       const net = (await get('/nocloud/network-config', ip)).body;
@@ -57,7 +55,7 @@ describe('NoCloud seed over HTTP', () => {
     }
   });
 
-  test('cloud-init reads network-config as a static address on the NIC with the VM MAC', skipUnlessCloudInit(), async () => {
+  test('cloud-init reads network-config as a static address on the NIC with the VM MAC', skipUnless({ cloudInit: true }), async () => {
     const p = runPy<Parsed>('parse_nocloud.py', {
       'meta-data': (await get('/nocloud/meta-data', ip1)).body,
       'network-config': (await get('/nocloud/network-config', ip1)).body,
@@ -81,12 +79,10 @@ describe('NoCloud seed over HTTP', () => {
 });
 
 describe('NoCloud settings', () => {
-  test('network = dhcp with use_dns gives DHCP on the NIC; vendor-data comes from the file', skipUnlessCloudInit(), async () => {
+  test('network = dhcp with use_dns gives DHCP on the NIC; vendor-data comes from the file', skipUnless({ cloudInit: true }), async () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'vendor.yaml'), '#cloud-config\nruncmd: [[touch, /run/vendor]]\n');
-    const srv = await startTestServer({ nocloud: { network: 'dhcp', vendor_data_file: 'vendor.yaml' }, dnsmasq: { use_dns: 'yes' } }, dir);
-    try {
-      const ip = await upload(srv.port, VM1);
+    await withVms({ nocloud: { network: 'dhcp', vendor_data_file: 'vendor.yaml' }, dnsmasq: { use_dns: 'yes' } }, [VM1], async (srv, ip) => {
       const vd = await request(srv.port, '/nocloud/vendor-data', { from: ip });
       assert.equal(vd.body, '#cloud-config\nruncmd: [[touch, /run/vendor]]\n');
       const p = runPy<Parsed>('parse_nocloud.py', {
@@ -95,9 +91,7 @@ describe('NoCloud settings', () => {
       });
       assert.equal(p.interfaces[0]?.subnets[0]?.['type'], 'dhcp4');
       assert.equal(p.interfaces[0]?.mac, VM1.mac);
-    } finally {
-      await srv.close();
-    }
+    }, dir);
   });
 
   test('a missing vendor-data file is a configuration error naming it', async () => {
@@ -107,12 +101,8 @@ describe('NoCloud settings', () => {
   });
 
   test('enabled = no turns the NoCloud paths off', async () => {
-    const srv = await startTestServer({ nocloud: { enabled: 'no' } });
-    try {
-      const ip = await upload(srv.port, VM1);
+    await withVms({ nocloud: { enabled: 'no' } }, [VM1], async (srv, ip) => {
       assert.equal((await request(srv.port, '/nocloud/meta-data', { from: ip })).status, 404);
-    } finally {
-      await srv.close();
-    }
+    });
   });
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { request, startTestServer, tempDir, upload, VM1, VM2, type TestServer } from './helpers.js';
+import { request, startTestServer, startWithVms, tempDir, VM1, VM2, withVms, type TestServer } from './helpers.js';
 
 const VERSIONS = ['2012-08-10', '2013-04-04', '2013-10-17', '2015-10-15', '2016-06-30', '2016-10-06', '2017-02-22', '2018-08-27', 'latest'];
 
@@ -14,9 +14,7 @@ describe('OpenStack metadata over HTTP', () => {
   let ip2: string;
 
   before(async () => {
-    srv = await startTestServer({ dnsmasq: { domain: 'mds.example' } });
-    ip1 = await upload(srv.port, { ...VM1, metadata: { role: 'web', dsmode: 'net' } });
-    ip2 = await upload(srv.port, VM2);
+    [srv, ip1, ip2] = await startWithVms({ dnsmasq: { domain: 'mds.example' } }, [{ ...VM1, metadata: { role: 'web', dsmode: 'net' } }, VM2]);
   });
   after(() => srv.close());
 
@@ -142,33 +140,25 @@ describe('OpenStack metadata over HTTP', () => {
 
 describe('OpenStack metadata settings', () => {
   test('network = dhcp and use_dns give a DHCP network and the DNS service', async () => {
-    const srv = await startTestServer({ openstack: { network: 'dhcp' }, dnsmasq: { use_dns: 'yes' } });
-    try {
-      const ip = await upload(srv.port, VM1);
+    await withVms({ openstack: { network: 'dhcp' }, dnsmasq: { use_dns: 'yes' } }, [VM1], async (srv, ip) => {
       const nd = JSON.parse((await request(srv.port, '/openstack/latest/network_data.json', { from: ip })).body) as Record<string, unknown>;
       const n = (nd['networks'] as Record<string, unknown>[])[0] ?? {};
       assert.equal(n['type'], 'ipv4_dhcp');
       assert.equal(n['ip_address'], undefined);
       assert.deepEqual(nd['services'], [{ type: 'dns', address: '127.1.0.1' }]);
-    } finally {
-      await srv.close();
-    }
+    });
   });
 
   test('vendor data files are served as configured', async () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'vd.json'), '{"cloud-init": "#cloud-config\\npackages: [htop]\\n"}');
     fs.writeFileSync(path.join(dir, 'vd2.json'), '{"static": {"a": 1}}');
-    const srv = await startTestServer({ openstack: { vendor_data_file: 'vd.json', vendor_data2_file: path.join(dir, 'vd2.json') } }, dir);
-    try {
-      const ip = await upload(srv.port, VM1);
+    await withVms({ openstack: { vendor_data_file: 'vd.json', vendor_data2_file: path.join(dir, 'vd2.json') } }, [VM1], async (srv, ip) => {
       const vd = await request(srv.port, '/openstack/latest/vendor_data.json', { from: ip });
       assert.deepEqual(JSON.parse(vd.body), { 'cloud-init': '#cloud-config\npackages: [htop]\n' });
       const vd2 = await request(srv.port, '/openstack/latest/vendor_data2.json', { from: ip });
       assert.deepEqual(JSON.parse(vd2.body), { static: { a: 1 } });
-    } finally {
-      await srv.close();
-    }
+    }, dir);
   });
 
   test('a vendor data file that is not JSON stops the server with the file, section and key named', async () => {
@@ -183,13 +173,9 @@ describe('OpenStack metadata settings', () => {
   });
 
   test('enabled = no turns the OpenStack paths off', async () => {
-    const srv = await startTestServer({ openstack: { enabled: 'no' } });
-    try {
-      const ip = await upload(srv.port, VM1);
+    await withVms({ openstack: { enabled: 'no' } }, [VM1], async (srv, ip) => {
       assert.equal((await request(srv.port, '/openstack', { from: ip })).status, 404);
       assert.equal((await request(srv.port, '/openstack/latest/meta_data.json', { from: ip })).status, 404);
-    } finally {
-      await srv.close();
-    }
+    });
   });
 });

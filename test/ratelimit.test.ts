@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
 import { RateLimiter } from '../src/http/ratelimit.js';
-import { request, startTestServer, upload, VM1, VM2 } from './helpers.js';
+import { request, VM1, VM2, withVms } from './helpers.js';
 
 test('a token bucket allows its burst, then the sustained rate', () => {
   let now = 0;
@@ -20,10 +20,7 @@ test('a token bucket allows its burst, then the sustained rate', () => {
 });
 
 test('a flooding VM gets 429 with Retry-After while another VM keeps getting answers', async (t) => {
-  const srv = await startTestServer({ mdserver: { rate_limit: 20, rate_burst: 40 } });
-  try {
-    const flooder = await upload(srv.port, VM1);
-    const polite = await upload(srv.port, VM2);
+  await withVms({ mdserver: { rate_limit: 20, rate_burst: 40 } }, [VM1, VM2], async (srv, flooder, polite) => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 16, localAddress: flooder });
     const flood = async (): Promise<number[]> => {
       const statuses: number[] = [];
@@ -62,7 +59,5 @@ test('a flooding VM gets 429 with Retry-After while another VM keeps getting ans
     if (r.status === 429) assert.match(String(r.headers['retry-after']), /^\d+$/);
     // The host is never limited.
     for (let i = 0; i < 60; i++) assert.equal((await request(srv.port, '/service/name')).status, 200);
-  } finally {
-    await srv.close();
-  }
+  });
 });

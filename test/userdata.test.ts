@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { convertBottle, evaluate, htmlEscape, parseExpression } from '../src/userdata/bottle.js';
 import { compileTemplate } from '../src/userdata/renderer.js';
-import { request, startTestServer, upload, type TestServer } from './helpers.js';
+import { request, startTestServer, upload, withVms, type TestServer } from './helpers.js';
 
 describe('Bottle placeholders', () => {
   const render = (t: string, data: Record<string, unknown>) => compileTemplate(t, 'test.yaml')(data);
@@ -151,15 +151,12 @@ describe('user-data over HTTP', () => {
 
 describe('debug_userdata', () => {
   test('writes the rendered result into run_dir, readable by its owner only', async () => {
-    const srv = await startTestServer({ mdserver: { debug_userdata: 'yes' } });
-    try {
-      const ip = await upload(srv.port, { name: 'dbg', uuid: 'cccccccc-0000-0000-0000-000000000001', mac: '52:54:00:00:cc:01' });
+    const dbg = { name: 'dbg', uuid: 'cccccccc-0000-0000-0000-000000000001', mac: '52:54:00:00:cc:01' };
+    await withVms({ mdserver: { debug_userdata: 'yes' } }, [dbg], async (srv, ip) => {
       const body = (await request(srv.port, '/latest/user-data', { from: ip })).body;
       const file = path.join(srv.dir, 'run', `${ip}.userdata`);
       assert.equal(fs.readFileSync(file, 'utf8'), body);
       assert.equal(fs.statSync(file).mode & 0o777, 0o600);
-    } finally {
-      await srv.close();
-    }
+    });
   });
 });

@@ -1,10 +1,10 @@
 """Runs cloud-init's own EC2 datasource, get_data() and all, against a metadata server, and prints
 what it concluded as one JSON object on stdout (cloud-init's debug log goes to stderr).
 
-Usage: python3 ec2_datasource.py PLATFORM METADATA_URL WORKDIR IFACE
+stdin: {"platform": ..., "url": <metadata URL>, "work": <temp dir>, "iface": <VM interface>}
 
-PLATFORM is what DMI would have told cloud-init ("aws" when the SMBIOS uuid starts with ec2,
-"unknown" otherwise). Everything cloud-init writes goes under WORKDIR. IFACE is the VM's network
+"platform" is what DMI would have told cloud-init ("aws" when the SMBIOS uuid starts with ec2,
+"unknown" otherwise). Everything cloud-init writes goes under "work". "iface" is the VM's network
 interface; its MAC is read from the namespace's own /sys, as on a real guest. Nothing here enables
 a cloud-init service or touches the system's cloud-init state.
 """
@@ -21,7 +21,8 @@ from cloudinit.sources import DataSourceEc2 as ec2_module
 
 
 def main():
-    platform, url, workdir, iface = sys.argv[1:5]
+    args = json.load(sys.stdin)
+    platform, url, workdir, iface = args["platform"], args["url"], args["work"], args["iface"]
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
     with open(f"/sys/class/net/{iface}/address", encoding="ascii") as f:
         mac = f.read().strip()
