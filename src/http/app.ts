@@ -26,32 +26,6 @@ export function createApp(ctx: AppContext): express.Express {
   app.set('etag', false);
   app.set('trust proxy', false);
 
-  // The access log is per-request detail, so debug (info is for lifecycle and state changes): at
-  // info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
-  // logged at warn by the error handler below.
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    if (!isLogged('debug')) return next();
-    const started = performance.now();
-    res.on('finish', () => {
-      log.debug(`${clientAddress(req)} ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`, {
-        ms: Math.round((performance.now() - started) * 100) / 100,
-      });
-    });
-    next();
-  });
-
-  // Rate limiting comes before any work: a flooding VM costs one map lookup per request. The
-  // host itself (uploads, admin checks) is never limited.
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    if (!ctx.limiter.enabled) return next();
-    const client = clientAddress(req);
-    if (isHost(client, ctx.config())) return next();
-    const wait = ctx.limiter.take(client);
-    if (wait === 0) return next();
-    if (ctx.limiter.newlyLimited) log.warn('rate limiting a client', { client });
-    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(wait) } });
-  });
-
   const token = tokenHandler(ctx);
   const upload = uploadHandler(ctx);
   const service = serviceHandler(ctx);
@@ -59,10 +33,38 @@ export function createApp(ctx: AppContext): express.Express {
   const openstack = openstackHandler(ctx);
   const nocloud = nocloudHandler(ctx);
 
+  // The access log is per-request detail, so debug (info is for lifecycle and state changes): at
+  // info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
+  // logged at warn by the error handler below.
+  const accessLog = (req: Request, res: Response): void => {
+    const started = performance.now();
+    res.on('finish', () => {
+      log.debug(`${clientAddress(req)} ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`, {
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      });
+    });
+  };
+
+  // Rate limiting comes before any work: a flooding VM costs one map lookup per request. The
+  // host itself (uploads, admin checks) is never limited.
+  const rateLimit = (req: Request): void => {
+    const client = clientAddress(req);
+    if (isHost(client, ctx.config())) return;
+    const wait = ctx.limiter.take(client);
+    if (wait === 0) return;
+    if (ctx.limiter.newlyLimited) log.warn('rate limiting a client', { client });
+    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(wait) } });
+  };
+
+  // One middleware does everything: each extra Express layer is a measurable part of a metadata
+  // request (doc/benchmarks.md).
   app.use((req: Request, res: Response, next: NextFunction) => {
+    if (isLogged('debug')) accessLog(req, res);
+    if (ctx.limiter.enabled) rateLimit(req);
     // Doubled slashes are collapsed for dispatch: clients build URLs by joining a base that may
     // end in `/` with a path that starts with one (the AWS SDK's token PUT among them).
-    const p = req.path.replace(/\/{2,}/g, '/');
+    const raw = req.path;
+    const p = raw.includes('//') ? raw.replace(/\/{2,}/g, '/') : raw;
     if (p === TOKEN_PATH) return token(req, res);
     if (p === UPLOAD_PATH) {
       upload(req, res).catch(next);
@@ -80,7 +82,9 @@ export function createApp(ctx: AppContext): express.Express {
       }
       return service(req, res);
     }
-    if (openstack(req, res) || nocloud(req, res)) return;
+    // Cheap prefix tests first: the EC2 paths are nearly all of the traffic.
+    if (p.startsWith('/openstack') && openstack(req, res)) return;
+    if (p.startsWith('/nocloud') && nocloud(req, res)) return;
     if (ec2(req, res)) return;
     throw new MdsError('NOT_FOUND', `Resource not found: ${p}`);
   });
