@@ -102,18 +102,8 @@ function toInstance(r: Row): Instance {
   };
 }
 
-export interface NewInstance {
-  name: string;
-  uuid: string;
-  mac: string;
-  ipv4: string | null;
-  ipv6: string | null;
-  location: string;
-  metadata: Record<string, string>;
-  arch: string | null;
-  firstSeen: number;
-  lastUpdate: number;
-}
+/** A record as it is inserted: everything but the derived host name. */
+export type NewInstance = Omit<Instance, 'hostName'>;
 
 export class Store {
   private readonly db: Database.Database;
