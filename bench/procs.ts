@@ -51,7 +51,7 @@ export async function serve(args: string[], port: number, probe: { path: string;
     });
   });
   for (;;) {
-    if (exited) throw new Error(`${args.join(' ')} ${exited} before answering; see ${logFile}`);
+    if (exited !== null) throw new Error(`${args.join(' ')} ${String(exited)} before answering; see ${logFile}`);
     if (performance.now() - t0 > 30_000) {
       child.kill('SIGKILL');
       throw new Error(`${args.join(' ')} did not answer within 30 s; see ${logFile}`);

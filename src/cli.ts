@@ -22,7 +22,7 @@ const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   reload: reloadCommand,
   status: statusCommand,
   sync: syncCommand,
-  sysinfo: async (args) => sysinfoCommand(args),
+  sysinfo: (args) => Promise.resolve(sysinfoCommand(args)),
 };
 
 const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server

@@ -72,14 +72,14 @@ export function rootLogger(): Logger {
  */
 export function moduleLogger(name: string): Logger {
   const child = root.child({ module: name });
-  const write = child.write as unknown as (info: winston.LogEntry) => boolean;
+  const write = child.write.bind(child) as unknown as (info: winston.LogEntry) => boolean;
   return Object.create(child, {
     write: {
       value(info: winston.LogEntry): boolean {
         const want = root.levels[info.level];
         const limit = root.levels[root.level];
         if (want !== undefined && limit !== undefined && want > limit) return true;
-        return write.call(child, info);
+        return write(info);
       },
     },
   }) as Logger;

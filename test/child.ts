@@ -34,8 +34,8 @@ function accepts(port: number): Promise<boolean> {
 export async function startChild(conf: string, port: number): Promise<ChildServer> {
   const proc = spawn(process.execPath, [BIN, conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   try {
     await waitFor('the server to listen', async () => proc.exitCode !== null || (await accepts(port)), 15000);

@@ -41,7 +41,7 @@ export function parseCommand(args: string[], extra: Extra = {}): Parsed {
         ...extra,
       },
     });
-    return { positionals, values: values as Parsed['values'] };
+    return { positionals, values: values };
   } catch (e) {
     throw new CommandError(describe(e), 2);
   }

@@ -27,7 +27,7 @@ function show(i: InstanceJson): string {
   const lines: [string, string][] = [];
   for (const [k, v] of Object.entries(i)) {
     if (k === 'metadata') continue;
-    lines.push([k, v === null ? '-' : String(v)]);
+    lines.push([k, v === null ? '-' : typeof v === 'string' ? v : JSON.stringify(v)]);
   }
   for (const [k, v] of Object.entries(i.metadata)) lines.push([`metadata.${k}`, v]);
   const w = Math.max(...lines.map(([k]) => k.length));

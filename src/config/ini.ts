@@ -42,7 +42,7 @@ function asString(v: unknown): string {
   if (v === true) return 'true';
   if (v === false) return 'false';
   if (v === null) return 'null';
-  return String(v);
+  return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
 /** Parses one file's text into section -> key -> value (keys lower-cased, as ConfigParser does). */
@@ -59,8 +59,8 @@ export function parseIni(text: string): Map<string, Map<string, string>> {
       // Keys outside any section are ignored, as ConfigParser refuses them.
       if (!prefix) continue;
       let section = out.get(prefix);
-      if (!section) out.set(prefix, (section = new Map()));
-      const last = Array.isArray(value) ? value[value.length - 1] : value;
+      if (!section) out.set(prefix, (section = new Map<string, string>()));
+      const last: unknown = Array.isArray(value) ? (value as unknown[])[value.length - 1] : value;
       section.set(key.trim().toLowerCase(), asString(last));
     }
   };
@@ -72,7 +72,7 @@ function merge(into: RawConfig, file: string, parsed: Map<string, Map<string, st
   for (const [section, entries] of parsed) {
     if (skipInclude && section === '_include_') continue;
     let target = into.get(section);
-    if (!target) into.set(section, (target = new Map()));
+    if (!target) into.set(section, (target = new Map<string, RawValue>()));
     for (const [key, value] of entries) target.set(key, { value, file });
   }
 }

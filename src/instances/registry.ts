@@ -2,6 +2,7 @@
 // step with the database after each change.
 
 import type { Config } from '../config/index.js';
+import { describe } from '../errors.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import type { HostEntry } from '../dnsmasq/render.js';
 import { parseDomainXml, type DomainInfo } from '../libvirt/domain.js';
@@ -64,7 +65,7 @@ export class Registry {
     try {
       info = this.parse(xml);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(e instanceof Error ? e : new Error(describe(e)));
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ info, resolve, reject });

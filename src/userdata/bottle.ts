@@ -170,7 +170,7 @@ export function parseExpression(src: string): Expr {
 function truthy(v: unknown): boolean {
   if (v === null || v === undefined || v === false || v === 0 || v === '') return false;
   if (Array.isArray(v)) return v.length > 0;
-  if (typeof v === 'object') return Object.keys(v as object).length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
   return true;
 }
 
@@ -181,9 +181,9 @@ function pyRepr(v: unknown): string {
   if (typeof v === 'string') return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   if (Array.isArray(v)) return `[${v.map(pyRepr).join(', ')}]`;
   if (typeof v === 'object') {
-    return `{${Object.entries(v as object).map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`).join(', ')}}`;
+    return `{${Object.entries(v).map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`).join(', ')}}`;
   }
-  return String(v);
+  return typeof v === 'number' || typeof v === 'bigint' ? String(v) : typeof v;
 }
 
 /** Python's str() of a value, with Bottle's rule that None prints as nothing. */
@@ -291,7 +291,7 @@ export function evaluate(e: Expr, data: Record<string, unknown>): unknown {
       const b = evaluate(e.b, data);
       if (typeof a === 'string' && typeof b === 'string') return a + b;
       if (typeof a === 'number' && typeof b === 'number') return a + b;
-      if (Array.isArray(a) && Array.isArray(b)) return [...a, ...b];
+      if (Array.isArray(a) && Array.isArray(b)) return [...(a as unknown[]), ...(b as unknown[])];
       throw new Error('unsupported operand types for +');
     }
   }
