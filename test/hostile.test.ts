@@ -46,6 +46,7 @@ describe('hostile uploads', () => {
   test('malformed XML, a non-domain root, a missing name or uuid, an invalid MAC', async () => {
     await refused('<domain><name>x</name', /malformed XML/);
     await refused('<html><body>hi</body></html>', /not <domain>/);
+    await refused('<domain/>', /the <domain> element is empty/);
     await refused('<domain><uuid>0a0a0a0a-0000-0000-0000-000000000001</uuid></domain>', /no <name>/);
     await refused('<domain><name>x</name></domain>', /no <uuid>/);
     await refused('<domain><name>x</name><uuid>not-a-uuid</uuid></domain>', /is not a UUID/);

@@ -70,9 +70,11 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   }
   const roots = Object.keys(doc).filter((k) => !k.startsWith('?'));
   const domain = doc['domain'];
-  if (roots.length !== 1 || !isObj(domain)) {
+  if (roots.length !== 1 || domain === undefined) {
     throw bad(`the document root is <${roots[0] ?? ''}>, not <domain>`);
   }
+  // `<domain/>` or `<domain>text</domain>` parse to a string, not an element with children.
+  if (!isObj(domain)) throw bad('the <domain> element is empty');
   const name = text(domain['name'])?.trim() ?? '';
   if (!name) throw bad('the domain has no <name>');
   if (name.length > 255 || /[\u0000-\u001f\u007f/]/.test(name)) {
