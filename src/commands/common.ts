@@ -48,6 +48,20 @@ export function parseCommand(args: string[], extra: Extra = {}): Parsed {
 }
 
 /**
+ * For commands that take options only: parses `args`, prints `usage` for --help (returning null,
+ * meaning "done, exit 0"), and refuses positional arguments with a usage error.
+ */
+export function parseOptionsOnly(args: string[], usage: string, extra: Extra = {}): Parsed | null {
+  const p = parseCommand(args, extra);
+  if (p.values['help']) {
+    out(usage);
+    return null;
+  }
+  if (p.positionals.length > 0) throw new CommandError(`unexpected arguments: ${p.positionals.join(' ')}\n${usage}`, 2);
+  return p;
+}
+
+/**
  * The admin socket: --socket, else the one the configuration names. When the file on disk does
  * not validate (an edit waiting for `mdserver reload`, say), the socket is still worked out from
  * its raw values, so that the running server can be reached and report the problems itself.

@@ -2,7 +2,7 @@
 // and reports what it found.
 
 import type { ReloadReport } from '../reload.js';
-import { adminRequest, COMMON_HELP, CommandError, err, errorMessage, out, parseCommand, resolveSocket } from './common.js';
+import { adminRequest, COMMON_HELP, CommandError, err, errorMessage, out, parseOptionsOnly, resolveSocket } from './common.js';
 
 export const RELOAD_USAGE = `Usage: mdserver reload [--json] [options]
 
@@ -13,12 +13,8 @@ Options:
 ${COMMON_HELP}`;
 
 export async function reloadCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, { json: { type: 'boolean' } });
-  if (p.values['help']) {
-    out(RELOAD_USAGE);
-    return 0;
-  }
-  if (p.positionals.length > 0) throw new CommandError(`unexpected arguments: ${p.positionals.join(' ')}\n${RELOAD_USAGE}`, 2);
+  const p = parseOptionsOnly(args, RELOAD_USAGE, { json: { type: 'boolean' } });
+  if (!p) return 0;
   const r = await adminRequest(resolveSocket(p), 'POST', '/reload');
   if (r.status !== 200 && r.status !== 422) throw new CommandError(errorMessage(r.body));
   const report = r.body as ReloadReport;

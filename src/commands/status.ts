@@ -1,7 +1,7 @@
 // `mdserver status`: whether the running server is healthy, and its dnsmasq files' state.
 // Exit status 0 when healthy, 1 otherwise (including when it cannot be reached).
 
-import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket } from './common.js';
+import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseOptionsOnly, resolveSocket } from './common.js';
 
 export const STATUS_USAGE = `Usage: mdserver status [--json] [options]
 
@@ -29,12 +29,8 @@ interface StatusJson {
 }
 
 export async function statusCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, { json: { type: 'boolean' } });
-  if (p.values['help']) {
-    out(STATUS_USAGE);
-    return 0;
-  }
-  if (p.positionals.length > 0) throw new CommandError(`unexpected arguments: ${p.positionals.join(' ')}\n${STATUS_USAGE}`, 2);
+  const p = parseOptionsOnly(args, STATUS_USAGE, { json: { type: 'boolean' } });
+  if (!p) return 0;
   const r = await adminRequest(resolveSocket(p), 'GET', '/status');
   if (r.status !== 200) throw new CommandError(errorMessage(r.body));
   const s = r.body as StatusJson;

@@ -2,7 +2,7 @@
 // host that already has VMs. Domains without an interface on the metadata network are skipped.
 
 import { execFile } from 'node:child_process';
-import { adminRequest, COMMON_HELP, CommandError, err, errorMessage, out, parseCommand, resolveSocket } from './common.js';
+import { adminRequest, COMMON_HELP, CommandError, err, errorMessage, out, parseOptionsOnly, resolveSocket } from './common.js';
 
 export const SYNC_USAGE = `Usage: mdserver sync [--connect URI] [options]
 
@@ -24,12 +24,8 @@ function virsh(uri: string | undefined, args: string[]): Promise<string> {
 }
 
 export async function syncCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, { connect: { type: 'string' } });
-  if (p.values['help']) {
-    out(SYNC_USAGE);
-    return 0;
-  }
-  if (p.positionals.length > 0) throw new CommandError(`unexpected arguments: ${p.positionals.join(' ')}\n${SYNC_USAGE}`, 2);
+  const p = parseOptionsOnly(args, SYNC_USAGE, { connect: { type: 'string' } });
+  if (!p) return 0;
   const uri = typeof p.values['connect'] === 'string' ? p.values['connect'] : undefined;
   const socket = resolveSocket(p);
   const names = (await virsh(uri, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter(Boolean);
