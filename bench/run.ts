@@ -293,7 +293,7 @@ function report(o: Options, runs: Figures[]): string {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli.js'))) throw new Error('build first: npx tsc -p tsconfig.json');
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npx tsc -p tsconfig.json');
   process.stderr.write(`mdserver benchmark: ${o.runs} run(s) of ${o.instances} instances (load average ${os.loadavg()[0]?.toFixed(2)})\n`);
   const gen = new LoadGen();
   const runs: Figures[] = [];

@@ -1,7 +1,7 @@
 // What is degraded right now: dnsmasq files, dnsmasq itself, the logfile. Metadata keeps being
 // served and uploads keep being recorded whatever this says; it tells the admin what to fix.
 
-import type { AppContext } from './http/context.js';
+import type { DnsmasqFiles } from './dnsmasq/files.js';
 import { logfileStatus } from './log.js';
 
 export interface Health {
@@ -17,7 +17,13 @@ export interface Health {
   logfile: { file: string | null; writable: boolean };
 }
 
-export function health(ctx: AppContext): Health {
+/** What health reads: the instance count and the dnsmasq files' state. */
+export interface HealthSources {
+  registry: { count(): number };
+  dnsmasq: Pick<DnsmasqFiles, 'getStatus' | 'running'>;
+}
+
+export function health(ctx: HealthSources): Health {
   const instances = ctx.registry.count();
   const problems: string[] = [];
   const files = ctx.dnsmasq.getStatus();

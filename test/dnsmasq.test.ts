@@ -85,7 +85,7 @@ describe('writing and signalling', () => {
       await new Promise((r) => setTimeout(r, 300));
       fs.writeFileSync(path.join(dir, 'run', 'mds.pid'), `${child.pid}\n`);
       const got = new Promise<string>((resolve) => child.stdout.on('data', (d: Buffer) => resolve(d.toString())));
-      const files = new DnsmasqFiles(cfg, () => HOSTS);
+      const files = new DnsmasqFiles(() => cfg, () => HOSTS);
       assert.equal(files.writeAll(), true);
       assert.equal((await got).trim(), 'HUP');
       assert.equal(fs.readFileSync(path.join(dir, 'base', 'dhcp', 'mds.dhcp-hosts'), 'utf8'), renderDhcpHosts(HOSTS, 86400));
@@ -99,7 +99,7 @@ describe('writing and signalling', () => {
   test('a missing or stale pid file is reported in the status, never thrown', () => {
     const dir = tempDir();
     const cfg = configFor({ dnsmasq: { base_dir: path.join(dir, 'base'), run_dir: path.join(dir, 'run') } });
-    const files = new DnsmasqFiles(cfg, () => HOSTS);
+    const files = new DnsmasqFiles(() => cfg, () => HOSTS);
     assert.equal(files.writeAll(), true);
     assert.match(files.getStatus().hupError ?? '', /ENOENT/);
     fs.mkdirSync(path.join(dir, 'run'));
@@ -113,7 +113,7 @@ describe('writing and signalling', () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'blocker'), 'a file where a directory should be');
     const cfg = configFor({ dnsmasq: { base_dir: path.join(dir, 'blocker', 'base'), run_dir: path.join(dir, 'run') } });
-    const files = new DnsmasqFiles(cfg, () => HOSTS, 200);
+    const files = new DnsmasqFiles(() => cfg, () => HOSTS, 200);
     assert.equal(files.writeAll(), false);
     assert.equal(files.getStatus().ok, false);
     fs.rmSync(path.join(dir, 'blocker'));

@@ -37,7 +37,7 @@ test('uploads that arrive together are all registered, each with its own address
     assert.deepEqual(replies.map((r) => r.status), Array.from({ length: 20 }, () => 201));
     const ips = replies.map((r) => /ipv4=(\S+)/.exec(r.body)?.[1]);
     assert.equal(new Set(ips).size, 20);
-    s.running.ctx.dnsmasq.flush();
+    s.running.services.dnsmasq.flush();
     const hosts = fs.readFileSync(path.join(s.dir, 'dnsmasq', 'dhcp', 'mds.dhcp-hosts'), 'utf8');
     for (const ip of ips) assert.match(hosts, new RegExp(`,${(ip as string).replace(/\./g, '\\.')},`));
   } finally {

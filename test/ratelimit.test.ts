@@ -3,20 +3,23 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
-import { RateLimiter } from '../src/http/ratelimit.js';
+import { RateLimiter } from '../src/net/ratelimit.js';
 import { request, VM1, VM2, withVms } from './helpers.js';
 
 test('a token bucket allows its burst, then the sustained rate', () => {
   let now = 0;
-  const rl = new RateLimiter({ rate: 10, burst: 5 }, () => now);
-  for (let i = 0; i < 5; i++) assert.equal(rl.take('a'), 0);
-  assert.ok(rl.take('a') > 0);
-  assert.equal(rl.newlyLimited, true, 'the first refusal starts a run (logged once)');
-  assert.ok(rl.take('a') > 0);
-  assert.equal(rl.newlyLimited, false, 'the second refusal in a row is not new');
-  assert.equal(rl.take('b'), 0, 'other clients have their own bucket');
+  const settings = { rateLimit: 10, rateBurst: 5 };
+  const rl = new RateLimiter(() => settings, () => now);
+  for (let i = 0; i < 5; i++) assert.equal(rl.take('a').allowed, true);
+  const first = rl.take('a');
+  assert.ok(!first.allowed && first.retryAfter > 0);
+  assert.equal(first.firstOfRun, true, 'the first refusal starts a run (logged once)');
+  const second = rl.take('a');
+  assert.ok(!second.allowed && second.retryAfter > 0);
+  assert.equal(second.firstOfRun, false, 'the second refusal in a row is not new');
+  assert.equal(rl.take('b').allowed, true, 'other clients have their own bucket');
   now += 100; // 10/s refills one token in 100 ms
-  assert.equal(rl.take('a'), 0);
+  assert.equal(rl.take('a').allowed, true);
 });
 
 test('a flooding VM gets 429 with Retry-After while another VM keeps getting answers', async (t) => {

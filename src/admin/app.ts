@@ -3,10 +3,9 @@
 // `{"error": code, "message": ...}` with the status of the error's code.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Config } from '../config/index.js';
 import { describe, isMdsError, MdsError } from '../errors.js';
 import { health } from '../health.js';
-import type { AppContext } from '../http/context.js';
+import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
 import type { Instance } from '../store/store.js';
@@ -15,9 +14,8 @@ import { VERSION } from '../version.js';
 const log = moduleLogger('admin');
 
 export interface AdminDeps {
-  config(): Config;
   /** The running services, shared with the metadata app. */
-  ctx: AppContext;
+  services: Services;
   reload(): ReloadReport;
   /** The metadata listener as bound. */
   listening: { address: string; port: number };
@@ -43,8 +41,8 @@ export function instanceView(i: Instance): Record<string, unknown> {
 }
 
 export function statusView(d: AdminDeps): Record<string, unknown> {
-  const cfg = d.config();
-  const h = health(d.ctx);
+  const cfg = d.services.config();
+  const h = health(d.services);
   return {
     healthy: h.status === 'ok',
     problems: h.problems,
@@ -57,7 +55,7 @@ export function statusView(d: AdminDeps): Record<string, unknown> {
     instances: h.instances,
     network: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
     lastReload: d.lastReload(),
-    dnsmasq: { ...h.dnsmasq, files: d.ctx.dnsmasq.getStatus() },
+    dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
   };
 }
@@ -83,28 +81,35 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.ctx.registry.list().map(instanceView));
+    res.json(d.services.registry.list().map(instanceView));
   });
 
   app.get('/instances/:name', (req, res) => {
-    const i = d.ctx.registry.get(name(req));
+    const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
     res.json(instanceView(i));
   });
 
   app.delete('/instances/:name', (req, res) => {
-    const gone = d.ctx.registry.delete(name(req));
+    const gone = d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
     // Written before the reply, not coalesced: the admin is told the lease entry is gone.
-    d.ctx.dnsmasq.flush();
+    d.services.dnsmasq.flush();
     res.json(instanceView(gone));
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be
   // reachable from the host's own shell (it listens on the VM network's address).
-  app.post('/instances', express.text({ type: () => true, limit: d.config().mdserver.uploadMaxBytes }), (req, res) => {
+  // The body limit is read per request, so a reload that changes upload_max_bytes applies here too.
+  let parser: { limit: number; parse: express.RequestHandler } | null = null;
+  const body: express.RequestHandler = (req, res, next) => {
+    const limit = d.services.config().mdserver.uploadMaxBytes;
+    if (parser?.limit !== limit) parser = { limit, parse: express.text({ type: () => true, limit }) };
+    parser.parse(req, res, next);
+  };
+  app.post('/instances', body, (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
-    const r = d.ctx.registry.upload(req.body);
+    const r = d.services.registry.upload(req.body);
     res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
   });
 

@@ -15,6 +15,12 @@ export class ConfigError extends MdsError {
   }
 }
 
+/**
+ * How every long-lived part reads the configuration: call it when the value is needed. A reload
+ * swaps what it returns, so parts that derive caches from it compare the object they got last time.
+ */
+export type ConfigSource = () => Config;
+
 export interface Loaded {
   config: Config;
   warnings: string[];

@@ -4,7 +4,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../config/index.js';
+import type { ConfigSource } from '../config/index.js';
 import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { dnsmasqPaths, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
@@ -43,14 +43,10 @@ export class DnsmasqFiles {
   private readonly status: DnsmasqStatus = { ok: true, lastError: null, lastWrite: null, lastHup: null, hupError: null };
 
   constructor(
-    private cfg: Config,
+    private readonly config: ConfigSource,
     private readonly hosts: () => HostEntry[],
     private readonly retryMs = 5000,
   ) {}
-
-  setConfig(cfg: Config): void {
-    this.cfg = cfg;
-  }
 
   getStatus(): DnsmasqStatus {
     return { ...this.status };
@@ -58,12 +54,13 @@ export class DnsmasqFiles {
 
   /** Writes the config and options files and both host files now. Returns false on failure. */
   writeAll(): boolean {
-    const p = dnsmasqPaths(this.cfg);
+    const cfg = this.config();
+    const p = dnsmasqPaths(cfg);
     try {
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
-      writeAtomic(p.conf, renderConf(this.cfg));
-      writeAtomic(p.opts, renderOpts(this.cfg));
+      writeAtomic(p.conf, renderConf(cfg));
+      writeAtomic(p.opts, renderOpts(cfg));
       this.confWritten = true;
       log.info('wrote dnsmasq config', { conf: p.conf, opts: p.opts });
     } catch (e) {
@@ -101,16 +98,17 @@ export class DnsmasqFiles {
       this.pending = null;
     }
     const started = Date.now();
-    const p = dnsmasqPaths(this.cfg);
+    const cfg = this.config();
+    const p = dnsmasqPaths(cfg);
     try {
       const hosts = this.hosts();
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
-      writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, this.cfg.dnsmasq.leaseLen));
-      writeAtomic(p.dnsHosts, renderDnsHosts(this.cfg, hosts));
+      writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen));
+      writeAtomic(p.dnsHosts, renderDnsHosts(cfg, hosts));
       this.lastFlushAt = Date.now();
       this.lastFlushMs = this.lastFlushAt - started;
-      if (!this.status.ok) log.info('dnsmasq files are writable again', { dir: this.cfg.dnsmasq.baseDir });
+      if (!this.status.ok) log.info('dnsmasq files are writable again', { dir: cfg.dnsmasq.baseDir });
       this.status.ok = true;
       this.status.lastError = null;
       this.status.lastWrite = new Date().toISOString();
@@ -126,7 +124,7 @@ export class DnsmasqFiles {
   private failed(e: unknown): void {
     this.status.ok = false;
     this.status.lastError = describe(e);
-    log.error('cannot write dnsmasq files; will retry', { dir: this.cfg.dnsmasq.baseDir, error: describe(e) });
+    log.error('cannot write dnsmasq files; will retry', { dir: this.config().dnsmasq.baseDir, error: describe(e) });
     if (!this.pending) {
       this.pending = setTimeout(() => {
         this.pending = null;
@@ -139,7 +137,7 @@ export class DnsmasqFiles {
 
   /** SIGHUPs the dnsmasq named by the pid file; a missing or stale pid file is only logged. */
   hup(): void {
-    const pidFile = dnsmasqPaths(this.cfg).pidFile;
+    const pidFile = dnsmasqPaths(this.config()).pidFile;
     try {
       const text = fs.readFileSync(pidFile, 'utf8').trim();
       const pid = Number(text);
@@ -156,7 +154,7 @@ export class DnsmasqFiles {
 
   /** Whether the dnsmasq named by the pid file is alive (signal 0 probes without disturbing it). */
   running(): { pid: number | null; alive: boolean; error: string | null } {
-    const pidFile = dnsmasqPaths(this.cfg).pidFile;
+    const pidFile = dnsmasqPaths(this.config()).pidFile;
     let pid: number | null = null;
     try {
       const text = fs.readFileSync(pidFile, 'utf8').trim();

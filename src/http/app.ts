@@ -4,7 +4,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { describe, isMdsError, MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { isLogged, moduleLogger } from '../log.js';
-import type { AppContext } from './context.js';
+import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
 import { sendText } from './respond.js';
 import { ec2Handler } from './routes/ec2.js';
@@ -19,7 +19,7 @@ const log = moduleLogger('http');
 /** Host-only: what is degraded (dnsmasq files or process, logfile). */
 export const HEALTH_PATH = '/health';
 
-export function createApp(ctx: AppContext): express.Express {
+export function createApp(ctx: Services): express.Express {
   const app = express();
   app.disable('x-powered-by');
   // Hashing every body for an ETag costs time on the hot path and no client uses it.
@@ -50,10 +50,10 @@ export function createApp(ctx: AppContext): express.Express {
   const rateLimit = (req: Request): void => {
     const client = clientAddress(req);
     if (isHost(client, ctx.config())) return;
-    const wait = ctx.limiter.take(client);
-    if (wait === 0) return;
-    if (ctx.limiter.newlyLimited) log.warn('rate limiting a client', { client });
-    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(wait) } });
+    const verdict = ctx.limiter.take(client);
+    if (verdict.allowed) return;
+    if (verdict.firstOfRun) log.warn('rate limiting a client', { client });
+    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(verdict.retryAfter) } });
   };
 
   // One middleware does everything: each extra Express layer is a measurable part of a metadata

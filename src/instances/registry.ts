@@ -1,7 +1,7 @@
 // The instance use cases: register an uploaded domain, delete one, and keep dnsmasq's files in
 // step with the database after each change.
 
-import type { Config } from '../config/index.js';
+import type { Config, ConfigSource } from '../config/index.js';
 import { describe } from '../errors.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import type { HostEntry } from '../dnsmasq/render.js';
@@ -32,16 +32,14 @@ interface Waiting {
 }
 
 export class Registry {
-  private reserved: Set<number>;
+  private reserved: { for: Config; addresses: Set<number> } | null = null;
   private waiting: Waiting[] = [];
 
-  constructor(private cfg: Config, private readonly store: Store, private readonly dnsmasq: DnsmasqFiles) {
-    this.reserved = reservedAddresses(cfg);
-  }
+  constructor(private readonly config: ConfigSource, private readonly store: Store, private readonly dnsmasq: DnsmasqFiles) {}
 
-  setConfig(cfg: Config): void {
-    this.cfg = cfg;
-    this.reserved = reservedAddresses(cfg);
+  private reservedNow(cfg: Config): Set<number> {
+    if (this.reserved?.for !== cfg) this.reserved = { for: cfg, addresses: reservedAddresses(cfg) };
+    return this.reserved.addresses;
   }
 
   /** Parses and records a domain XML document; throws MdsError on bad input or conflicts. */
@@ -103,14 +101,15 @@ export class Registry {
   }
 
   private parse(xml: string): DomainInfo {
-    const d = this.cfg.dnsmasq;
+    const d = this.config().dnsmasq;
     return parseDomainXml(xml, { network: d.netName, bridge: d.interface });
   }
 
   private register(info: DomainInfo): RegisterResult {
-    const d = this.cfg.dnsmasq;
-    const result = this.store.register(info, this.cfg.service.location, (isUsed) => {
-      const n = pickIPv4(d.net, this.reserved, (a) => isUsed(formatIPv4(a)));
+    const cfg = this.config();
+    const reserved = this.reservedNow(cfg);
+    const result = this.store.register(info, cfg.service.location, (isUsed) => {
+      const n = pickIPv4(cfg.dnsmasq.net, reserved, (a) => isUsed(formatIPv4(a)));
       return n === null ? null : formatIPv4(n);
     });
     const i = result.instance;

@@ -1,7 +1,7 @@
 // Finds the instance behind a source address and hands out its metadata, caching the derived
 // trees until the database or the configuration changes.
 
-import type { Config } from '../config/index.js';
+import type { Config, ConfigSource } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { NeighbourTable } from '../net/neighbours.js';
@@ -43,34 +43,29 @@ const MAX_CACHED = 4096;
 export class MetadataService {
   private cache = new Map<string, ClientView>();
   private generation = -1;
+  /** The configuration the cached views were built with. */
+  private cachedFor: Config | null = null;
 
   constructor(
-    private cfg: Config,
+    private readonly config: ConfigSource,
     private readonly store: Store,
     private readonly neighbours: NeighbourTable = new NeighbourTable(),
   ) {}
 
-  setConfig(cfg: Config): void {
-    this.cfg = cfg;
-    this.cache = new Map();
-  }
-
-  config(): Config {
-    return this.cfg;
-  }
-
   /** The view for the instance whose address is `ip`, or undefined for an unknown client. */
   forAddress(ip: string): ClientView | undefined {
-    if (this.generation !== this.store.generation) {
+    const cfg = this.config();
+    if (this.generation !== this.store.generation || this.cachedFor !== cfg) {
       this.cache = new Map();
       this.generation = this.store.generation;
+      this.cachedFor = cfg;
     }
     const hit = this.cache.get(ip);
     if (hit) return hit;
     const inst = this.store.byIPv4(ip);
     if (!inst) return undefined;
-    const data = instanceData(inst, this.cfg);
-    const v = view(data, this.cfg);
+    const data = instanceData(inst, cfg);
+    const v = view(data, cfg);
     if (this.cache.size >= MAX_CACHED) this.cache = new Map();
     this.cache.set(ip, v);
     return v;
@@ -85,7 +80,7 @@ export class MetadataService {
   caller(ip: string): ClientView {
     const view = this.forAddress(ip);
     if (!view) throw new MdsError('UNKNOWN_CLIENT', `Unknown client: ${ip}`);
-    if (this.cfg.mdserver.verifyMac) {
+    if (this.config().mdserver.verifyMac) {
       const seen = this.neighbours.macOf(ip);
       if (seen !== view.data.mac) {
         log.warn('refused a caller whose MAC does not match the instance', {

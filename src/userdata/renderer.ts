@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Eta } from 'eta';
-import type { Config } from '../config/index.js';
+import type { ConfigSource } from '../config/index.js';
 import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import type { InstanceData } from '../metadata/instanceData.js';
@@ -56,7 +56,7 @@ export class UserdataRenderer {
    * @param checkMs how long a file check is trusted: at most one stat per template file per
    *   interval, however many VMs ask.
    */
-  constructor(private cfg: Config, builtinText: string, private readonly checkMs = 1000) {
+  constructor(private readonly config: ConfigSource, builtinText: string, private readonly checkMs = 1000) {
     this.builtin = compileTemplate(builtinText, '(built-in template)');
   }
 
@@ -68,15 +68,9 @@ export class UserdataRenderer {
    * function) or the configuration is reloaded. Rendering on every request was a third of the
    * cost of a user-data request in `npm run bench`, and cloud-init asks for it more than once.
    */
-  private candidates = new WeakMap<InstanceData, Candidates>();
-  private rendered = new WeakMap<InstanceData, { fn: Compiled; out: string }>();
+  private readonly candidates = new WeakMap<InstanceData, Candidates>();
+  private readonly rendered = new WeakMap<InstanceData, { fn: Compiled; out: string }>();
 
-  setConfig(cfg: Config): void {
-    this.cfg = cfg;
-    this.files.clear();
-    this.candidates = new WeakMap();
-    this.rendered = new WeakMap();
-  }
 
   private state(file: string): FileState {
     const now = Date.now();
@@ -107,7 +101,7 @@ export class UserdataRenderer {
 
   /** The template file that applies to `d`, or null for the built-in one. */
   choose(d: InstanceData): string | null {
-    const m = this.cfg.mdserver;
+    const m = this.config().mdserver;
     let c = this.candidates.get(d);
     if (!c) {
       c = templateCandidates(m.userdataDir, m.userdataSuffixes, d.instance);
@@ -126,7 +120,7 @@ export class UserdataRenderer {
   }
 
   data(d: InstanceData): Record<string, unknown> {
-    const cfg = this.cfg;
+    const cfg = this.config();
     const keys: Record<string, string> = {};
     const data: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(cfg.templateData)) data[k] = v;
@@ -160,19 +154,19 @@ export class UserdataRenderer {
     try {
       const fn = file ? this.load(file, this.state(file)) : this.builtin;
       const last = this.rendered.get(d);
-      if (last && last.fn === fn && !this.cfg.mdserver.debugUserdata) return last.out;
+      if (last && last.fn === fn && !this.config().mdserver.debugUserdata) return last.out;
       out = fn(this.data(d));
       this.rendered.set(d, { fn, out });
     } catch (e) {
       log.error('userdata template failed', { instance: d.instance.name, file: file ?? '(built-in)', error: describe(e) });
       throw new MdsError('TEMPLATE_FAILED', `Userdata templating failure for ${d.instance.name}`, { cause: e });
     }
-    if (this.cfg.mdserver.debugUserdata) this.debugWrite(d, out);
+    if (this.config().mdserver.debugUserdata) this.debugWrite(d, out);
     return out;
   }
 
   private debugWrite(d: InstanceData, out: string): void {
-    const file = path.join(this.cfg.dnsmasq.runDir, `${d.ipv4 || d.instance.uuid}.userdata`);
+    const file = path.join(this.config().dnsmasq.runDir, `${d.ipv4 || d.instance.uuid}.userdata`);
     try {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, out, { mode: 0o600 });

@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import { TOKEN_HEADER } from '../../metadata/token.js';
 import { isDeferred, isDir, listDir, lookup } from '../../metadata/tree.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { clientAddress } from '../client.js';
 import { sendText } from '../respond.js';
 
@@ -23,7 +23,7 @@ export function segments(path: string): string[] {
  * Enforces `[mdserver] imds_tokens`. A token that is present must be valid in either mode (a 401
  * makes cloud-init fetch a new one); without a token, only `optional` answers.
  */
-function checkToken(ctx: AppContext, req: Request, client: string): void {
+function checkToken(ctx: Services, req: Request, client: string): void {
   const token = req.headers[TOKEN_HEADER];
   if (token === undefined) {
     if (ctx.config().mdserver.imdsTokens === 'required') {
@@ -36,7 +36,7 @@ function checkToken(ctx: AppContext, req: Request, client: string): void {
 }
 
 /** Handles GET/HEAD for `/` and every configured version; returns false for other paths. */
-export function ec2Handler(ctx: AppContext) {
+export function ec2Handler(ctx: Services) {
   return (req: Request, res: Response): boolean => {
     const cfg = ctx.config();
     // Empty segments are dropped, as EC2 does: the AWS SDK for JavaScript asks for

@@ -3,14 +3,14 @@
 
 import type { Request, Response } from 'express';
 import { NOCLOUD_PREFIX } from '../../metadata/nocloud.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { segments } from './ec2.js';
 import { callerView, requireRead, sendFromTree } from './tree.js';
 
 const TOP = NOCLOUD_PREFIX.replace(/\//g, '');
 
 /** Handles `/nocloud` and below; returns false for other paths or when the format is off. */
-export function nocloudHandler(ctx: AppContext) {
+export function nocloudHandler(ctx: Services) {
   return (req: Request, res: Response): boolean => {
     const segs = segments(req.path);
     if (segs[1] !== TOP || !ctx.config().nocloud.enabled) return false;

@@ -4,7 +4,7 @@
 
 import type { Request, Response } from 'express';
 import { OPENSTACK_VERSIONS } from '../../metadata/openstack.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
 import { segments } from './ec2.js';
 import { callerView, requireRead, sendFromTree } from './tree.js';
@@ -12,7 +12,7 @@ import { callerView, requireRead, sendFromTree } from './tree.js';
 const LISTING = [...OPENSTACK_VERSIONS, 'latest'].join('\n');
 
 /** Handles `/openstack` and below; returns false for other paths or when the format is off. */
-export function openstackHandler(ctx: AppContext) {
+export function openstackHandler(ctx: Services) {
   return (req: Request, res: Response): boolean => {
     const segs = segments(req.path);
     if (segs[1] !== 'openstack' || !ctx.config().openstack.enabled) return false;

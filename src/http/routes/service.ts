@@ -3,13 +3,13 @@
 import type { Request, Response } from 'express';
 import { dumpConfig } from '../../config/index.js';
 import { MdsError } from '../../errors.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { clientAddress, isHost } from '../client.js';
 import { sendText } from '../respond.js';
 
 const KEYS = ['name', 'type', 'version', 'location', 'ec2_versions'];
 
-export function serviceHandler(ctx: AppContext) {
+export function serviceHandler(ctx: Services) {
   return (req: Request, res: Response): void => {
     const cfg = ctx.config();
     const s = cfg.service;

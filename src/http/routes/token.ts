@@ -3,13 +3,13 @@
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import { TokenIssuer, TTL_HEADER } from '../../metadata/token.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { clientAddress } from '../client.js';
 import { sendText } from '../respond.js';
 
 export const TOKEN_PATH = '/latest/api/token';
 
-export function tokenHandler(ctx: AppContext) {
+export function tokenHandler(ctx: Services) {
   return (req: Request, res: Response): void => {
     if (req.method !== 'PUT') {
       throw new MdsError('METHOD_NOT_ALLOWED', 'Method not allowed: use PUT to get a token', { headers: { Allow: 'PUT' } });

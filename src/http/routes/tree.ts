@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import type { ClientView } from '../../metadata/service.js';
 import { isDeferred, isDir, listDir, lookup, type Dir } from '../../metadata/tree.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { clientAddress } from '../client.js';
 import { sendText } from '../respond.js';
 
@@ -15,12 +15,12 @@ export function requireRead(req: Request): void {
 }
 
 /** The caller's view, with the same checks as the EC2 paths (unknown address, `verify_mac`). */
-export function callerView(ctx: AppContext, req: Request): ClientView {
+export function callerView(ctx: Services, req: Request): ClientView {
   return ctx.metadata.caller(clientAddress(req));
 }
 
 /** Answers with the node at `segs` under `root`: a listing, a value or the rendered user-data. */
-export function sendFromTree(ctx: AppContext, req: Request, res: Response, view: ClientView, root: Dir, segs: readonly string[]): void {
+export function sendFromTree(ctx: Services, req: Request, res: Response, view: ClientView, root: Dir, segs: readonly string[]): void {
   const node = lookup(root, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
   if (isDeferred(node)) return sendText(res, ctx.userdata.render(view.data));

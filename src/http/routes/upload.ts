@@ -2,7 +2,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
-import type { AppContext } from '../context.js';
+import type { Services } from '../../services.js';
 import { clientAddress, isHost } from '../client.js';
 import { sendText } from '../respond.js';
 
@@ -36,7 +36,7 @@ function readBody(req: Request, limit: number): Promise<Buffer> {
   });
 }
 
-export function uploadHandler(ctx: AppContext) {
+export function uploadHandler(ctx: Services) {
   return async (req: Request, res: Response): Promise<void> => {
     const cfg = ctx.config();
     const client = clientAddress(req);

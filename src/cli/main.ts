@@ -1,20 +1,20 @@
 // The `mdserver` command line: run the server, check a configuration, print the version, and the
-// admin subcommands (each in its own module under commands/) that talk to a running server.
+// admin subcommands (each in its own module beside this one, the client side of the admin socket) that talk to a running server.
 
-import { sysinfoCommand } from './commands/sysinfo.js';
-import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from './config/index.js';
-import { describe } from './errors.js';
-import { moduleLogger } from './log.js';
-import { CommandError } from './commands/common.js';
-import { instancesCommand } from './commands/instances.js';
-import { reloadCommand } from './commands/reload.js';
-import { statusCommand } from './commands/status.js';
-import { syncCommand } from './commands/sync.js';
-import { startServer, type Running } from './server.js';
-import { sdNotify } from './systemd/notify.js';
-import { VERSION } from './version.js';
+import { sysinfoCommand } from './sysinfo.js';
+import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from '../config/index.js';
+import { describe } from '../errors.js';
+import { moduleLogger } from '../log.js';
+import { CommandError } from './common.js';
+import { instancesCommand } from './instances.js';
+import { reloadCommand } from './reload.js';
+import { statusCommand } from './status.js';
+import { syncCommand } from './sync.js';
+import { startServer, type Running } from '../server.js';
+import { sdNotify } from '../systemd/notify.js';
+import { VERSION } from '../version.js';
 
-const log = moduleLogger('main');
+const log = moduleLogger('cli');
 
 /** Subcommands: name -> handler of the arguments after the name, returning the exit status. */
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -58,7 +58,7 @@ function checkConfig(file: string): number {
  */
 async function announceReady(r: Running): Promise<void> {
   let warned = false;
-  while (!r.ctx.dnsmasq.getStatus().ok) {
+  while (!r.services.dnsmasq.getStatus().ok) {
     if (!warned) log.warn('waiting for the dnsmasq files to be written before reporting ready');
     warned = true;
     await new Promise((res) => setTimeout(res, 1000));

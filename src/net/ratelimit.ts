@@ -4,10 +4,15 @@
 
 export interface RateLimitSettings {
   /** Sustained requests per second per client; 0 disables limiting. */
-  rate: number;
+  readonly rateLimit: number;
   /** Requests a client may make at once before the rate applies. */
-  burst: number;
+  readonly rateBurst: number;
 }
+
+/** What `take` decided: allowed, or refused with the seconds until a token is free. */
+export type Verdict = { readonly allowed: true } | { readonly allowed: false; readonly retryAfter: number; readonly firstOfRun: boolean };
+
+const ALLOWED: Verdict = Object.freeze({ allowed: true });
 
 interface Bucket {
   tokens: number;
@@ -20,30 +25,32 @@ const MAX_CLIENTS = 100_000;
 
 export class RateLimiter {
   private buckets = new Map<string, Bucket>();
+  private settingsSeen: RateLimitSettings | null = null;
 
-  constructor(private settings: RateLimitSettings, private readonly now: () => number = () => performance.now()) {}
-
-  setSettings(s: RateLimitSettings): void {
-    this.settings = s;
-    this.buckets = new Map();
-  }
+  /**
+   * @param settings read on every call, so a reloaded configuration applies at once; when it
+   *   returns a different object the buckets start over.
+   */
+  constructor(private readonly settings: () => RateLimitSettings, private readonly now: () => number = () => performance.now()) {}
 
   get enabled(): boolean {
-    return this.settings.rate > 0;
+    return this.settings().rateLimit > 0;
   }
 
-  /** True when the last refusal by `take` was the first of a run for that client. */
-  newlyLimited = false;
-
-  /** Takes a token for `client`; returns 0 when allowed, else the seconds until one is free. */
-  take(client: string): number {
-    this.newlyLimited = false;
-    const { rate, burst } = this.settings;
-    if (rate <= 0) return 0;
+  /** Takes a token for `client`. `firstOfRun` marks the first refusal of a run (worth a log line). */
+  take(client: string): Verdict {
+    const s = this.settings();
+    if (s !== this.settingsSeen) {
+      this.settingsSeen = s;
+      this.buckets = new Map();
+    }
+    const rate = s.rateLimit;
+    const burst = s.rateBurst;
+    if (rate <= 0) return ALLOWED;
     const t = this.now();
     let b = this.buckets.get(client);
     if (!b) {
-      if (this.buckets.size >= MAX_CLIENTS) this.sweep(t);
+      if (this.buckets.size >= MAX_CLIENTS) this.sweep(t, rate, burst);
       b = { tokens: burst, last: t, limited: false };
       this.buckets.set(client, b);
     } else {
@@ -53,16 +60,15 @@ export class RateLimiter {
     if (b.tokens >= 1) {
       b.tokens -= 1;
       b.limited = false;
-      return 0;
+      return ALLOWED;
     }
-    this.newlyLimited = !b.limited;
+    const firstOfRun = !b.limited;
     b.limited = true;
-    return Math.max(1, Math.ceil((1 - b.tokens) / rate));
+    return { allowed: false, retryAfter: Math.max(1, Math.ceil((1 - b.tokens) / rate)), firstOfRun };
   }
 
   /** Drops buckets that have refilled completely (they hold no information). */
-  private sweep(t: number): void {
-    const { rate, burst } = this.settings;
+  private sweep(t: number, rate: number, burst: number): void {
     for (const [k, b] of this.buckets) {
       if (b.tokens + ((t - b.last) / 1000) * rate >= burst) this.buckets.delete(k);
     }

@@ -1,0 +1,21 @@
+// The long-lived services of a running mdserver, built once by the composition root (server.ts)
+// and handed to the HTTP and admin layers. Nothing here knows about HTTP.
+
+import type { ConfigSource } from './config/index.js';
+import type { DnsmasqFiles } from './dnsmasq/files.js';
+import type { Registry } from './instances/registry.js';
+import type { MetadataService } from './metadata/service.js';
+import type { TokenIssuer } from './metadata/token.js';
+import type { RateLimiter } from './net/ratelimit.js';
+import type { UserdataRenderer } from './userdata/renderer.js';
+
+export interface Services {
+  /** The configuration in force now; a reload replaces it, so read it per use, never keep it. */
+  readonly config: ConfigSource;
+  readonly metadata: MetadataService;
+  readonly registry: Registry;
+  readonly userdata: UserdataRenderer;
+  readonly tokens: TokenIssuer;
+  readonly dnsmasq: DnsmasqFiles;
+  readonly limiter: RateLimiter;
+}
