@@ -3,8 +3,8 @@
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { writeAtomic } from '../atomic.js';
 import { describe } from '../errors.js';
 import { applySysinfo, DEFAULT_NOCLOUD_URL, planSysinfo, STYLES, sysinfoSnippet, type Style, type SysinfoPlan } from '../libvirt/sysinfo.js';
 
@@ -72,16 +72,7 @@ function isFileTarget(target: string): boolean {
 
 /** Replaces `file` atomically, keeping its permissions: a crash leaves the old or the new text. */
 function writeInPlace(file: string, text: string): void {
-  const st = fs.statSync(file);
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  try {
-    fs.writeFileSync(tmp, text, { mode: st.mode & 0o7777 });
-    fs.chmodSync(tmp, st.mode & 0o7777);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeAtomic(file, text, fs.statSync(file).mode & 0o7777);
 }
 
 /** What to do after editing the XML in `file` (the domain's own definition when null). */

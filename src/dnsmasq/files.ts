@@ -5,26 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ConfigSource } from '../config/index.js';
+import { writeAtomic } from '../atomic.js';
 import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { dnsmasqPaths, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
 
 const log = moduleLogger('dnsmasq');
-
-/**
- * Replaces `file` in one step. The temporary name starts with a dot because dnsmasq's hostsdir
- * watcher ignores dot files, so it never reads a half-written file.
- */
-export function writeAtomic(file: string, content: string, mode = 0o644): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  try {
-    fs.writeFileSync(tmp, content, { mode });
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
 
 export interface DnsmasqStatus {
   ok: boolean;
@@ -139,9 +125,7 @@ export class DnsmasqFiles {
   hup(): void {
     const pidFile = dnsmasqPaths(this.config()).pidFile;
     try {
-      const text = fs.readFileSync(pidFile, 'utf8').trim();
-      const pid = Number(text);
-      if (!/^\d+$/.test(text) || pid <= 1) throw new Error(`pid file holds "${text.slice(0, 20)}", not a process id`);
+      const pid = readPidFile(pidFile);
       process.kill(pid, 'SIGHUP');
       this.status.lastHup = new Date().toISOString();
       this.status.hupError = null;
@@ -155,15 +139,17 @@ export class DnsmasqFiles {
   /** Whether the dnsmasq named by the pid file is alive (signal 0 probes without disturbing it). */
   running(): { pid: number | null; alive: boolean; error: string | null } {
     const pidFile = dnsmasqPaths(this.config()).pidFile;
-    let pid: number | null = null;
+    let pid: number;
     try {
-      const text = fs.readFileSync(pidFile, 'utf8').trim();
-      if (!/^\d+$/.test(text) || Number(text) <= 1) return { pid: null, alive: false, error: `${pidFile} does not hold a process id` };
-      pid = Number(text);
+      pid = readPidFile(pidFile);
+    } catch (e) {
+      return { pid: null, alive: false, error: e instanceof PidFileError ? `${pidFile} does not hold a process id` : `cannot read ${pidFile}: ${describe(e)}` };
+    }
+    try {
       process.kill(pid, 0);
       return { pid, alive: true, error: null };
-    } catch (e) {
-      return { pid, alive: false, error: pid === null ? `cannot read ${pidFile}: ${describe(e)}` : `dnsmasq ${pid} is not running (stale pid file ${pidFile})` };
+    } catch {
+      return { pid, alive: false, error: `dnsmasq ${pid} is not running (stale pid file ${pidFile})` };
     }
   }
 
@@ -171,4 +157,13 @@ export class DnsmasqFiles {
   close(): void {
     if (this.pending) this.flush();
   }
+}
+
+class PidFileError extends Error {}
+
+/** The process id in `file`; throws PidFileError when it holds anything else (or init's 1). */
+function readPidFile(file: string): number {
+  const text = fs.readFileSync(file, 'utf8').trim();
+  if (!/^\d+$/.test(text) || Number(text) <= 1) throw new PidFileError(`pid file holds "${text.slice(0, 20)}", not a process id`);
+  return Number(text);
 }

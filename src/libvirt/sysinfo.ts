@@ -217,100 +217,111 @@ function entryName(e: XmlElement): string {
 export function applySysinfo(xml: string, plan: SysinfoPlan): string {
   const root = domainRoot(xml);
   const step = indentStep(xml, root);
-  const edits: Edit[] = [];
-
-  // 1. The domain uuid (libvirt insists that the sysinfo uuid equal it).
-  const uuidEl = child(root, 'uuid');
-  if (plan.style === 'ec2' && plan.uuid !== plan.oldUuid) {
-    const element = `<uuid>${plan.uuid}</uuid>`;
-    if (uuidEl && !uuidEl.selfClosing) edits.push({ start: uuidEl.openEnd, end: uuidEl.closeStart, text: plan.uuid });
-    else if (uuidEl) edits.push({ start: uuidEl.start, end: uuidEl.end, text: element });
-    else {
-      // libvirt writes <uuid> right after <name>.
-      const nameEl = child(root, 'name');
-      const at = nameEl ? nameEl.end : root.openEnd;
-      const ind = (nameEl && lineIndent(xml, nameEl.start)) ?? step;
-      edits.push({ start: at, end: at, text: `\n${ind}${element}` });
-    }
-  }
-
-  // 2. <sysinfo type='smbios'><system> entries.
   const os = child(root, 'os');
-  const sysinfo = child(root, 'sysinfo', (c) => (c.attrs.get('type') ?? 'smbios') === 'smbios');
-  const entryLines = (indent: string, entries: readonly (readonly [string, string])[]): string[] =>
-    entries.map(([k, v]) => `${indent}<entry name='${k}'>${escapeText(v)}</entry>`);
-  if (!sysinfo) {
-    // A new block goes just before <os>, where libvirt itself writes it.
-    const anchor = os ?? root.children[root.children.length - 1];
-    const ind = anchor ? lineIndent(xml, anchor.start) ?? step : step;
-    const block = [
-      `${ind}<sysinfo type='smbios'>`,
-      `${ind}${step}<system>`,
-      ...entryLines(`${ind}${step}${step}`, plan.set),
-      `${ind}${step}</system>`,
-      `${ind}</sysinfo>`,
-    ];
-    if (anchor && os && lineIndent(xml, os.start) !== null) {
-      const lineStart = os.start - (lineIndent(xml, os.start) ?? '').length;
-      edits.push({ start: lineStart, end: lineStart, text: block.join('\n') + '\n' });
-    } else {
-      edits.push(appendChildren(xml, root, block));
-    }
-  } else {
-    const system = child(sysinfo, 'system');
-    const sysIndent = childIndent(xml, sysinfo, step);
-    if (!system) {
-      const block = [`${sysIndent}<system>`, ...entryLines(sysIndent + step, plan.set), `${sysIndent}</system>`];
-      // libvirt's order is bios, system, baseBoard, ...: the new <system> goes after <bios>.
-      const bios = child(sysinfo, 'bios');
-      if (bios && lineIndent(xml, bios.start) !== null) {
-        const nl = xml.indexOf('\n', bios.end);
-        const at = nl < 0 ? bios.end : nl + 1;
-        edits.push({ start: at, end: at, text: block.join('\n') + '\n' });
-      } else {
-        const firstChild = sysinfo.children[0];
-        if (firstChild && lineIndent(xml, firstChild.start) !== null) {
-          const lineStart = firstChild.start - (lineIndent(xml, firstChild.start) ?? '').length;
-          edits.push({ start: lineStart, end: lineStart, text: block.join('\n') + '\n' });
-        } else {
-          edits.push(appendChildren(xml, sysinfo, block));
-        }
-      }
-    } else {
-      const entryIndent = childIndent(xml, system, step);
-      const missing: (readonly [string, string])[] = [];
-      for (const [k, v] of plan.set) {
-        const found = system.children.filter((c) => c.name === 'entry' && entryName(c) === k);
-        const [first, ...dups] = found;
-        if (!first) missing.push([k, v]);
-        else {
-          if (textOf(xml, first) !== v) {
-            edits.push(first.selfClosing
-              ? { start: first.start, end: first.end, text: `<entry name='${k}'>${escapeText(v)}</entry>` }
-              : { start: first.openEnd, end: first.closeStart, text: escapeText(v) });
-          }
-          for (const d of dups) edits.push(removeElement(xml, d));
-        }
-      }
-      for (const [k, pred] of plan.drop) {
-        for (const c of system.children) {
-          if (c.name === 'entry' && entryName(c) === k && pred(textOf(xml, c) ?? '')) edits.push(removeElement(xml, c));
-        }
-      }
-      if (missing.length > 0) edits.push(appendChildren(xml, system, entryLines(entryIndent, missing)));
-    }
-  }
-
-  // 3. <os><smbios mode='sysinfo'/>: without it libvirt ignores <sysinfo> for the guest.
   if (!os) throw bad('the domain has no <os> element');
-  const smbios = child(os, 'smbios');
-  if (!smbios) {
-    edits.push(appendChildren(xml, os, [`${childIndent(xml, os, step)}<smbios mode='sysinfo'/>`]));
-  } else if (smbios.attrs.get('mode') !== 'sysinfo') {
-    edits.push({ start: smbios.start, end: smbios.end, text: `<smbios mode='sysinfo'/>` });
-  }
+  return splice(xml, [
+    ...uuidEdits(xml, root, step, plan),
+    ...sysinfoEdits(xml, root, os, step, plan),
+    ...smbiosEdits(xml, os, step),
+  ]);
+}
 
-  return splice(xml, edits);
+/** The domain uuid, for the ec2 style (libvirt insists that the sysinfo uuid equal it). */
+function uuidEdits(xml: string, root: XmlElement, step: string, plan: SysinfoPlan): Edit[] {
+  if (plan.style !== 'ec2' || plan.uuid === plan.oldUuid) return [];
+  const uuidEl = child(root, 'uuid');
+  const element = `<uuid>${plan.uuid}</uuid>`;
+  if (uuidEl && !uuidEl.selfClosing) return [{ start: uuidEl.openEnd, end: uuidEl.closeStart, text: plan.uuid }];
+  if (uuidEl) return [{ start: uuidEl.start, end: uuidEl.end, text: element }];
+  // libvirt writes <uuid> right after <name>.
+  const nameEl = child(root, 'name');
+  const at = nameEl ? nameEl.end : root.openEnd;
+  const ind = (nameEl && lineIndent(xml, nameEl.start)) ?? step;
+  return [{ start: at, end: at, text: `\n${ind}${element}` }];
+}
+
+function entryLines(indent: string, entries: readonly (readonly [string, string])[]): string[] {
+  return entries.map(([k, v]) => `${indent}<entry name='${k}'>${escapeText(v)}</entry>`);
+}
+
+/** The `<system>` entries of `<sysinfo type='smbios'>`, creating whatever is missing. */
+function sysinfoEdits(xml: string, root: XmlElement, os: XmlElement, step: string, plan: SysinfoPlan): Edit[] {
+  const sysinfo = child(root, 'sysinfo', (c) => (c.attrs.get('type') ?? 'smbios') === 'smbios');
+  if (!sysinfo) return [newSysinfoBlock(xml, root, os, step, plan)];
+  const system = child(sysinfo, 'system');
+  if (!system) return [newSystemBlock(xml, sysinfo, step, plan)];
+  return systemEntryEdits(xml, system, step, plan);
+}
+
+/** A whole new `<sysinfo>` block, just before `<os>`, where libvirt itself writes it. */
+function newSysinfoBlock(xml: string, root: XmlElement, os: XmlElement, step: string, plan: SysinfoPlan): Edit {
+  const osIndent = lineIndent(xml, os.start);
+  const ind = osIndent ?? step;
+  const block = [
+    `${ind}<sysinfo type='smbios'>`,
+    `${ind}${step}<system>`,
+    ...entryLines(`${ind}${step}${step}`, plan.set),
+    `${ind}${step}</system>`,
+    `${ind}</sysinfo>`,
+  ];
+  if (osIndent !== null) {
+    const lineStart = os.start - osIndent.length;
+    return { start: lineStart, end: lineStart, text: block.join('\n') + '\n' };
+  }
+  return appendChildren(xml, root, block);
+}
+
+/** A new `<system>` in an existing `<sysinfo>`: after `<bios>`, as libvirt orders them. */
+function newSystemBlock(xml: string, sysinfo: XmlElement, step: string, plan: SysinfoPlan): Edit {
+  const sysIndent = childIndent(xml, sysinfo, step);
+  const block = [`${sysIndent}<system>`, ...entryLines(sysIndent + step, plan.set), `${sysIndent}</system>`];
+  const bios = child(sysinfo, 'bios');
+  if (bios && lineIndent(xml, bios.start) !== null) {
+    const nl = xml.indexOf('\n', bios.end);
+    const at = nl < 0 ? bios.end : nl + 1;
+    return { start: at, end: at, text: block.join('\n') + '\n' };
+  }
+  const firstChild = sysinfo.children[0];
+  const firstIndent = firstChild ? lineIndent(xml, firstChild.start) : null;
+  if (firstChild && firstIndent !== null) {
+    const lineStart = firstChild.start - firstIndent.length;
+    return { start: lineStart, end: lineStart, text: block.join('\n') + '\n' };
+  }
+  return appendChildren(xml, sysinfo, block);
+}
+
+/** Entries of an existing `<system>`: values set, duplicates and stale entries removed. */
+function systemEntryEdits(xml: string, system: XmlElement, step: string, plan: SysinfoPlan): Edit[] {
+  const edits: Edit[] = [];
+  const missing: (readonly [string, string])[] = [];
+  for (const [k, v] of plan.set) {
+    const [first, ...dups] = system.children.filter((c) => c.name === 'entry' && entryName(c) === k);
+    if (!first) {
+      missing.push([k, v]);
+      continue;
+    }
+    if (textOf(xml, first) !== v) {
+      edits.push(first.selfClosing
+        ? { start: first.start, end: first.end, text: `<entry name='${k}'>${escapeText(v)}</entry>` }
+        : { start: first.openEnd, end: first.closeStart, text: escapeText(v) });
+    }
+    for (const d of dups) edits.push(removeElement(xml, d));
+  }
+  for (const [k, pred] of plan.drop) {
+    for (const c of system.children) {
+      if (c.name === 'entry' && entryName(c) === k && pred(textOf(xml, c) ?? '')) edits.push(removeElement(xml, c));
+    }
+  }
+  if (missing.length > 0) edits.push(appendChildren(xml, system, entryLines(childIndent(xml, system, step), missing)));
+  return edits;
+}
+
+/** `<os><smbios mode='sysinfo'/>`: without it libvirt ignores `<sysinfo>` for the guest. */
+function smbiosEdits(xml: string, os: XmlElement, step: string): Edit[] {
+  const smbios = child(os, 'smbios');
+  if (!smbios) return [appendChildren(xml, os, [`${childIndent(xml, os, step)}<smbios mode='sysinfo'/>`])];
+  if (smbios.attrs.get('mode') !== 'sysinfo') return [{ start: smbios.start, end: smbios.end, text: `<smbios mode='sysinfo'/>` }];
+  return [];
 }
 
 function splice(xml: string, edits: Edit[]): string {
