@@ -9,6 +9,7 @@ import { parseLevel, type Level } from '../log.js';
 import { broadcast, formatIPv4, inNet, isIP, isNetworkAddress, net4, parseIPv4, type Net4 } from '../net/ip.js';
 import { RELEASE_DATE, VERSION } from '../version.js';
 import type { RawConfig } from './ini.js';
+import { INSTANCE_VALUE_RULES, regionOf, validInstanceValue } from './instanceValues.js';
 
 export type EntryKind = 'base' | 'prefix' | 'domain';
 export type TokenMode = 'optional' | 'required';
@@ -455,20 +456,15 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
     v.warnings.push('[service] ec2_versions lacks latest: most tools other than cloud-init (ec2-metadata, AWS SDKs) read /latest/');
   }
 
+  // The same rules as a domain's `mdserver:` overrides: each value is served as one metadata value.
+  for (const [key, rule] of Object.entries(INSTANCE_VALUE_RULES)) {
+    if (key === 'region') continue;
+    if (!rule.pattern.test(v.string('instance-defaults', key))) v.fail('instance-defaults', key, `expected ${rule.what}`);
+  }
   const zone = v.string('instance-defaults', 'availability_zone');
-  if (!/^[A-Za-z0-9-]+[a-z]$/.test(zone)) {
-    v.fail('instance-defaults', 'availability_zone', 'expected a zone name ending in a letter, e.g. mds-local-1a');
-  }
-  const region = v.optional('instance-defaults', 'region') ?? zone.slice(0, -1);
-  if (!/^[A-Za-z0-9-]{1,63}$/.test(region)) v.fail('instance-defaults', 'region', 'expected a region name (letters, digits, "-")');
-  // Each of these is served as one metadata value: a space or newline would change what clients read.
-  for (const key of ['instance_type', 'ami_id', 'account_id']) {
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(v.string('instance-defaults', key))) {
-      v.fail('instance-defaults', key, 'expected one word of letters, digits, ".", "_" or "-"');
-    }
-  }
-  if (!/^[A-Za-z0-9._:@+=-]+([\s,]+[A-Za-z0-9._:@+=-]+)*$/.test(v.string('instance-defaults', 'security_groups'))) {
-    v.fail('instance-defaults', 'security_groups', 'expected security group names separated by commas');
+  const region = v.optional('instance-defaults', 'region');
+  if (region !== null && !validInstanceValue('region', region)) {
+    v.fail('instance-defaults', 'region', `expected ${INSTANCE_VALUE_RULES.region.what}`);
   }
 
   const runDir = v.path('dnsmasq', 'run_dir');
@@ -529,7 +525,7 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
     },
     instanceDefaults: {
       availabilityZone: zone,
-      region,
+      region: region ?? regionOf(zone),
       instanceType: v.string('instance-defaults', 'instance_type'),
       amiId: v.string('instance-defaults', 'ami_id'),
       accountId: v.string('instance-defaults', 'account_id'),
