@@ -1,9 +1,7 @@
 // Re-reading the configuration of a running server: validate the files again, and work out which
 // changes the running processes cannot take over by themselves (they need a restart).
 
-import { ConfigError, loadConfig, type Config } from './config/index.js';
-import { formatProblem } from './config/schema.js';
-import { renderConf } from './dnsmasq/render.js';
+import { ConfigError, formatProblem, loadConfig, SETTING_LIST, settingValue, type Config } from './config/index.js';
 import { describe } from './errors.js';
 import { inNet, parseIPv4 } from './net/ip.js';
 
@@ -31,23 +29,31 @@ export function loadForReload(file: string, current: Config, addresses: readonly
   }
 }
 
-/** Pure: what differs between two configurations that a reload cannot apply. */
+/**
+ * Pure: the changed settings a reload cannot apply, from the table's restart flags. mdserver's own
+ * are named one by one with their values; dnsmasq's are named together, because dnsmasq re-reads
+ * its host and option files on SIGHUP but never its main configuration file, and one restart
+ * applies them all.
+ */
 export function restartNeeded(old: Config, next: Config): string[] {
   const out: string[] = [];
-  const server: [string, unknown, unknown][] = [
-    ['[mdserver] port', old.mdserver.port, next.mdserver.port],
-    ['[mdserver] listen_address', old.mdserver.listenAddress, next.mdserver.listenAddress],
-    ['[mdserver] db_file', old.mdserver.dbFile, next.mdserver.dbFile],
-    ['[mdserver] admin_socket', old.mdserver.adminSocket, next.mdserver.adminSocket],
-  ];
-  for (const [name, a, b] of server) {
-    if (a !== b) out.push(`${name} changed (${String(a)} -> ${String(b)}): restart mdserver to apply it`);
+  const dnsmasq: string[] = [];
+  for (const e of SETTING_LIST) {
+    const a = settingValue(old, e);
+    const b = settingValue(next, e);
+    if (!e.setting.restart || sameValue(a, b)) continue;
+    if (e.setting.restart === 'mdserver-dnsmasq') dnsmasq.push(`[${e.section}] ${e.key}`);
+    else out.push(`[${e.section}] ${e.key} changed (${String(a)} -> ${String(b)}): restart ${e.setting.restart} to apply it`);
   }
-  // dnsmasq re-reads its host and option files on SIGHUP, but never its main configuration file.
-  if (renderConf(old) !== renderConf(next)) {
-    out.push('the dnsmasq configuration changed ([dnsmasq] network, interface, user, lease or paths): restart mdserver-dnsmasq to apply it');
+  if (dnsmasq.length > 0) {
+    out.push(`the dnsmasq configuration changed (${dnsmasq.join(', ')}): restart mdserver-dnsmasq to apply it`);
   }
   return out;
+}
+
+/** Parsed values are strings, numbers, booleans, null or arrays of those. */
+function sameValue(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Pure: a warning when registered addresses fall outside a changed VM network. */

@@ -1,11 +1,18 @@
-// Loads and validates the configuration: the only entry point the rest of mdserver uses.
+// Loads and validates the configuration: the entry point the rest of mdserver uses. (Pure code
+// that only needs the per-instance value rules imports `instanceValues.ts` itself.)
 
 import { MdsError } from '../errors.js';
 import { readConfigFiles } from './ini.js';
-import { buildConfig, formatProblem, type Config, type ConfigProblem } from './schema.js';
+import { buildConfig } from './build.js';
+import { formatProblem, type ConfigProblem } from './problems.js';
+import type { Config } from './schema.js';
 
 export type { Config, PublicKey, EntryKind, TokenMode, NetworkMode } from './schema.js';
-export { adminSocketPath, dumpConfig, DEFAULT_CONFIG_FILE } from './schema.js';
+export { DEFAULT_CONFIG_FILE } from './schema.js';
+export { adminSocketPath } from './parsers.js';
+export { dumpConfig } from './dump.js';
+export { formatProblem, type ConfigProblem } from './problems.js';
+export { SETTING_LIST, settingValue, type SettingEntry, type Unit } from './settings.js';
 
 export class ConfigError extends MdsError {
   readonly problems: readonly ConfigProblem[];

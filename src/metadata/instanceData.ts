@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Config, PublicKey } from '../config/index.js';
+import { INSTANCE_VALUE_RULES, OVERRIDABLE, regionOf, validInstanceValue, type InstanceValueName } from '../config/instanceValues.js';
 import { dnsServer } from '../dnsmasq/render.js';
 import type { Instance } from '../store/store.js';
 
@@ -54,31 +55,21 @@ export function groupList(s: string): string[] {
 }
 
 /**
- * The `mdserver:` metadata keys that override `[instance-defaults]` for one domain, with the form
- * a value must have: each is served as a single metadata value (and cloud-init turns a value with
- * a newline into a list), so anything else is ignored and reported by `overrideProblems`.
+ * A domain's `mdserver:` metadata value overriding `[instance-defaults]`, when it has the form the
+ * configuration requires of the default (anything else is ignored and reported by `overrideProblems`).
  */
-const OVERRIDES: Record<string, { pattern: RegExp; what: string }> = {
-  availability_zone: { pattern: /^[A-Za-z0-9-]{0,62}[a-z]$/, what: 'a zone name ending in a letter, e.g. mds-local-1a' },
-  region: { pattern: /^[A-Za-z0-9-]{1,63}$/, what: 'a region name (letters, digits, "-")' },
-  instance_type: { pattern: /^[A-Za-z0-9._-]{1,64}$/, what: 'an instance type (letters, digits, ".", "_", "-")' },
-  ami_id: { pattern: /^[A-Za-z0-9._-]{1,64}$/, what: 'an image id (letters, digits, ".", "_", "-")' },
-  security_groups: { pattern: /^[A-Za-z0-9._:@+=-]+([\s,]+[A-Za-z0-9._:@+=-]+)*$/, what: 'security group names separated by commas' },
-};
-
-function override(md: Readonly<Record<string, string>>, key: string): string | undefined {
+function override(md: Readonly<Record<string, string>>, key: InstanceValueName): string | undefined {
   const v = md[key]?.trim();
-  const rule = OVERRIDES[key];
-  return v !== undefined && rule && rule.pattern.test(v) ? v : undefined;
+  return v !== undefined && OVERRIDABLE.includes(key) && validInstanceValue(key, v) ? v : undefined;
 }
 
 /** One message per `mdserver:` override that is present but ignored because of its form. */
 export function overrideProblems(md: Readonly<Record<string, string>>): string[] {
   const out: string[] = [];
-  for (const [key, rule] of Object.entries(OVERRIDES)) {
+  for (const key of OVERRIDABLE) {
     const v = md[key];
     if (v !== undefined && override(md, key) === undefined) {
-      out.push(`mdserver:${key} = ${JSON.stringify(v.slice(0, 80))} is ignored: expected ${rule.what}`);
+      out.push(`mdserver:${key} = ${JSON.stringify(v.slice(0, 80))} is ignored: expected ${INSTANCE_VALUE_RULES[key].what}`);
     }
   }
   return out;
@@ -101,7 +92,7 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
     availabilityZone: zone,
     // A domain placed in another zone is in that zone's region (EC2 names a zone region + letter)
     // unless it names its region too.
-    region: override(md, 'region') ?? (zoneOverride ? zone.slice(0, -1) : d.region),
+    region: override(md, 'region') ?? (zoneOverride ? regionOf(zone) : d.region),
     instanceType: override(md, 'instance_type') ?? d.instanceType,
     amiId: override(md, 'ami_id') ?? d.amiId,
     accountId: d.accountId,

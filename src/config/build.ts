@@ -1,0 +1,103 @@
+// Builds the frozen `Config` from the raw ini values: every setting of the table through its
+// parser, the checks that involve several settings, and the free-form sections. Every problem is
+// collected, each naming the file, section, key and value, so that one run of
+// `mdserver --check-config` shows them all.
+
+import os from 'node:os';
+import path from 'node:path';
+import { broadcast, inNet, isNetworkAddress, net4, parseIPv4, type Net4 } from '../net/ip.js';
+import { RELEASE_DATE } from '../version.js';
+import { Collector } from './collector.js';
+import type { RawConfig } from './ini.js';
+import type { ConfigProblem } from './problems.js';
+import type { Config, PublicKey } from './schema.js';
+import { SETTING_LIST, type SettingValues } from './settings.js';
+
+export interface BuildResult {
+  config: Config | null;
+  problems: ConfigProblem[];
+  warnings: string[];
+}
+
+export function buildConfig(raw: RawConfig, files: string[], mainFile: string): BuildResult {
+  const c = new Collector(raw);
+  const table = parseSettings(c, path.dirname(path.resolve(mainFile)));
+  const net = checkNetwork(c, table.dnsmasq);
+  const cfg: Config = {
+    ...table,
+    files,
+    dnsmasq: { ...table.dnsmasq, net },
+    service: { ...table.service, releaseDate: RELEASE_DATE, hostname: os.hostname() },
+    publicKeys: publicKeys(c, raw),
+    templateData: templateData(c, raw),
+    values: c.values,
+  };
+  if (c.problems.length > 0) return { config: null, problems: c.problems, warnings: c.warnings };
+  return { config: deepFreeze(cfg), problems: [], warnings: c.warnings };
+}
+
+/** Every setting of the table, parsed into its section under its `Config` name. */
+function parseSettings(c: Collector, configDir: string): SettingValues {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const e of SETTING_LIST) {
+    const section = (out[e.group] ??= {});
+    section[e.prop] = e.setting.parse(c.value(e.section, e.key), c.context(e.section, e.key, configDir));
+  }
+  // Each value came from its own entry's parser, so each has the type the table gives it.
+  return out as unknown as SettingValues;
+}
+
+/** The network must be a network address, and the gateway a host inside it. */
+function checkNetwork(c: Collector, d: SettingValues['dnsmasq']): Net4 {
+  const address = parseIPv4(d.netAddress) ?? 0;
+  const network = net4(address, d.netPrefix);
+  if (c.failed('dnsmasq', 'net_address', 'net_prefix')) return network;
+  if (!isNetworkAddress(address, d.netPrefix)) {
+    c.fail('dnsmasq', 'net_address', `has host bits set for prefix /${d.netPrefix}`);
+    return network;
+  }
+  const gateway = parseIPv4(d.gateway) ?? 0;
+  if (!c.failed('dnsmasq', 'gateway') && (!inNet(network, gateway) || gateway === address || gateway === broadcast(network))) {
+    c.fail('dnsmasq', 'gateway', `must be a host address inside ${d.netAddress}/${d.netPrefix}`);
+  }
+  return network;
+}
+
+function publicKeys(c: Collector, raw: RawConfig): PublicKey[] {
+  const out: PublicKey[] = [];
+  for (const [name, rv] of raw.get('public-keys') ?? []) {
+    const key = rv.value.trim();
+    if (/[\r\n]/.test(key)) c.fail('public-keys', name, 'a key must be on one line');
+    else if (key) out.push({ name, key });
+  }
+  if (out.length === 0) c.warn('no [public-keys] configured: instances will get no SSH keys');
+  return out;
+}
+
+/** `[template-data]`, plus the `section.key` values `_config_items_` copies in under `key`. */
+function templateData(c: Collector, raw: RawConfig): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, rv] of raw.get('template-data') ?? []) {
+    if (key !== '_config_items_') out[key] = rv.value;
+  }
+  const items = raw.get('template-data')?.get('_config_items_')?.value ?? '';
+  for (const item of items.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const dot = item.indexOf('.');
+    const value = c.values.get(item);
+    if (dot < 1 || value === undefined) {
+      c.fail('template-data', '_config_items_', `"${item}" does not name a section.key that is set`);
+      continue;
+    }
+    const name = item.slice(dot + 1);
+    if (!(name in out)) out[name] = value;
+  }
+  return out;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    if (!(o instanceof Map)) for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}
