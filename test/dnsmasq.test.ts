@@ -80,11 +80,23 @@ describe('writing and signalling', () => {
     const cfg = configFor({ dnsmasq: { base_dir: path.join(dir, 'base'), run_dir: path.join(dir, 'run') } });
     fs.mkdirSync(path.join(dir, 'run'));
     // A real process standing in for dnsmasq: it reports the SIGHUP it receives.
-    const child = spawn(process.execPath, ['-e', "process.on('SIGHUP', () => { console.log('HUP'); process.exit(0) }); setInterval(() => {}, 1000)"]);
+    const child = spawn(process.execPath, ['-e', "process.on('SIGHUP', () => { console.log('HUP'); process.exit(0) }); console.log('ready'); setInterval(() => {}, 1000)"]);
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      // Signalled only once its handler is in place: a loaded machine can take a while to start node.
+      const lines: string[] = [];
+      let wake = (): void => {};
+      child.stdout.on('data', (d: Buffer) => {
+        lines.push(...d.toString().split('\n').filter(Boolean));
+        wake();
+      });
+      const line = async (want: string): Promise<string> => {
+        const deadline = Date.now() + 20000;
+        while (!lines.includes(want) && Date.now() < deadline) await new Promise<void>((r) => { wake = r; setTimeout(r, 200); });
+        return lines.includes(want) ? want : `no "${want}" from the child`;
+      };
+      assert.equal(await line('ready'), 'ready');
       fs.writeFileSync(path.join(dir, 'run', 'mds.pid'), `${child.pid}\n`);
-      const got = new Promise<string>((resolve) => child.stdout.on('data', (d: Buffer) => resolve(d.toString())));
+      const got = line('HUP');
       const files = new DnsmasqFiles(() => cfg, () => HOSTS);
       assert.equal(files.writeAll(), true);
       assert.equal((await got).trim(), 'HUP');
