@@ -191,8 +191,8 @@ function defaults(): Record<string, Record<string, string>> {
       account_id: '000000000000',
       security_groups: 'default',
     },
-    openstack: { enabled: 'yes', network: 'static', vendor_data_file: '', vendor_data2_file: '' },
-    nocloud: { enabled: 'yes', network: 'static', vendor_data_file: '' },
+    openstack: { enabled: 'yes', network: 'dhcp', vendor_data_file: '', vendor_data2_file: '' },
+    nocloud: { enabled: 'yes', network: 'dhcp', vendor_data_file: '' },
   };
 }
 
