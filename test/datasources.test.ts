@@ -50,7 +50,7 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
 
   before(async () => {
     dir = tempDir();
-    net = await VmNet.start({ sections: { dnsmasq: { use_dns: 'yes', domain: 'mds.example' } } });
+    net = await VmNet.start({ sections: { dnsmasq: { use_dns: 'yes', domain: 'mds.example' }, openstack: { network: 'static' }, nocloud: { network: 'static' } } });
     vm1 = await net.addVm({ ...VM1, metadata: { role: 'web' } });
     vm2 = await net.addVm(VM2);
   });
@@ -78,7 +78,7 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
     assert.ok(r.ec2_metadata_keys?.includes('instance-id'), JSON.stringify(r.ec2_metadata_keys));
   });
 
-  test('DataSourceOpenStack turns network_data.json into a static address on the VM NIC', () => {
+  test('with network = static, DataSourceOpenStack turns network_data.json into a static address on the VM NIC', () => {
     const r = runDatasource(vm2, 'openstack', dmiFor(VM2, 'openstack', dir), dir);
     assert.equal(r.found, true, JSON.stringify(r));
     assert.equal(r.instance_id, VM2.uuid);
@@ -107,7 +107,7 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
     assert.equal(r.vendordata, '');
   });
 
-  test('the NoCloud network-config renders as a static address on the NIC with the VM MAC', () => {
+  test('with network = static, the NoCloud network-config renders as a static address on the NIC with the VM MAC', () => {
     const r = runDatasource(vm2, 'nocloud', dmiFor(VM2, 'nocloud', dir), dir);
     assert.equal(r.found, true, JSON.stringify(r));
     assert.equal(r.instance_id, `i-${vm2.ipv4}`);

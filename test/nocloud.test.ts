@@ -21,7 +21,7 @@ describe('NoCloud seed over HTTP', () => {
 
   before(async () => {
     // VM2 gets a name YAML 1.1 would read as a boolean if it were written bare.
-    [srv, ip1, ip2] = await startWithVms({}, [VM1, { ...VM2, name: 'on' }]);
+    [srv, ip1, ip2] = await startWithVms({ nocloud: { network: 'static' } }, [VM1, { ...VM2, name: 'on' }]);
   });
   after(() => srv.close());
 
@@ -55,7 +55,7 @@ describe('NoCloud seed over HTTP', () => {
     }
   });
 
-  test('cloud-init reads network-config as a static address on the NIC with the VM MAC', skipUnless({ cloudInit: true }), async () => {
+  test('with network = static, cloud-init reads network-config as a static address on the NIC with the VM MAC', skipUnless({ cloudInit: true }), async () => {
     const p = runPy<Parsed>('parse_nocloud.py', {
       'meta-data': (await get('/nocloud/meta-data', ip1)).body,
       'network-config': (await get('/nocloud/network-config', ip1)).body,
@@ -79,6 +79,17 @@ describe('NoCloud seed over HTTP', () => {
 });
 
 describe('NoCloud settings', () => {
+  test('by default network-config has DHCP on the NIC with the VM MAC', skipUnless({ cloudInit: true }), async () => {
+    await withVms({}, [VM1], async (srv, ip) => {
+      const p = runPy<Parsed>('parse_nocloud.py', {
+        'meta-data': (await request(srv.port, '/nocloud/meta-data', { from: ip })).body,
+        'network-config': (await request(srv.port, '/nocloud/network-config', { from: ip })).body,
+      });
+      assert.equal(p.interfaces[0]?.subnets[0]?.['type'], 'dhcp4');
+      assert.equal(p.interfaces[0]?.mac, VM1.mac);
+    });
+  });
+
   test('network = dhcp with use_dns gives DHCP on the NIC; vendor-data comes from the file', skipUnless({ cloudInit: true }), async () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'vendor.yaml'), '#cloud-config\nruncmd: [[touch, /run/vendor]]\n');

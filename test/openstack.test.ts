@@ -14,7 +14,7 @@ describe('OpenStack metadata over HTTP', () => {
   let ip2: string;
 
   before(async () => {
-    [srv, ip1, ip2] = await startWithVms({ dnsmasq: { domain: 'mds.example' } }, [{ ...VM1, metadata: { role: 'web', dsmode: 'net' } }, VM2]);
+    [srv, ip1, ip2] = await startWithVms({ dnsmasq: { domain: 'mds.example' }, openstack: { network: 'static' } }, [{ ...VM1, metadata: { role: 'web', dsmode: 'net' } }, VM2]);
   });
   after(() => srv.close());
 
@@ -99,7 +99,7 @@ describe('OpenStack metadata over HTTP', () => {
     assert.deepEqual(await json('/openstack/latest/vendor_data2.json', ip1), {});
   });
 
-  test('network_data.json describes the metadata NIC with its allocated address', async () => {
+  test('with network = static, network_data.json describes the metadata NIC with its allocated address', async () => {
     const nd = await json('/openstack/latest/network_data.json', ip1);
     const links = nd['links'] as Record<string, unknown>[];
     const networks = nd['networks'] as Record<string, unknown>[];
@@ -139,6 +139,18 @@ describe('OpenStack metadata over HTTP', () => {
 });
 
 describe('OpenStack metadata settings', () => {
+  test('by default network_data.json tells the guest to use DHCP on the metadata NIC', async () => {
+    await withVms({}, [VM1], async (srv, ip) => {
+      const nd = JSON.parse((await request(srv.port, '/openstack/latest/network_data.json', { from: ip })).body) as Record<string, unknown>;
+      const links = nd['links'] as Record<string, unknown>[];
+      const n = (nd['networks'] as Record<string, unknown>[])[0] ?? {};
+      assert.equal(links[0]?.['ethernet_mac_address'], VM1.mac);
+      assert.equal(n['type'], 'ipv4_dhcp');
+      assert.equal(n['link'], links[0]?.['id']);
+      assert.equal(n['ip_address'], undefined);
+    });
+  });
+
   test('network = dhcp and use_dns give a DHCP network and the DNS service', async () => {
     await withVms({ openstack: { network: 'dhcp' }, dnsmasq: { use_dns: 'yes' } }, [VM1], async (srv, ip) => {
       const nd = JSON.parse((await request(srv.port, '/openstack/latest/network_data.json', { from: ip })).body) as Record<string, unknown>;

@@ -186,14 +186,14 @@ export const SETTINGS = {
   } },
   openstack: { section: 'openstack', keys: {
     enabled: { key: 'enabled', default: 'yes', parse: bool, doc: 'serve the OpenStack format under /openstack/' },
-    network: { key: 'network', default: 'static', parse: choice<NetworkMode>(NETWORK_MODES),
+    network: { key: 'network', default: 'dhcp', parse: choice<NetworkMode>(NETWORK_MODES),
       doc: "how network_data.json gives the VM's address: static or dhcp" },
     vendorData: { key: 'vendor_data_file', default: '', parse: jsonFile, doc: 'a JSON file served as vendor_data.json; unset: {}' },
     vendorData2: { key: 'vendor_data2_file', default: '', parse: jsonFile, doc: 'a JSON file served as vendor_data2.json; unset: {}' },
   } },
   nocloud: { section: 'nocloud', keys: {
     enabled: { key: 'enabled', default: 'yes', parse: bool, doc: 'serve the NoCloud seed under /nocloud/' },
-    network: { key: 'network', default: 'static', parse: choice<NetworkMode>(NETWORK_MODES),
+    network: { key: 'network', default: 'dhcp', parse: choice<NetworkMode>(NETWORK_MODES),
       doc: "how network-config gives the VM's address: static or dhcp" },
     vendorData: { key: 'vendor_data_file', default: '', parse: fileText, doc: 'a file served as vendor-data as it is; unset: empty' },
   } },

@@ -1,0 +1,187 @@
+// Real VMs: a Debian guest started by libvirt boots, its own cloud-init finds mdserver from the
+// SMBIOS data `mdserver sysinfo --apply` wrote, and the guest ends up configured. One boot per
+// style and Debian release (cloud-init 22.4 and 25.1), then a second boot of the same domain.
+//
+// Everything is checked from the host, over SSH with the key mdserver served: the serial console
+// only tells when cloud-init has finished, and is printed when something fails.
+//
+// Runs with `npm run test:vm` (not in `npm test`: it needs the images and takes minutes).
+// MDSERVER_VM_SUITES=bookworm limits it to one release.
+
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { DATASOURCE, Guest, type Style } from './guest.js';
+import { MDS, VmHost, vmHostUnavailable } from './host.js';
+import { ensureImage, selectedSuites, type Image, type Suite } from './image.js';
+import { waitFor } from '../netns.js';
+
+const STYLES: Style[] = ['ec2', 'openstack', 'nocloud'];
+/**
+ * Which styles boot a second time. A boot costs minutes of emulated CPU, so by default only the
+ * EC2 style, the one whose instance id and platform check depend most on what mdserver keeps
+ * (MDSERVER_VM_SECOND_BOOT=all boots every style twice).
+ */
+const SECOND_BOOT: Style[] = process.env['MDSERVER_VM_SECOND_BOOT'] === 'all' ? STYLES : ['ec2'];
+const RUNCMD_LOG = '/var/tmp/mdserver-runcmd';
+
+// The administrator's user-data: what the built-in template does (host name, keys, /etc/hosts),
+// plus a runcmd that leaves a line per run, so the test can tell first-boot modules ran once.
+const TEMPLATE = `#cloud-config
+hostname: <%= it.hostname %>
+fqdn: <%= it.hostname %>.localdomain
+manage_etc_hosts: true
+ssh_authorized_keys:
+<% for (const key of Object.values(it.public_keys)) { %>  - <%= key %>
+<% } %>runcmd:
+  - [sh, -c, 'echo "<%= it.name %> $(cat /proc/sys/kernel/random/boot_id)" >> ${RUNCMD_LOG}']
+`;
+
+const unavailable = vmHostUnavailable();
+if (unavailable && process.env['CI'] === 'true') throw new Error(`the real-VM tests cannot run under CI: ${unavailable}`);
+
+interface Registered {
+  name: string;
+  mac: string;
+  ipv4: string;
+}
+
+async function registered(host: VmHost, name: string): Promise<Registered> {
+  let found: Registered | null = null;
+  await waitFor(
+    `the hook to register ${name}`,
+    async () => {
+      const r = await host.mdserver(['instances', 'show', name, '--json']);
+      if (r.status !== 0) return false;
+      found = JSON.parse(r.stdout) as Registered;
+      return true;
+    },
+    30000,
+  );
+  return found as unknown as Registered;
+}
+
+interface Timing {
+  suite: Suite;
+  style: Style;
+  boot: number;
+  seconds: number;
+}
+const timings: Timing[] = [];
+
+/** Runs `body`; when it fails, prints the guest's console and the daemons' logs first. */
+async function explained(host: VmHost, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    process.stderr.write(host.diagnostics());
+    throw e;
+  }
+}
+
+function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Registered): string {
+  const ip = reg.ipv4;
+  const f = guest.facts(ip, {
+    result: 'cat /run/cloud-init/result.json',
+    status: 'cloud-init status --long',
+    hostname: 'hostname',
+    keys: 'cat ~/.ssh/authorized_keys',
+    runcmd: `cat ${RUNCMD_LOG}`,
+    addrs: 'ip -4 -o addr show',
+    links: 'ip -o link show',
+    route: 'ip -4 route show default',
+    mds: `curl -sS --max-time 10 http://${MDS}/service/name`,
+    name: `getent hosts ${guest.name}`,
+    instance: 'cat /var/lib/cloud/data/instance-id',
+  });
+
+  // cloud-init chose this style's datasource and reported no error.
+  const result = JSON.parse(f['result'] as string) as { v1: { datasource: string; errors: string[] } };
+  assert.match(result.v1.datasource, DATASOURCE[style], `datasource: ${result.v1.datasource}`);
+  assert.deepEqual(result.v1.errors, []);
+  assert.match(f['status'] as string, /^status: done$/m);
+
+  // The host name is the domain's, the key mdserver served is authorized, runcmd ran.
+  assert.equal(f['hostname'], guest.name);
+  assert.ok((f['keys'] as string).split('\n').includes(host.sshPublicKey), f['keys']);
+  assert.match(f['runcmd'] as string, new RegExp(`^${guest.name} [0-9a-f-]+$`, 'm'));
+
+  // The fixed address came by DHCP: a dynamic address on the NIC with the domain's MAC, and
+  // dnsmasq acknowledged it.
+  assert.match(f['addrs'] as string, new RegExp(`inet ${re(ip)}/${host.network.prefix} .*dynamic`), f['addrs']);
+  assert.ok((f['links'] as string).includes(`link/ether ${reg.mac}`), f['links']);
+  assert.ok(host.readFile(host.dnsmasqLogFile).includes(`DHCPACK(br-mds) ${ip} ${reg.mac}`));
+
+  // A working network with mdserver's defaults: a default route, mdserver reachable, its own
+  // name resolving.
+  assert.match(f['route'] as string, new RegExp(`^default via ${re(host.network.gateway)} `));
+  assert.equal(f['mds'], 'mdserver');
+  assert.match(f['name'] as string, new RegExp(`\\s${guest.name}(\\s|$)`));
+
+  return f['instance'] as string;
+}
+
+function re(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function runStyle(t: TestContext, host: VmHost, image: Image, style: Style): Promise<void> {
+  const name = `${style}-${image.suite}`;
+  const guest = new Guest(host, { name, image });
+  await explained(host, async () => {
+    if (style === 'ec2') await host.reconfigure({ mdserver: { imds_tokens: 'required' } });
+    else await host.reconfigure({});
+    await guest.define(style);
+    const started = guest.start();
+    const reg = await registered(host, name);
+    assert.match(reg.ipv4, /^10\.198\.0\.\d+$/);
+    const finished = await guest.waitFinished(0);
+    timings.push({ suite: image.suite, style, boot: 1, seconds: (finished - started) / 1000 });
+    await guest.waitSsh(reg.ipv4);
+
+    let instanceId = '';
+    await t.test('first boot: configured by its own cloud-init from mdserver', () => {
+      instanceId = checkConfigured(host, guest, style, reg);
+      if (style === 'ec2') {
+        // cloud-init on an "aws" platform used IMDSv2: with tokens required nothing else works,
+        // and mdserver saw the token requests from this guest.
+        assert.match(host.readFile(host.mdserverLogFile), new RegExp(`${reg.ipv4.replace(/\./g, '\\.')} PUT /latest/api/token 200`));
+      }
+    });
+
+    await t.test('second boot: same instance, same address, first-boot modules not run again', { skip: !SECOND_BOOT.includes(style) && 'one style boots twice (MDSERVER_VM_SECOND_BOOT=all for every style)' }, async () => {
+      const offset = guest.serial().length;
+      await guest.shutdown(reg.ipv4);
+      const again = guest.start();
+      const reg2 = await registered(host, name);
+      assert.equal(reg2.ipv4, reg.ipv4);
+      const finished2 = await guest.waitFinished(offset);
+      timings.push({ suite: image.suite, style, boot: 2, seconds: (finished2 - again) / 1000 });
+      await guest.waitSsh(reg.ipv4);
+      assert.equal(checkConfigured(host, guest, style, reg), instanceId);
+      const runs = guest.sh(reg.ipv4, `cat ${RUNCMD_LOG}`).trim().split('\n');
+      assert.equal(runs.length, 1, `runcmd ran ${runs.length} times: ${runs.join(' | ')}`);
+      assert.notEqual(guest.sh(reg.ipv4, 'cat /proc/sys/kernel/random/boot_id').trim(), runs[0]?.split(' ')[1], 'this is a new boot');
+    });
+  });
+  guest.destroy();
+}
+
+for (const suite of selectedSuites()) {
+  test(`a Debian ${suite} guest under libvirt ends configured by mdserver in every style`, { skip: unavailable ?? false }, async (t) => {
+    const image = ensureImage(suite);
+    t.diagnostic(`${suite}: cloud-init ${image.versions['cloud-init']}, image ${image.buildSeconds ? `built in ${image.buildSeconds} s` : 'from the cache'}`);
+    const host = await VmHost.start({ shareDirs: [image.dir] });
+    try {
+      for (const style of STYLES) {
+        // A guest of each style gets its user-data from the template named after it.
+        fs.writeFileSync(path.join(host.dir, 'userdata', `${style}-${suite}.yaml`), TEMPLATE);
+        await t.test(style, (st) => runStyle(st, host, image, style));
+      }
+    } finally {
+      for (const x of timings.filter((x) => x.suite === suite)) t.diagnostic(`${x.suite} ${x.style} boot ${x.boot}: virsh start to cloud-init finished ${x.seconds.toFixed(1)} s`);
+      await host.stop();
+    }
+  });
+}
