@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { MdsError } from '../errors.js';
+import { isMac } from '../ids.js';
 import { moduleLogger } from '../log.js';
 import { parseIPv4 } from '../net/ip.js';
 import { Store, type NewInstance } from './store.js';
@@ -42,8 +43,6 @@ export function dbPaths(dbFile: string): DbPaths {
   return { sqlite: dbFile, json: null };
 }
 
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
 function toMillis(v: unknown, fallback: number): number {
   if (typeof v === 'number' && Number.isFinite(v)) return v < 1e11 ? Math.round(v * 1000) : Math.round(v);
   if (typeof v === 'string') {
@@ -73,7 +72,7 @@ export function convertJsonDb(data: unknown): { rows: NewInstance[]; skipped: st
     const mac = typeof r['mds_mac'] === 'string' ? r['mds_mac'].toLowerCase() : '';
     const ipv4 = typeof r['mds_ipv4'] === 'string' && parseIPv4(r['mds_ipv4']) !== null ? r['mds_ipv4'] : null;
     const label = name || `entry ${i}`;
-    if (!name || !uuid || !MAC.test(mac)) {
+    if (!name || !uuid || !isMac(mac)) {
       skipped.push(`${label}: missing name, uuid or a valid MAC`);
       continue;
     }
