@@ -4,14 +4,13 @@
 import type { Config, ConfigSource } from '../config/index.js';
 import { describe } from '../errors.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
-import type { HostEntry } from '../dnsmasq/render.js';
 import { parseDomainXml, type DomainInfo } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
 import { tagKeyProblem } from '../metadata/ec2.js';
 import { overrideProblems } from '../metadata/instanceData.js';
 import { formatIPv4, parseIPv4 } from '../net/ip.js';
 import { pickIPv4 } from '../store/allocate.js';
-import type { Instance, RegisterResult, Store } from '../store/store.js';
+import type { HostEntry, Instance, RegisterResult, Store } from '../store/store.js';
 
 const log = moduleLogger('instances');
 

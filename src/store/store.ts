@@ -42,7 +42,7 @@ interface Row {
   last_update: number;
 }
 
-/** One line's worth of the dnsmasq host files. */
+/** One line's worth of the dnsmasq host files: the part of an instance they are written from. */
 export interface HostEntry {
   readonly hostName: string;
   readonly mac: string;
