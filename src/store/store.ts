@@ -2,7 +2,6 @@
 // change. Nothing outside this module sees SQL.
 
 import Database from 'better-sqlite3';
-import type { DomainInfo } from '../libvirt/domain.js';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 
@@ -22,12 +21,33 @@ export interface Instance {
   readonly lastUpdate: number;
 }
 
+/** What registering a domain states about it; the store keeps its address and first sighting. */
+export interface Registration {
+  readonly name: string;
+  readonly uuid: string;
+  /** MAC of the domain's interface on the metadata network. */
+  readonly mac: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly arch: string | null;
+  /** The `[service] location` of the host that registered it. */
+  readonly location: string;
+}
+
 export interface RegisterResult {
   instance: Instance;
   created: boolean;
   /** False when the upload repeated what was already stored. */
   changed: boolean;
 }
+
+/** Each registration of a group ends as its stored result or as the error that refused it. */
+export type RegisterOutcome = RegisterResult | Error;
+
+/**
+ * Chooses the address of a new record, or returns null when none is free. `isUsed` says whether
+ * an address belongs to a stored instance (or to one registered earlier in the same group).
+ */
+export type Allocate = (isUsed: (ipv4: string) => boolean) => string | null;
 
 interface Row {
   name: string;
@@ -205,7 +225,7 @@ export class Store {
    * MAC or name that belongs to another domain is a conflict. `allocate` is asked for an address
    * only when the record has none, inside the same transaction, so nothing is half-stored.
    */
-  register(info: DomainInfo, location: string, allocate: (isUsed: (ip: string) => boolean) => string | null): RegisterResult {
+  register(info: Registration, allocate: Allocate): RegisterResult {
     const result = this.db.transaction((): RegisterResult => {
       const now = Date.now();
       const existing = this.q.byUuid.get(info.uuid) ?? this.q.byName.get(info.name);
@@ -217,6 +237,7 @@ export class Store {
       if (nameOwner) {
         throw new MdsError('CONFLICT', `name ${info.name} of domain ${info.uuid} already belongs to domain ${nameOwner.uuid}`);
       }
+      const { location } = info;
       const metadata = JSON.stringify(info.metadata);
       const isUsed = (ip: string): boolean => this.q.ipv4Used.get(ip) !== undefined;
       if (existing) {
