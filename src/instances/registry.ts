@@ -37,13 +37,13 @@ export class Registry {
    * Deletes the instance named `name` and writes the dnsmasq files before returning, not
    * coalesced: whoever deleted it is told its lease entry is gone.
    */
-  delete(name: string): Promise<Instance | undefined> {
-    const gone = this.store.delete(name);
+  async delete(name: string): Promise<Instance | undefined> {
+    const gone = await this.store.delete(name);
     if (gone) {
       log.info('deleted instance', { name: gone.name, uuid: gone.uuid, ipv4: gone.ipv4 });
       this.dnsmasq.flush();
     }
-    return Promise.resolve(gone);
+    return gone;
   }
 
   list(): Instance[] {
@@ -62,23 +62,8 @@ export class Registry {
     return this.store.hostEntries();
   }
 
-  private commit(group: readonly Registration[]): Promise<RegisterOutcome[]> {
-    const allocate = this.allocatorFor(this.config());
-    let outcomes: RegisterOutcome[];
-    try {
-      // One transaction, so one fsync, for the group; each registration in its own savepoint.
-      outcomes = this.store.transaction(() =>
-        group.map((reg): RegisterOutcome => {
-          try {
-            return this.store.register(reg, allocate);
-          } catch (e) {
-            return e instanceof Error ? e : new Error(String(e));
-          }
-        }),
-      );
-    } catch (e) {
-      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
-    }
+  private async commit(group: readonly Registration[]): Promise<RegisterOutcome[]> {
+    const outcomes = await this.store.registerAll(group, this.allocatorFor(this.config()));
     let changed = false;
     outcomes.forEach((o, i) => {
       if (o instanceof Error) return;
@@ -88,7 +73,7 @@ export class Registry {
     // Before the replies go out: when nothing was written lately the files are written at once,
     // so a lone upload is in dnsmasq's files by the time its hook returns.
     if (changed) this.dnsmasq.changed();
-    return Promise.resolve(outcomes);
+    return outcomes;
   }
 
   /** The allocator for the configuration in force, rebuilt only when a reload replaced it. */

@@ -1,4 +1,4 @@
-// Opens the instance database named by `[mdserver] db_file`, importing an md_server JSON database
+// Opens the instance store named by `[mdserver] db_file`, importing an md_server JSON database
 // into SQLite beside it the first time one is found. The JSON file is never modified.
 
 import fs from 'node:fs';
@@ -7,7 +7,8 @@ import { MdsError } from '../errors.js';
 import { isMac } from '../ids.js';
 import { moduleLogger } from '../log.js';
 import { parseIPv4 } from '../net/ip.js';
-import { Store, type NewInstance } from './store.js';
+import { SqliteStore } from './sqlite.js';
+import type { NewInstance, Store } from './store.js';
 
 const log = moduleLogger('store');
 
@@ -116,7 +117,7 @@ export function openStore(dbFile: string): Store {
     // leaves no SQLite file and the import simply runs again at the next start.
     const tmp = `${paths.sqlite}.import-${process.pid}`;
     fs.rmSync(tmp, { force: true });
-    const s = new Store(tmp);
+    const s = new SqliteStore(tmp);
     s.insertMany(rows);
     s.setMeta('imported_from', paths.json);
     s.setMeta('imported_at', new Date().toISOString());
@@ -129,5 +130,5 @@ export function openStore(dbFile: string): Store {
       from: paths.json, to: paths.sqlite, instances: rows.length, skipped: skipped.length,
     });
   }
-  return new Store(paths.sqlite);
+  return new SqliteStore(paths.sqlite);
 }
