@@ -13,8 +13,21 @@ export type Sections = Record<string, Record<string, string | number>>;
 /** The VM network the loopback tests use: VMs are 127.1.x.y, the host uploads from 127.0.0.1. */
 export const TEST_NET = { net_address: '127.1.0.0', net_prefix: '16', gateway: '127.1.0.1' };
 
+/** Every directory tempDir made in this process; see the exit handler below. */
+const made = new Set<string>();
+
+// node --test runs each test file in its own process, so removing the directories when that
+// process exits cleans up after every test in the file, including one whose assertion failed
+// before its own cleanup ran, or one that never removed what it made.
+process.on('exit', () => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new empty directory under the system's temporary directory, removed at the latest on exit. */
 export function tempDir(prefix = 'mdserver-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.add(dir);
+  return dir;
 }
 
 export function iniText(sections: Sections): string {

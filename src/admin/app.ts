@@ -90,11 +90,9 @@ export function createAdminApp(d: AdminDeps): express.Express {
     res.json(instanceView(i));
   });
 
-  app.delete('/instances/:name', (req, res) => {
-    const gone = d.services.registry.delete(name(req));
+  app.delete('/instances/:name', async (req, res) => {
+    const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    // Written before the reply, not coalesced: the admin is told the lease entry is gone.
-    d.services.dnsmasq.flush();
     res.json(instanceView(gone));
   });
 
@@ -107,9 +105,9 @@ export function createAdminApp(d: AdminDeps): express.Express {
     if (parser?.limit !== limit) parser = { limit, parse: express.text({ type: () => true, limit }) };
     parser.parse(req, res, next);
   };
-  app.post('/instances', body, (req, res) => {
+  app.post('/instances', body, async (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
-    const r = d.services.registry.upload(req.body);
+    const r = await d.services.registry.register(req.body);
     res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
   });
 

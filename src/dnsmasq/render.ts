@@ -3,13 +3,10 @@
 import net from 'node:net';
 import type { Config } from '../config/index.js';
 import { netmask } from '../net/ip.js';
+import type { HostEntry } from '../store/store.js';
 
-export interface HostEntry {
-  readonly hostName: string;
-  readonly mac: string;
-  readonly ipv4: string | null;
-  readonly ipv6: string | null;
-}
+// The host files are written from the store's records; declared there, offered here too.
+export type { HostEntry };
 
 export interface DnsmasqPaths {
   conf: string;

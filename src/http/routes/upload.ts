@@ -51,7 +51,7 @@ export function uploadHandler(ctx: Services) {
     } catch {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
-    const { instance: i, created } = await ctx.registry.uploadGrouped(xml);
+    const { instance: i, created } = await ctx.registry.register(xml);
     sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n`, created ? 201 : 200);
   };
 }
