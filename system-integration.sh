@@ -1,6 +1,7 @@
 #!/bin/bash
 # Installs mdserver's host integration: the configuration, the user-data directory, the systemd
-# units, the libvirt hook and /etc/default/mdserver, and creates the mdserver user. The mdserver
+# units, the libvirt hook, /etc/default/mdserver and the logrotate snippet, and creates the
+# mdserver user. The mdserver
 # command itself comes from npm (see doc/setup.md).
 #
 # Safe to run again: files that belong to mdserver (units, hook, the sample) are replaced only
@@ -119,6 +120,11 @@ for unit in mdserver.service mdserver-dnsmasq.service; do
     sed "s#^ExecStart=/usr/local/bin/mdserver #ExecStart=$bin #" "$src/systemd/$unit" > "$tmp/$unit"
     put 0644 "$tmp/$unit" "$prefix/etc/systemd/system/$unit"
 done
+
+# logrotate: the service user rotates its own logfile, and mdserver reopens it on SIGUSR1.
+dir 0755 "$prefix/etc/logrotate.d"
+sed "s/^\( *su \)mdserver mdserver\$/\1$user $user/" "$src/systemd/mdserver.logrotate" > "$tmp/logrotate"
+put 0644 "$tmp/logrotate" "$prefix/etc/logrotate.d/mdserver"
 
 # State: systemd's StateDirectory= would create it too, but dnsmasq's files live below it and an
 # admin may want to run mdserver by hand first.

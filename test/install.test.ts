@@ -61,6 +61,9 @@ test('the installer puts config, user-data directory, units, hook and defaults u
     assert.match(unit, new RegExp(`^ExecStart=${MDSERVER.replace(/[.]/g, '\\.')} /etc/mdserver/mdserver.conf$`, 'm'));
     assert.ok(fs.existsSync(f('etc/systemd/system/mdserver-dnsmasq.service')));
     assert.ok(fs.statSync(f('var/lib/mdserver/dnsmasq')).isDirectory());
+    // logrotate refuses a snippet that others can write; it rotates as the service user.
+    assert.equal(mode('etc/logrotate.d/mdserver'), 0o644);
+    assert.match(fs.readFileSync(f('etc/logrotate.d/mdserver'), 'utf8'), /^ {4}su mdserver mdserver$/m);
     // A staged install never touches the build host's users.
     assert.doesNotMatch(r.stdout, /created\s+user/);
   } finally {

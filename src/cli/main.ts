@@ -4,7 +4,7 @@
 import { sysinfoCommand } from './sysinfo.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from '../config/index.js';
 import { describe } from '../errors.js';
-import { moduleLogger } from '../log.js';
+import { moduleLogger, reopenLogfile } from '../log.js';
 import { CommandError } from './common.js';
 import { instancesCommand } from './instances.js';
 import { reloadCommand } from './reload.js';
@@ -68,6 +68,13 @@ async function announceReady(r: Running): Promise<void> {
 }
 
 async function run(file: string): Promise<number> {
+  // SIGUSR1 reopens the logfile (logrotate's postrotate sends it). Installed first: without a
+  // listener Node takes SIGUSR1 as the request to open its inspector on 127.0.0.1:9229, where
+  // any local account could attach and run code in this process.
+  process.on('SIGUSR1', () => {
+    const opened = reopenLogfile();
+    log.info('signal received; logfile reopened', { signal: 'SIGUSR1', reopened: opened });
+  });
   let running;
   try {
     running = await startServer(file);
