@@ -74,8 +74,9 @@ test('status is unhealthy while no dnsmasq runs, and healthy once the pid file n
     assert.match(down.stdout, /^status:\s+DEGRADED$/m);
     assert.match(down.stdout, /^dnsmasq:\s+NOT RUNNING/m);
 
-    fs.mkdirSync(path.join(t.dir, 'run'), { recursive: true });
-    fs.writeFileSync(path.join(t.dir, 'run', 'mds.pid'), `${standIn.pid}\n`);
+    // dnsmasq's pid file lives in its own directory beside run_dir (systemd's RuntimeDirectory=).
+    fs.mkdirSync(path.join(t.dir, 'run-dnsmasq'), { recursive: true });
+    fs.writeFileSync(path.join(t.dir, 'run-dnsmasq', 'mds.pid'), `${standIn.pid}\n`);
     const up = await cli(['status', '--json', ...conf(t.dir)]);
     assert.equal(up.status, 0, up.stdout);
     const s = JSON.parse(up.stdout) as { healthy: boolean; instances: number; dnsmasq: { running: boolean; pid: number; files: { ok: boolean } } };

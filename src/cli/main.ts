@@ -6,6 +6,7 @@ import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from '../con
 import { describe } from '../errors.js';
 import { moduleLogger, reopenLogfile } from '../log.js';
 import { CommandError } from './common.js';
+import { dnsmasqConfCommand } from './dnsmasqconf.js';
 import { instancesCommand } from './instances.js';
 import { reloadCommand } from './reload.js';
 import { statusCommand } from './status.js';
@@ -18,6 +19,7 @@ const log = moduleLogger('cli');
 
 /** Subcommands: name -> handler of the arguments after the name, returning the exit status. */
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  'dnsmasq-conf': (args) => Promise.resolve(dnsmasqConfCommand(args)),
   instances: instancesCommand,
   reload: reloadCommand,
   status: statusCommand,
@@ -35,6 +37,9 @@ const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver reload                   re-read the configuration (as SIGHUP does)
        mdserver status [--json]          health of the running server and its dnsmasq files
        mdserver sync [--connect URI]     register every domain libvirt knows
+       mdserver dnsmasq-conf [--output FILE]
+                                         dnsmasq's configuration (run as root by
+                                         mdserver-dnsmasq.service)
        mdserver --version | --help
 
 CONFIG defaults to ${DEFAULT_CONFIG_FILE}. The subcommands talk to the running server over its
