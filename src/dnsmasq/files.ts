@@ -82,7 +82,7 @@ export class DnsmasqFiles {
    * burst, writes are spaced by at least ten times the cost of the last one (100 ms minimum), so
    * that rewriting ten thousand hosts does not dominate an upload storm.
    */
-  changed(): void {
+  scheduleWrite(): void {
     if (this.pending) return;
     const gap = Math.max(100, this.lastFlushMs * 10);
     const wait = this.lastFlushAt + gap - Date.now();
