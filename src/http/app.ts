@@ -1,11 +1,12 @@
 // The Express application, built from injected services: routes, access log, one error handler.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { describe, isMdsError, MdsError } from '../errors.js';
+import { MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
+import { errorHandler, HttpError } from './errorReply.js';
 import { sendText } from './respond.js';
 import { ec2Handler } from './routes/ec2.js';
 import { nocloudHandler } from './routes/nocloud.js';
@@ -53,7 +54,7 @@ export function createApp(ctx: Services): express.Express {
     const verdict = ctx.limiter.take(client);
     if (verdict.allowed) return;
     if (verdict.firstOfRun) log.warn('rate limiting a client', { client });
-    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(verdict.retryAfter) } });
+    throw new HttpError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { 'Retry-After': String(verdict.retryAfter) });
   };
 
   // One middleware does everything: each extra Express layer is a measurable part of a metadata
@@ -78,7 +79,7 @@ export function createApp(ctx: Services): express.Express {
     }
     if (p === '/service' || p.startsWith('/service/')) {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
-        throw new MdsError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { headers: { Allow: 'GET, HEAD' } });
+        throw new HttpError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { Allow: 'GET, HEAD' });
       }
       return service(req, res);
     }
@@ -89,28 +90,10 @@ export function createApp(ctx: Services): express.Express {
     throw new MdsError('NOT_FOUND', `Resource not found: ${p}`);
   });
 
-  // One place maps every error to a status and a plain-text body; nothing unexpected escapes
-  // as a stack trace, and every refusal is logged with its reason.
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let e: MdsError;
-    if (isMdsError(err)) e = err;
-    else if (isBodyError(err)) e = new MdsError(err.status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', `Bad request: ${err.message}`);
-    else {
-      log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
-      e = new MdsError('INTERNAL', 'Internal error');
-    }
-    const level = e.status >= 500 ? 'error' : e.status === 404 || e.status === 429 ? 'debug' : 'warn';
-    log.log(level, e.message, { client: clientAddress(req), code: e.code, path: req.path.slice(0, 256) });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.set(e.headers);
-    sendText(res, e.message, e.status);
-  });
+  app.use(errorHandler({
+    log,
+    fields: (req) => ({ client: clientAddress(req) }),
+    send: (res, reply) => sendText(res, reply.error.message, reply.status),
+  }));
   return app;
-}
-
-function isBodyError(e: unknown): e is { status: number; message: string } {
-  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && (e as { status: number }).status < 500;
 }

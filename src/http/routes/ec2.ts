@@ -6,6 +6,7 @@ import { TOKEN_HEADER } from '../../metadata/token.js';
 import { isDeferred, isDir, listDir, lookup } from '../../metadata/tree.js';
 import type { Services } from '../../services.js';
 import { clientAddress } from '../client.js';
+import { HttpError } from '../errorReply.js';
 import { sendText } from '../respond.js';
 
 /** Splits a raw path into decoded segments; a bad escape is the client's error. */
@@ -47,7 +48,7 @@ export function ec2Handler(ctx: Services) {
     const isRoot = segs.length === 0;
     if (!isRoot && !cfg.service.ec2Versions.includes(version)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      throw new MdsError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { headers: { Allow: 'GET, HEAD' } });
+      throw new HttpError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { Allow: 'GET, HEAD' });
     }
     const client = clientAddress(req);
     checkToken(ctx, req, client);

@@ -5,6 +5,7 @@ import { MdsError } from '../../errors.js';
 import { TokenIssuer, TTL_HEADER } from '../../metadata/token.js';
 import type { Services } from '../../services.js';
 import { clientAddress } from '../client.js';
+import { HttpError } from '../errorReply.js';
 import { sendText } from '../respond.js';
 
 export const TOKEN_PATH = '/latest/api/token';
@@ -12,7 +13,7 @@ export const TOKEN_PATH = '/latest/api/token';
 export function tokenHandler(ctx: Services) {
   return (req: Request, res: Response): void => {
     if (req.method !== 'PUT') {
-      throw new MdsError('METHOD_NOT_ALLOWED', 'Method not allowed: use PUT to get a token', { headers: { Allow: 'PUT' } });
+      throw new HttpError('METHOD_NOT_ALLOWED', 'Method not allowed: use PUT to get a token', { Allow: 'PUT' });
     }
     // A request relayed by a proxy on the VM (an SSRF) must not get a token, as on EC2.
     if (req.headers['x-forwarded-for'] !== undefined) {

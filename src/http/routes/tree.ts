@@ -6,11 +6,12 @@ import type { ClientView } from '../../metadata/service.js';
 import { isDeferred, isDir, listDir, lookup, type Dir } from '../../metadata/tree.js';
 import type { Services } from '../../services.js';
 import { clientAddress } from '../client.js';
+import { HttpError } from '../errorReply.js';
 import { sendText } from '../respond.js';
 
 export function requireRead(req: Request): void {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    throw new MdsError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { headers: { Allow: 'GET, HEAD' } });
+    throw new HttpError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { Allow: 'GET, HEAD' });
   }
 }
 

@@ -4,6 +4,7 @@ import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import type { Services } from '../../services.js';
 import { clientAddress, isHost } from '../client.js';
+import { HttpError } from '../errorReply.js';
 import { sendText } from '../respond.js';
 
 export const UPLOAD_PATH = '/instance-upload';
@@ -41,7 +42,7 @@ export function uploadHandler(ctx: Services) {
     const cfg = ctx.config();
     const client = clientAddress(req);
     if (req.method !== 'POST') {
-      throw new MdsError('METHOD_NOT_ALLOWED', 'Method not allowed: use POST', { headers: { Allow: 'POST' } });
+      throw new HttpError('METHOD_NOT_ALLOWED', 'Method not allowed: use POST', { Allow: 'POST' });
     }
     if (!isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
     const body = await readBody(req, cfg.mdserver.uploadMaxBytes);
