@@ -3,8 +3,9 @@
 // `{"error": code, "message": ...}` with the status of the error's code.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { describe, isMdsError, MdsError } from '../errors.js';
+import { MdsError } from '../errors.js';
 import { health } from '../health.js';
+import { errorHandler } from '../http/errorReply.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
@@ -120,25 +121,11 @@ export function createAdminApp(d: AdminDeps): express.Express {
     throw new MdsError('NOT_FOUND', `no admin resource ${req.method} ${req.path}`);
   });
 
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let e: MdsError;
-    if (isMdsError(err)) e = err;
-    else if (isClientError(err)) e = new MdsError(err.status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', `Bad request: ${err.message}`);
-    else {
-      log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
-      e = new MdsError('INTERNAL', 'Internal error');
-    }
-    log.log(e.status >= 500 ? 'error' : 'warn', e.message, { code: e.code, path: req.path.slice(0, 256) });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.status(e.status).json({ error: e.code, message: e.message });
-  });
+  app.use(errorHandler({
+    log,
+    send: (res, reply) => {
+      res.json({ error: reply.error.code, message: reply.error.message });
+    },
+  }));
   return app;
-}
-
-function isClientError(e: unknown): e is { status: number; message: string } {
-  const s = (e as { status?: unknown } | null)?.status;
-  return typeof s === 'number' && s >= 400 && s < 500;
 }
