@@ -9,8 +9,8 @@ import { errorHandler } from '../http/errorReply.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
-import type { Instance } from '../store/store.js';
 import { VERSION } from '../version.js';
+import { instanceJson, type StatusReport } from './protocol.js';
 
 const log = moduleLogger('admin');
 
@@ -24,24 +24,7 @@ export interface AdminDeps {
   lastReload(): { at: string; ok: boolean } | null;
 }
 
-/** The JSON form of an instance, as `mdserver instances show --json` prints it. */
-export function instanceView(i: Instance): Record<string, unknown> {
-  return {
-    name: i.name,
-    hostName: i.hostName,
-    uuid: i.uuid,
-    mac: i.mac,
-    ipv4: i.ipv4,
-    ipv6: i.ipv6,
-    location: i.location,
-    arch: i.arch,
-    metadata: i.metadata,
-    firstSeen: new Date(i.firstSeen).toISOString(),
-    lastUpdate: new Date(i.lastUpdate).toISOString(),
-  };
-}
-
-export function statusView(d: AdminDeps): Record<string, unknown> {
+export function statusReport(d: AdminDeps): StatusReport {
   const cfg = d.services.config();
   const h = health(d.services);
   return {
@@ -78,23 +61,23 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/status', (_req, res) => {
-    res.json(statusView(d));
+    res.json(statusReport(d));
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.services.registry.list().map(instanceView));
+    res.json(d.services.registry.list().map(instanceJson));
   });
 
   app.get('/instances/:name', (req, res) => {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(i));
+    res.json(instanceJson(i));
   });
 
   app.delete('/instances/:name', async (req, res) => {
     const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(gone));
+    res.json(instanceJson(gone));
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be
@@ -109,7 +92,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.post('/instances', body, async (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
     const r = await d.services.registry.register(req.body);
-    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
+    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceJson(r.instance) });
   });
 
   app.post('/reload', (_req, res) => {

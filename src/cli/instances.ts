@@ -1,5 +1,6 @@
 // `mdserver instances list | show NAME | delete NAME`: the registered VMs of a running server.
 
+import type { InstanceJson } from '../admin/protocol.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket } from './common.js';
 import { formatTable } from './table.js';
 
@@ -11,17 +12,6 @@ Deleting frees the instance's address and removes it from dnsmasq's files at onc
 Options:
       --json         print JSON, for scripts
 ${COMMON_HELP}`;
-
-interface InstanceJson {
-  name: string;
-  uuid: string;
-  mac: string;
-  ipv4: string | null;
-  hostName: string;
-  lastUpdate: string;
-  metadata: Record<string, string>;
-  [k: string]: unknown;
-}
 
 function show(i: InstanceJson): string {
   const lines: [string, string][] = [];
