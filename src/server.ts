@@ -157,6 +157,7 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         clearInterval(sweep);
         clearTimeout(force);
         services.dnsmasq.close();
+        void services.registry.close();
         store.close();
         log.info('stopped');
         resolve();

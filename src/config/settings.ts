@@ -117,7 +117,9 @@ export const SETTINGS = {
       doc: 'write each rendered user-data to <run_dir>/<address>.userdata' },
     imdsTokens: { key: 'imds_tokens', default: 'optional', parse: choice<TokenMode>(['optional', 'required']),
       doc: 'IMDSv2 session tokens: optional, or required (401 without one)' },
-    uploadMaxBytes: { key: 'upload_max_bytes', default: '1048576', parse: int(1024, 64 * 1024 * 1024),
+    // libvirt writes a few kilobytes per domain; 256 KiB leaves room for large metadata while
+    // bounding what one upload can make the XML parser do.
+    uploadMaxBytes: { key: 'upload_max_bytes', default: '262144', parse: int(1024, 64 * 1024 * 1024),
       doc: 'the largest domain XML /instance-upload accepts, in bytes' },
     adminSocket: { key: 'admin_socket', default: '', parse: adminSocket, restart: 'mdserver',
       doc: 'the admin interface unix socket; empty: <run_dir>/admin.sock, no: none' },

@@ -3,10 +3,10 @@
 
 import type { Config, ConfigSource } from '../config/index.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
-import { parseDomainXml } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
 import type { Allocate, HostEntry, Instance, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
+import { DomainParser } from './domainParser.js';
 import { GroupCommit } from './groupCommit.js';
 import { metadataWarnings } from './warnings.js';
 
@@ -19,7 +19,12 @@ export class Registry {
   private allocator: { for: Config; allocate: Allocate } | null = null;
   private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
 
-  constructor(private readonly config: ConfigSource, private readonly store: Store, private readonly dnsmasq: HostFiles) {}
+  constructor(
+    private readonly config: ConfigSource,
+    private readonly store: Store,
+    private readonly dnsmasq: HostFiles,
+    private readonly parser = new DomainParser(),
+  ) {}
 
   /**
    * Records the domain a libvirt XML document describes: a new one gets an address, a known one
@@ -28,7 +33,7 @@ export class Registry {
    */
   async register(xml: string): Promise<RegisterResult> {
     const cfg = this.config();
-    const info = parseDomainXml(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
+    const info = await this.parser.parse(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
     const { name, uuid, mac, metadata, arch } = info;
     return await this.commits.submit({ name, uuid, mac, metadata, arch, location: cfg.service.location });
   }
@@ -44,6 +49,11 @@ export class Registry {
       this.dnsmasq.flush();
     }
     return gone;
+  }
+
+  /** Stops the XML parser's worker threads. */
+  close(): Promise<void> {
+    return this.parser.close();
   }
 
   list(): Instance[] {
