@@ -126,6 +126,31 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(store.byName('db')?.uuid, DB.uuid);
     });
 
+    test('a host name another instance has, in any case or spelling, is a CONFLICT naming both', async () => {
+      await register({ ...WEB, name: 'VICTIM' });
+      const [underscore, lower, renamed] = await store.registerAll(
+        [{ ...DB, name: 'victim_' }, { ...CACHE, name: 'victim' }, { ...WEB, name: 'Victim!' }],
+        POOL,
+      );
+      refused(underscore, 'CONFLICT');
+      assert.equal(
+        (underscore as Error).message,
+        `host name victim of domain victim_ (${DB.uuid}) is already the host name of domain VICTIM (${WEB.uuid}): ` +
+          'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
+      );
+      refused(lower, 'CONFLICT');
+      // The holder itself may change its spelling: the host name stays its own.
+      assert.equal(ok(renamed).instance.hostName, 'Victim');
+      assert.deepEqual(store.all().map((i) => i.name), ['Victim!']);
+    });
+
+    test('in one group, the first of two registrations with the same host name wins', async () => {
+      const [web, other] = await store.registerAll([{ ...WEB, name: 'web.1' }, { ...DB, name: 'WEB 1' }], POOL);
+      assert.equal(ok(web).instance.hostName, 'web-1');
+      refused(other, 'CONFLICT');
+      assert.equal(store.count(), 1);
+    });
+
     test('a full pool is POOL_EXHAUSTED and stores nothing', async () => {
       await register(WEB, from('10.0.0.10'));
       const [full] = await store.registerAll([DB], from('10.0.0.10'));
@@ -167,10 +192,10 @@ export function storeContract(name: string, backend: Backend): void {
     test('lookups: by address and name, all and the host entries in name order, the count', async () => {
       await store.registerAll([WEB, DB, CACHE], POOL);
       assert.deepEqual(store.all().map((i) => [i.name, i.ipv4]), [['cache', '10.0.0.12'], ['db', '10.0.0.11'], ['web 1', '10.0.0.10']]);
-      assert.deepEqual(store.hostEntries(), [
-        { hostName: 'cache', mac: CACHE.mac, ipv4: '10.0.0.12', ipv6: null },
-        { hostName: 'db', mac: DB.mac, ipv4: '10.0.0.11', ipv6: null },
-        { hostName: 'web-1', mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null },
+      assert.deepEqual(store.hostEntries().map((h) => ({ ...h, firstSeen: h.firstSeen === store.byName(h.name)?.firstSeen })), [
+        { hostName: 'cache', mac: CACHE.mac, ipv4: '10.0.0.12', ipv6: null, name: 'cache', uuid: CACHE.uuid, firstSeen: true },
+        { hostName: 'db', mac: DB.mac, ipv4: '10.0.0.11', ipv6: null, name: 'db', uuid: DB.uuid, firstSeen: true },
+        { hostName: 'web-1', mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null, name: 'web 1', uuid: WEB.uuid, firstSeen: true },
       ]);
       assert.equal(store.count(), 3);
       assert.equal(store.byIPv4('10.0.0.11')?.name, 'db');

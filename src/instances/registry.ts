@@ -8,6 +8,7 @@ import type { Allocate, HostEntry, Instance, RegisterOutcome, RegisterResult, Re
 import { ipv4Allocator } from './allocation.js';
 import { DomainParser } from './domainParser.js';
 import { GroupCommit } from './groupCommit.js';
+import { uniqueHostNames, type HostNameCollision } from './hostNames.js';
 import { metadataWarnings } from './warnings.js';
 
 const log = moduleLogger('instances');
@@ -18,6 +19,8 @@ export type HostFiles = Pick<DnsmasqFiles, 'changed' | 'flush'>;
 export class Registry {
   private allocator: { for: Config; allocate: Allocate } | null = null;
   private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
+  /** The host name collisions last reported, so that each is logged once, not at every rewrite. */
+  private reportedCollisions = '[]';
 
   constructor(
     private readonly config: ConfigSource,
@@ -68,8 +71,28 @@ export class Registry {
     return this.store.count();
   }
 
+  /** The dnsmasq files' entries: each host name once, whatever the database holds. */
   hostEntries(): HostEntry[] {
-    return this.store.hostEntries();
+    const { entries, collisions } = uniqueHostNames(this.store.hostEntries());
+    this.report(collisions);
+    return entries;
+  }
+
+  /**
+   * Warns about host names that several instances share (a database from before uploads were
+   * refused for it): at start-up, and again whenever the set of them changes.
+   */
+  private report(collisions: readonly HostNameCollision[]): void {
+    const text = JSON.stringify(collisions);
+    if (text === this.reportedCollisions) return;
+    this.reportedCollisions = text;
+    for (const c of collisions) {
+      log.warn('instances share a host name: the first seen keeps it in DNS; rename or delete the others', {
+        hostName: c.hostName,
+        kept: `${c.kept.name} (${c.kept.uuid})`,
+        listedAs: c.renamed.map((r) => `${r.name} (${r.uuid}) as ${r.listedAs}`).join(', '),
+      });
+    }
   }
 
   private async commit(group: readonly Registration[]): Promise<RegisterOutcome[]> {

@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
-import type { Allocate, HostEntry, Instance, NewInstance, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
+import type { Allocate, HostRecord, Instance, NewInstance, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
 interface Row {
   name: string;
@@ -19,11 +19,19 @@ interface Row {
   last_update: number;
 }
 
-type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6'>;
+type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen'>;
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
-const MIGRATIONS: Record<number, string> = {
+/** What makes two host names the same name in DNS: case does not count. */
+function hostKey(name: string, uuid: string): string {
+  return safeHostName(name, uuid).toLowerCase();
+}
+
+/** A migration is SQL, or a step that needs the host-name rule, which only JavaScript has. */
+type Migration = string | ((db: Database.Database) => void);
+
+const MIGRATIONS: Record<number, Migration> = {
   1: `
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE instances (
@@ -47,6 +55,17 @@ const MIGRATIONS: Record<number, string> = {
       last_seen INTEGER NOT NULL
     );
   `,
+  // The DNS form of each name, indexed, so that a registration can be refused when another
+  // instance already answers to its host name. Not UNIQUE: a database from before the rule may
+  // hold such pairs, and they must keep working (see Store.hostEntries).
+  2: (db) => {
+    db.exec(`ALTER TABLE instances ADD COLUMN host_key TEXT NOT NULL DEFAULT '';
+             CREATE INDEX instances_host_key ON instances (host_key);`);
+    const set = db.prepare<[string, number]>('UPDATE instances SET host_key = ? WHERE id = ?');
+    for (const r of db.prepare<[], { id: number; name: string; uuid: string }>('SELECT id, name, uuid FROM instances').all()) {
+      set.run(hostKey(r.name, r.uuid), r.id);
+    }
+  },
 };
 
 function toInstance(r: Row): Instance {
@@ -92,15 +111,16 @@ function prepare(db: Database.Database) {
     byMac: db.prepare<[string], Row>('SELECT * FROM instances WHERE mac = ?'),
     ipv4Used: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM instances WHERE ipv4 = ?'),
     all: db.prepare<[], Row>('SELECT * FROM instances ORDER BY name'),
-    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6 FROM instances ORDER BY name'),
+    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen FROM instances ORDER BY name'),
+    byHostKey: db.prepare<[string, string], Pick<Row, 'name' | 'uuid'>>('SELECT name, uuid FROM instances WHERE host_key = ? AND uuid != ? LIMIT 1'),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
     insert: db.prepare(
-      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update)
-       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate)`,
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update, host_key)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate, @hostKey)`,
     ),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-       metadata = @metadata, arch = @arch, last_update = @lastUpdate WHERE uuid = @oldUuid`,
+       metadata = @metadata, arch = @arch, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
     ),
     deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
     getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -141,7 +161,9 @@ export class SqliteStore implements Store {
     }
     for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
       this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] as string);
+        const step = MIGRATIONS[v] as Migration;
+        if (typeof step === 'string') this.db.exec(step);
+        else step(this.db);
         this.db.pragma(`user_version = ${v}`);
       })();
     }
@@ -170,8 +192,10 @@ export class SqliteStore implements Store {
    * for ten thousand instances several times a second was most of the garbage an upload storm
    * made.
    */
-  hostEntries(): HostEntry[] {
-    return this.q.hosts.all().map((r) => ({ hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6 }));
+  hostEntries(): HostRecord[] {
+    return this.q.hosts.all().map((r) => ({
+      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen,
+    }));
   }
 
   count(): number {
@@ -219,12 +243,31 @@ export class SqliteStore implements Store {
       if (nameOwner) {
         throw new MdsError('CONFLICT', `name ${reg.name} of domain ${reg.uuid} already belongs to domain ${nameOwner.uuid}`);
       }
+      this.checkHostName(reg, existing);
       const ipv4 = existing?.ipv4 ?? allocate((ip) => this.q.ipv4Used.get(ip) !== undefined);
       if (ipv4 === null) throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${reg.name}`);
       return existing ? this.update(existing, reg, ipv4) : this.insert(reg, ipv4);
     })();
     if (result.changed) this.changes++;
     return result;
+  }
+
+  /**
+   * A new record, or one whose host name changes, may not take a host name another instance
+   * answers to in DNS. A record keeps the host name it has: a database from before this rule may
+   * hold two that collide, and re-registering them must go on working.
+   */
+  private checkHostName(reg: Registration, existing: Row | undefined): void {
+    const key = hostKey(reg.name, reg.uuid);
+    if (existing && hostKey(existing.name, existing.uuid) === key) return;
+    const holder = this.q.byHostKey.get(key, existing?.uuid ?? reg.uuid);
+    if (!holder) return;
+    const hostName = safeHostName(reg.name, reg.uuid);
+    throw new MdsError(
+      'CONFLICT',
+      `host name ${hostName} of domain ${reg.name} (${reg.uuid}) is already the host name of domain ${holder.name} (${holder.uuid}): ` +
+        'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
+    );
   }
 
   private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
@@ -235,7 +278,7 @@ export class SqliteStore implements Store {
     const row: Row = { ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, last_update: now };
     this.q.update.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch,
-      lastUpdate: now, oldUuid: existing.uuid,
+      lastUpdate: now, oldUuid: existing.uuid, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: false, changed };
   }
@@ -248,15 +291,18 @@ export class SqliteStore implements Store {
     };
     this.q.insert.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
-      arch: row.arch, firstSeen: now, lastUpdate: now,
+      arch: row.arch, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: true, changed: true };
   }
 
-  /** Inserts records read from elsewhere (the md_server JSON import) as they are. */
+  /**
+   * Inserts records read from elsewhere (the md_server JSON import) as they are, host names that
+   * collide included: md_server had no such rule, and its VMs keep their addresses.
+   */
   insertMany(rows: readonly NewInstance[]): void {
     this.db.transaction(() => {
-      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata) });
+      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
     })();
     this.changes++;
   }

@@ -59,6 +59,13 @@ export interface HostEntry {
   readonly ipv6: string | null;
 }
 
+/** A host entry with what decides between two records that claim the same host name. */
+export interface HostRecord extends HostEntry {
+  readonly name: string;
+  readonly uuid: string;
+  readonly firstSeen: number;
+}
+
 /**
  * Chooses the address of a new record, or returns null when none is free. `isUsed` says whether
  * an address belongs to a stored instance (or to one registered earlier in the same group).
@@ -76,9 +83,11 @@ export interface Store {
   count(): number;
   /**
    * What the dnsmasq host files need of every instance, ordered by name. Rewritten after each
-   * burst of uploads, so a backend should build it without the full records.
+   * burst of uploads, so a backend should build it without the full records. Host names are
+   * unique ignoring case, except in records stored before that rule (or imported from
+   * md_server): the caller decides who gets such a name (see instances/hostNames.ts).
    */
-  hostEntries(): HostEntry[];
+  hostEntries(): HostRecord[];
 
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string): void;
@@ -89,7 +98,8 @@ export interface Store {
    * Records every registration of `group` in one commit, each on its own: one that conflicts
    * fails alone (its outcome is the error) and the others are stored. Outcomes are in the order
    * of `group`. A known uuid, else a known name, keeps its record and its address; a MAC, or a
-   * new name, that belongs to another domain is a CONFLICT. `allocate` is asked for an address
+   * new name, that belongs to another domain is a CONFLICT, and so is a host name (`hostName`,
+   * ignoring case) that another instance has, unless the record already had that host name. `allocate` is asked for an address
    * only for a record without one (POOL_EXHAUSTED when it finds none). The promise rejects only
    * when the commit itself fails, and then nothing of the group is stored.
    */
