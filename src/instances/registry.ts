@@ -4,7 +4,9 @@
 import type { Config, ConfigSource } from '../config/index.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import { moduleLogger } from '../log.js';
-import type { Allocate, HostEntry, Instance, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
+import { MdsError } from '../errors.js';
+import { canonicalUuid } from '../ids.js';
+import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
 import { DomainParser } from './domainParser.js';
 import { GroupCommit } from './groupCommit.js';
@@ -52,6 +54,23 @@ export class Registry {
       this.dnsmasq.flush();
     }
     return gone;
+  }
+
+  /**
+   * Moves the instance named `name` to the uuid its domain was defined again under, keeping its
+   * address and instance id (the host's `mdserver instances rekey`). Undefined when there is no
+   * such instance; BAD_REQUEST for a uuid that is not one, CONFLICT for one in use.
+   */
+  async rekey(name: string, rawUuid: string): Promise<Rekeyed | undefined> {
+    const uuid = canonicalUuid(rawUuid);
+    if (!uuid) throw new MdsError('BAD_REQUEST', `"${rawUuid.slice(0, 64)}" is not a uuid`);
+    const r = await this.store.rekey(name, uuid);
+    if (r && r.previousUuid !== uuid) {
+      log.info('moved instance to a new uuid', { name, from: r.previousUuid, to: uuid, ipv4: r.instance.ipv4 });
+      // A name with no DNS-safe characters takes its host name from the uuid.
+      this.dnsmasq.changed();
+    }
+    return r;
   }
 
   /** Stops the XML parser's worker threads. */

@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
-import type { Allocate, HostRecord, Instance, NewInstance, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
+import type { Allocate, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
 interface Row {
   name: string;
@@ -90,6 +90,19 @@ function toInstance(r: Row): Instance {
   };
 }
 
+/**
+ * A domain that is not the registered one by its uuid, under that one's name: a new VM reusing
+ * the name must not inherit the old one's address and instance id, so the host decides.
+ */
+function nameTaken(reg: Registration, holder: Row): MdsError {
+  return new MdsError(
+    'CONFLICT',
+    `name ${reg.name} of domain ${reg.uuid} already belongs to the instance of domain ${holder.uuid} (address ${holder.ipv4 ?? 'none'}), ` +
+      `which is left as it is: if this is that VM defined again, move its record to the new uuid (mdserver instances rekey ${reg.name} --uuid ${reg.uuid}); ` +
+      `otherwise delete the old record first (mdserver instances delete ${reg.name})`,
+  );
+}
+
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
@@ -118,6 +131,7 @@ function prepare(db: Database.Database) {
       `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update, host_key)
        VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate, @hostKey)`,
     ),
+    rekey: db.prepare<[string, string, number, string]>('UPDATE instances SET uuid = ?, host_key = ?, last_update = ? WHERE uuid = ?'),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
        metadata = @metadata, arch = @arch, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
@@ -234,7 +248,9 @@ export class SqliteStore implements Store {
 
   private register(reg: Registration, allocate: Allocate): RegisterResult {
     const result = this.db.transaction((): RegisterResult => {
-      const existing = this.q.byUuid.get(reg.uuid) ?? this.q.byName.get(reg.name);
+      const existing = this.q.byUuid.get(reg.uuid);
+      const sameName = existing ? undefined : this.q.byName.get(reg.name);
+      if (sameName) throw nameTaken(reg, sameName);
       const macOwner = this.q.byMac.get(reg.mac);
       if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
         throw new MdsError('CONFLICT', `MAC ${reg.mac} of domain ${reg.name} (${reg.uuid}) already belongs to domain ${macOwner.name} (${macOwner.uuid})`);
@@ -257,7 +273,7 @@ export class SqliteStore implements Store {
    * answers to in DNS. A record keeps the host name it has: a database from before this rule may
    * hold two that collide, and re-registering them must go on working.
    */
-  private checkHostName(reg: Registration, existing: Row | undefined): void {
+  private checkHostName(reg: Pick<Registration, 'name' | 'uuid'>, existing: Row | undefined): void {
     const key = hostKey(reg.name, reg.uuid);
     if (existing && hostKey(existing.name, existing.uuid) === key) return;
     const holder = this.q.byHostKey.get(key, existing?.uuid ?? reg.uuid);
@@ -305,6 +321,24 @@ export class SqliteStore implements Store {
       for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
     })();
     this.changes++;
+  }
+
+  rekey(name: string, uuid: string): Promise<Rekeyed | undefined> {
+    return settled(() =>
+      this.db.transaction((): Rekeyed | undefined => {
+        const row = this.q.byName.get(name);
+        if (!row) return undefined;
+        if (row.uuid === uuid) return { instance: toInstance(row), previousUuid: uuid };
+        const other = this.q.byUuid.get(uuid);
+        if (other) throw new MdsError('CONFLICT', `uuid ${uuid} already belongs to the instance ${other.name}`);
+        // Only a name that maps to nothing takes its host name from the uuid; it must stay unique.
+        this.checkHostName({ name, uuid }, row);
+        const now = Date.now();
+        this.q.rekey.run(uuid, hostKey(name, uuid), now, row.uuid);
+        this.changes++;
+        return { instance: toInstance({ ...row, uuid, last_update: now }), previousUuid: row.uuid };
+      })(),
+    );
   }
 
   delete(name: string): Promise<Instance | undefined> {

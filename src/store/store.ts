@@ -48,6 +48,12 @@ export interface RegisterResult {
   changed: boolean;
 }
 
+/** A record moved to a new uuid, and the uuid it had. */
+export interface Rekeyed {
+  instance: Instance;
+  previousUuid: string;
+}
+
 /** Each registration of a group ends as its stored result or as the error that refused it. */
 export type RegisterOutcome = RegisterResult | Error;
 
@@ -97,13 +103,20 @@ export interface Store {
   /**
    * Records every registration of `group` in one commit, each on its own: one that conflicts
    * fails alone (its outcome is the error) and the others are stored. Outcomes are in the order
-   * of `group`. A known uuid, else a known name, keeps its record and its address; a MAC, or a
-   * new name, that belongs to another domain is a CONFLICT, and so is a host name (`hostName`,
-   * ignoring case) that another instance has, unless the record already had that host name. `allocate` is asked for an address
+   * of `group`. A known uuid keeps its record and its address (under a new name too); a name, a
+   * MAC or a host name (`hostName`, ignoring case) that belongs to another record is a CONFLICT
+   * (a host name only when the record did not have it already). A domain is never matched by
+   * name alone: a new VM must not inherit an old one's address (see `rekey`). `allocate` is asked for an address
    * only for a record without one (POOL_EXHAUSTED when it finds none). The promise rejects only
    * when the commit itself fails, and then nothing of the group is stored.
    */
   registerAll(group: readonly Registration[], allocate: Allocate): Promise<RegisterOutcome[]>;
+  /**
+   * Moves the record named `name` to `uuid`, keeping its address, MAC and first sighting: the
+   * host says that domain was defined again under a new uuid. Resolves to undefined when no record
+   * has that name; a uuid (or a resulting host name) that another record has is a CONFLICT.
+   */
+  rekey(name: string, uuid: string): Promise<Rekeyed | undefined>;
   /** Deletes the instance named `name`; resolves to the record removed, or undefined. */
   delete(name: string): Promise<Instance | undefined>;
 
