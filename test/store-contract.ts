@@ -239,7 +239,7 @@ export function storeContract(name: string, backend: Backend): void {
       assert.deepEqual(store.all().map((i) => i.name), ['cache', 'web 1']);
     });
 
-    test('lookups: by address and name, all and the host entries in name order, the count', async () => {
+    test('lookups: by address, name, uuid and MAC, all and the host entries in name order, the count', async () => {
       await store.registerAll([WEB, DB, CACHE], POOL);
       assert.deepEqual(store.all().map((i) => [i.name, i.ipv4]), [['cache', '10.0.0.12'], ['db', '10.0.0.11'], ['web 1', '10.0.0.10']]);
       assert.deepEqual(store.hostEntries().map((h) => ({ ...h, firstSeen: h.firstSeen === store.byName(h.name)?.firstSeen })), [
@@ -251,6 +251,10 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(store.byIPv4('10.0.0.11')?.name, 'db');
       assert.equal(store.byIPv4('10.0.0.99'), undefined);
       assert.equal(store.byName('nobody'), undefined);
+      assert.equal(store.byUuid(DB.uuid)?.name, 'db');
+      assert.equal(store.byMac(CACHE.mac)?.name, 'cache');
+      assert.equal(store.byUuid('db'), undefined);
+      assert.equal(store.byMac(DB.uuid), undefined);
     });
 
     test('delete returns the record it removed and frees its name, MAC and address', async () => {

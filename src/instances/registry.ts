@@ -6,6 +6,7 @@ import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import { moduleLogger } from '../log.js';
 import { MdsError } from '../errors.js';
 import { canonicalUuid } from '../ids.js';
+import { isPrefixName } from '../names.js';
 import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
 import { DomainParser } from './domainParser.js';
@@ -40,6 +41,16 @@ export class Registry {
     const cfg = this.config();
     const info = await this.parser.parse(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
     const { name, uuid, mac, metadata, arch } = info;
+    const prefix = metadata['userdata_prefix'];
+    // Refused here rather than when the VM asks: the host's hook learns of it, and no record is
+    // stored that could only ever answer its user-data with an error.
+    if (prefix !== undefined && !isPrefixName(prefix)) {
+      throw new MdsError(
+        'BAD_USERDATA_PREFIX',
+        `userdata_prefix "${prefix.slice(0, 64)}" of domain ${name} is not a template name: it may only name a template in ` +
+          `${cfg.mdserver.userdataPrefixDir}/ of the userdata directory (letters, digits, ".", "_" and "-", not starting with ".")`,
+      );
+    }
     return await this.commits.submit({ name, uuid, mac, metadata, arch, location: cfg.service.location });
   }
 

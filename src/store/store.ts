@@ -84,6 +84,8 @@ export interface Store {
 
   byIPv4(ip: string): Instance | undefined;
   byName(name: string): Instance | undefined;
+  byUuid(uuid: string): Instance | undefined;
+  byMac(mac: string): Instance | undefined;
   /** Every instance, ordered by name. */
   all(): Instance[];
   count(): number;
