@@ -160,6 +160,24 @@ export function domainXml(d: DomainSpec): string {
 `;
 }
 
+/**
+ * `spec`'s domain (given without metadata) grown to `bytes` bytes (or just under) with distinct
+ * empty elements in its metadata: valid XML that libvirt would keep, and costly for an XML
+ * parser, whose work grows with the number of distinct element names.
+ */
+export function hostileDomainXml(bytes: number, spec: DomainSpec | string = VM1): string {
+  const d = typeof spec === 'string' ? { ...VM1, name: spec } : spec;
+  const wrap = (filler: string): string => domainXml(d).replace('<memory', `<metadata>${filler}</metadata>\n  <memory`);
+  const budget = bytes - Buffer.byteLength(wrap(''));
+  let filler = '';
+  for (let i = 0; ; i++) {
+    const el = `<x${i}/>`;
+    if (filler.length + el.length > budget) break;
+    filler += el;
+  }
+  return wrap(filler);
+}
+
 /** Uploads a domain from the host and returns the allocated address. */
 export async function upload(port: number, spec: DomainSpec): Promise<string> {
   const r = await request(port, '/instance-upload', {

@@ -1,4 +1,4 @@
-// The admin API, served only on the host-only unix socket: list, show, register and delete
+// The admin API, served only on the host-only unix socket: list, show, register, rekey and delete
 // instances, reload the configuration, report status. Answers are JSON; errors are
 // `{"error": code, "message": ...}` with the status of the error's code.
 
@@ -78,6 +78,16 @@ export function createAdminApp(d: AdminDeps): express.Express {
     const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
     res.json(instanceJson(gone));
+  });
+
+  // `mdserver instances rekey`: the domain was defined again under a new uuid (the ec2 recipe);
+  // its record follows, keeping the address and the instance id.
+  app.post('/instances/:name/rekey', express.json({ limit: 4096 }), async (req, res) => {
+    const uuid = (req.body as { uuid?: unknown } | undefined)?.uuid;
+    if (typeof uuid !== 'string') throw new MdsError('BAD_REQUEST', 'expected {"uuid": "<the new uuid>"}');
+    const r = await d.services.registry.rekey(name(req), uuid);
+    if (!r) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
+    res.json({ previousUuid: r.previousUuid, instance: instanceJson(r.instance) });
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be
