@@ -1,8 +1,9 @@
 // Pure: a libvirt domain XML document -> the facts mdserver records about the domain.
 
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { MdsError } from '../errors.js';
+import { isMdsError, MdsError } from '../errors.js';
 import { canonicalUuid, isMac } from '../ids.js';
+import { strictEntityDecoder } from './entities.js';
 
 export interface DomainInfo {
   name: string;
@@ -28,10 +29,12 @@ const parser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: true,
-  // Entities are never expanded: a DOCTYPE is refused before parsing (see below), and the parser is
-  // told not to process any either, so no billion-laughs and no external fetches.
-  processEntities: false,
+  // Only XML's five predefined entities and character references are decoded, strictly (see
+  // entities.ts); a DOCTYPE is refused before parsing (see below), so no entity can be declared:
+  // no billion-laughs and no external fetches. CDATA sections are taken as written.
+  processEntities: true,
   htmlEntities: false,
+  entityDecoder: strictEntityDecoder,
   isArray: (_name, jpath) => jpath === 'domain.devices.interface',
 });
 
@@ -64,6 +67,7 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   try {
     doc = parser.parse(xml) as Obj;
   } catch (e) {
+    if (isMdsError(e)) throw e;
     throw bad(`malformed XML: ${(e as Error).message}`);
   }
   const roots = Object.keys(doc).filter((k) => !k.startsWith('?'));
