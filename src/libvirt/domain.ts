@@ -55,6 +55,21 @@ function bad(message: string): MdsError {
   return new MdsError('BAD_DOMAIN_XML', message);
 }
 
+/**
+ * Control characters (C0, DEL, C1 with U+0085) and the line and paragraph separators U+2028 and
+ * U+2029. YAML 1.1 readers (cloud-init's PyYAML) end a line at U+0085, U+2028 and U+2029 as at a
+ * newline, so any of these in a value that a template prints could add lines to user-data. Names
+ * and `mdserver:` metadata are set by tenants and reach templates, so they may hold none of them.
+ */
+const LINE_BREAKERS = /[\p{Cc}\p{Zl}\p{Zp}]/u;
+
+function refuseLineBreakers(what: string, value: string): void {
+  const m = LINE_BREAKERS.exec(value);
+  if (!m) return;
+  const cp = (m[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+  throw bad(`${what} contains U+${cp}: control characters and line or paragraph separators are not accepted, so that no value can add lines to user-data`);
+}
+
 /** Parses domain XML; throws MdsError BAD_DOMAIN_XML or NO_MDS_INTERFACE saying what is wrong. */
 export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   if (xml.trim() === '') throw bad('empty body: expected a libvirt domain XML document');
@@ -79,9 +94,9 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   if (!isObj(domain)) throw bad('the <domain> element is empty');
   const name = text(domain['name'])?.trim() ?? '';
   if (!name) throw bad('the domain has no <name>');
-  if (name.length > 255 || /[\u0000-\u001f\u007f/]/.test(name)) {
-    throw bad('the domain <name> contains control characters or "/", or is too long');
-  }
+  if (name.length > 255) throw bad('the domain <name> is longer than 255 characters');
+  if (name.includes('/')) throw bad('the domain <name> contains "/"');
+  refuseLineBreakers('the domain <name>', name);
   const rawUuid = text(domain['uuid'])?.trim().toLowerCase() ?? '';
   if (!rawUuid) throw bad('the domain has no <uuid>');
   const uuid = canonicalUuid(rawUuid);
@@ -93,7 +108,10 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
     for (const [key, value] of Object.entries(md)) {
       if (!key.startsWith('mdserver:')) continue;
       const t = text(value);
-      if (t !== null) metadata[key.slice('mdserver:'.length)] = t;
+      if (t === null) continue;
+      refuseLineBreakers(`<${key}>`, key);
+      refuseLineBreakers(`the value of <${key}>`, t);
+      metadata[key.slice('mdserver:'.length)] = t;
     }
   }
 

@@ -3,12 +3,12 @@
 // Existing templates use `{{expr}}` (HTML-escaped, as Bottle does) and `{{!expr}}` (raw), where
 // expr is a Python expression. Each placeholder is parsed here into a small expression tree that
 // is evaluated with Python's semantics for the subset templates use (names, subscripts, string
-// methods, `or`/`and`/`not`, `+`, `==`, literals), and replaced by an eta output tag that calls
+// methods, `or`/`and`/`not`, `+`, `==`, literals, `yaml_quote(...)`), and replaced by an eta output tag that calls
 // the evaluator. Nothing from the template is ever turned into JavaScript source. Bottle's `%`
 // code lines run arbitrary Python and cannot be carried over: they are refused, naming the line.
 
 import { MdsError } from '../errors.js';
-import { evaluate, htmlEscape, pyStr, type Expr } from './pyeval.js';
+import { evaluate, htmlEscape, isTemplateFunction, pyStr, Verbatim, type Expr } from './pyeval.js';
 
 export { evaluate, htmlEscape, pyStr, type Expr } from './pyeval.js';
 
@@ -119,14 +119,7 @@ class Parser {
         if (!n || n.k !== 'name') throw new Error('expected a name after "."');
         this.i++;
         if (this.isOp('(')) {
-          this.i++;
-          const args: Expr[] = [];
-          while (!this.isOp(')')) {
-            args.push(this.or());
-            if (!this.isOp(')')) this.expect(',');
-          }
-          this.i++;
-          e = { t: 'call', obj: e, name: n.v, args };
+          e = { t: 'call', obj: e, name: n.v, args: this.args() };
         } else {
           e = { t: 'attr', obj: e, name: n.v };
         }
@@ -134,6 +127,17 @@ class Parser {
         return e;
       }
     }
+  }
+  /** The arguments of a call, from its `(` to its `)`. */
+  private args(): Expr[] {
+    this.expect('(');
+    const args: Expr[] = [];
+    while (!this.isOp(')')) {
+      args.push(this.or());
+      if (!this.isOp(')')) this.expect(',');
+    }
+    this.i++;
+    return args;
   }
   private primary(): Expr {
     const t = this.peek();
@@ -146,6 +150,11 @@ class Parser {
       if (t.v === 'True') return { t: 'lit', v: true };
       if (t.v === 'False') return { t: 'lit', v: false };
       if (['or', 'and', 'not'].includes(t.v)) throw new Error(`unexpected "${t.v}"`);
+      // A bare call is one of mdserver's template functions (see pyeval.ts), never a name from the data.
+      if (this.isOp('(')) {
+        if (!isTemplateFunction(t.v)) throw new Error(`${t.v}() is not a function templates may call (only yaml_quote)`);
+        return { t: 'fn', name: t.v, args: this.args() };
+      }
       return { t: 'name', name: t.v };
     }
     if (t.v === '(') {
@@ -211,8 +220,14 @@ export function convertBottle(text: string, file: string): Converted {
   return { source, placeholders };
 }
 
-/** The value a placeholder prints: Python's str(), HTML-escaped unless it was `{{!...}}`. */
+/**
+ * The value a placeholder prints: Python's str(), HTML-escaped unless it was `{{!...}}`. What a
+ * template function made for its output format (yaml_quote's quoted scalar) is printed as it is:
+ * HTML escapes would change the value it quotes.
+ */
 export function renderPlaceholder(p: Placeholder, data: Record<string, unknown>): string {
-  const s = pyStr(evaluate(p.expr, data));
+  const v = evaluate(p.expr, data);
+  if (v instanceof Verbatim) return v.text;
+  const s = pyStr(v);
   return p.raw ? s : htmlEscape(s);
 }

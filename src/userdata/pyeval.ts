@@ -1,7 +1,9 @@
 // Pure: the evaluator for md_server's Bottle placeholders: Python's semantics for the subset of
 // expressions templates use (names, subscripts, string and dict methods, `or`/`and`/`not`, `+`,
-// `==`, literals, and a few functions of mdserver's own). It reads the template data and calls
+// `==`, literals, and the functions of mdserver's own below). It reads the template data and calls
 // nothing that the data or the template could supply.
+
+import { yamlQuote } from '../metadata/yaml.js';
 
 export type Expr =
   | { t: 'lit'; v: unknown }
@@ -9,8 +11,17 @@ export type Expr =
   | { t: 'index'; obj: Expr; key: Expr }
   | { t: 'attr'; obj: Expr; name: string }
   | { t: 'call'; obj: Expr; name: string; args: Expr[] }
+  | { t: 'fn'; name: string; args: Expr[] }
   | { t: 'or' | 'and' | '+' | '==' | '!='; a: Expr; b: Expr }
   | { t: 'not'; a: Expr };
+
+/** Text a template function made for the output as it is: printed without HTML escaping. */
+export class Verbatim {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text;
+  }
+}
 
 function truthy(v: unknown): boolean {
   if (v === null || v === undefined || v === false || v === 0 || v === '') return false;
@@ -35,6 +46,7 @@ function pyRepr(v: unknown): string {
 export function pyStr(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (typeof v === 'string') return v;
+  if (v instanceof Verbatim) return v.text;
   return pyRepr(v);
 }
 
@@ -90,6 +102,28 @@ function callMethod(obj: unknown, name: string, args: unknown[]): unknown {
   throw new Error(`'${name}' is not a method that templates may call here`);
 }
 
+/**
+ * The functions a placeholder may call by name; nothing else is callable, whatever the template
+ * data holds. yaml_quote writes a value as a YAML double-quoted scalar: one line, read back as
+ * exactly that value (see metadata/yaml.ts).
+ */
+const FUNCTIONS: Readonly<Record<string, (args: unknown[]) => unknown>> = {
+  yaml_quote(args) {
+    if (args.length !== 1) throw new Error(`yaml_quote() takes 1 argument (${args.length} given)`);
+    return new Verbatim(yamlQuote(pyStr(args[0])));
+  },
+};
+
+export function isTemplateFunction(name: string): boolean {
+  return own(FUNCTIONS, name);
+}
+
+function callFunction(name: string, args: unknown[]): unknown {
+  const fn = own(FUNCTIONS, name) ? FUNCTIONS[name] : undefined;
+  if (!fn) throw new Error(`'${name}' is not a function that templates may call`);
+  return fn(args);
+}
+
 export function evaluate(e: Expr, data: Record<string, unknown>): unknown {
   switch (e.t) {
     case 'lit':
@@ -114,6 +148,8 @@ export function evaluate(e: Expr, data: Record<string, unknown>): unknown {
     }
     case 'attr':
       throw new Error(`attribute '${e.name}' is not available`);
+    case 'fn':
+      return callFunction(e.name, e.args.map((a) => evaluate(a, data)));
     case 'call':
       return callMethod(evaluate(e.obj, data), e.name, e.args.map((a) => evaluate(a, data)));
     case 'or': {
