@@ -5,6 +5,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { describe, isMdsError, MdsError } from '../errors.js';
 import { health } from '../health.js';
+import { filterProblem, unfilteredSummary, type FilterSettings } from '../metadata/isolation.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
@@ -23,8 +24,11 @@ export interface AdminDeps {
   lastReload(): { at: string; ok: boolean } | null;
 }
 
-/** The JSON form of an instance, as `mdserver instances show --json` prints it. */
-export function instanceView(i: Instance): Record<string, unknown> {
+/**
+ * The JSON form of an instance, as `mdserver instances show --json` prints it. `filtered` says
+ * whether its nwfilter is one of `trusted_filters` now (a reload may change that).
+ */
+export function instanceView(i: Instance, filters: FilterSettings): Record<string, unknown> {
   return {
     name: i.name,
     hostName: i.hostName,
@@ -34,6 +38,8 @@ export function instanceView(i: Instance): Record<string, unknown> {
     ipv6: i.ipv6,
     location: i.location,
     arch: i.arch,
+    nwfilter: i.nwfilter,
+    filtered: filterProblem(i, filters) === null,
     metadata: i.metadata,
     firstSeen: new Date(i.firstSeen).toISOString(),
     lastUpdate: new Date(i.lastUpdate).toISOString(),
@@ -57,6 +63,8 @@ export function statusView(d: AdminDeps): Record<string, unknown> {
     lastReload: d.lastReload(),
     dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
+    // Not problems of the server (it stays healthy), but what the admin should know about.
+    warnings: [unfilteredSummary(d.services.registry.list(), cfg.mdserver)].filter((w): w is string => w !== null),
   };
 }
 
@@ -81,19 +89,19 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.services.registry.list().map(instanceView));
+    res.json(d.services.registry.list().map((i) => instanceView(i, d.services.config().mdserver)));
   });
 
   app.get('/instances/:name', (req, res) => {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(i));
+    res.json(instanceView(i, d.services.config().mdserver));
   });
 
   app.delete('/instances/:name', async (req, res) => {
     const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(gone));
+    res.json(instanceView(gone, d.services.config().mdserver));
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be
@@ -108,7 +116,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.post('/instances', body, async (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
     const r = await d.services.registry.register(req.body);
-    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
+    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance, d.services.config().mdserver) });
   });
 
   app.post('/reload', (_req, res) => {

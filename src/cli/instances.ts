@@ -7,7 +7,9 @@ export const INSTANCES_USAGE = `Usage: mdserver instances list [--json] [options
        mdserver instances show NAME [--json] [options]
        mdserver instances delete NAME [options]
 
-Deleting frees the instance's address and removes it from dnsmasq's files at once.
+Deleting frees the instance's address and removes it from dnsmasq's files at once. NWFILTER is
+the libvirt network filter on the VM's interface: NONE (or NOT TRUSTED, when it is not one of
+[mdserver] trusted_filters) means another VM could copy its MAC and address and read its data.
 Options:
       --json         print JSON, for scripts
 ${COMMON_HELP}`;
@@ -19,6 +21,8 @@ interface InstanceJson {
   ipv4: string | null;
   hostName: string;
   lastUpdate: string;
+  nwfilter: string | null;
+  filtered: boolean;
   metadata: Record<string, string>;
   [k: string]: unknown;
 }
@@ -32,6 +36,12 @@ function show(i: InstanceJson): string {
   for (const [k, v] of Object.entries(i.metadata)) lines.push([`metadata.${k}`, v]);
   const w = Math.max(...lines.map(([k]) => k.length));
   return lines.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n');
+}
+
+/** The filter as the admin should read it: its name, and whether it is trusted to stop spoofing. */
+function filterColumn(i: InstanceJson): string {
+  if (i.nwfilter === null) return 'NONE';
+  return i.filtered ? i.nwfilter : `${i.nwfilter} (NOT TRUSTED)`;
 }
 
 export async function instancesCommand(args: string[]): Promise<number> {
@@ -54,8 +64,8 @@ export async function instancesCommand(args: string[]): Promise<number> {
     if (json) out(JSON.stringify(list, null, 2));
     else {
       out(formatTable(
-        ['NAME', 'IPV4', 'MAC', 'UUID', 'LAST UPDATE'],
-        list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.lastUpdate]),
+        ['NAME', 'IPV4', 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER'],
+        list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.lastUpdate, filterColumn(i)]),
       ) + `${list.length} instance(s)`);
     }
     return 0;

@@ -26,6 +26,7 @@ interface StatusJson {
     files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
   };
   logfile: { file: string | null; writable: boolean };
+  warnings: string[];
 }
 
 export async function statusCommand(args: string[]): Promise<number> {
@@ -55,6 +56,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     ['dnsmasq signal', f.hupError ? `failing: ${f.hupError}` : f.lastHup ? `last SIGHUP ${f.lastHup}` : 'not sent yet'],
     ['logfile', s.logfile.file ? `${s.logfile.file}${s.logfile.writable ? '' : ' (CANNOT BE WRITTEN)'}` : 'none'],
     ...s.problems.map((p): [string, string] => ['problem', p]),
+    ...s.warnings.map((w): [string, string] => ['warning', w]),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   out(rows.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n'));

@@ -5,6 +5,7 @@ import type { Config, ConfigSource } from '../config/index.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import { parseDomainXml } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
+import { UnfilteredWarnings } from '../metadata/isolation.js';
 import type { Allocate, HostEntry, Instance, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
 import { GroupCommit } from './groupCommit.js';
@@ -18,6 +19,7 @@ export type HostFiles = Pick<DnsmasqFiles, 'changed' | 'flush'>;
 export class Registry {
   private allocator: { for: Config; allocate: Allocate } | null = null;
   private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
+  private readonly unfiltered = new UnfilteredWarnings();
 
   constructor(private readonly config: ConfigSource, private readonly store: Store, private readonly dnsmasq: HostFiles) {}
 
@@ -29,8 +31,8 @@ export class Registry {
   async register(xml: string): Promise<RegisterResult> {
     const cfg = this.config();
     const info = parseDomainXml(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
-    const { name, uuid, mac, metadata, arch } = info;
-    return await this.commits.submit({ name, uuid, mac, metadata, arch, location: cfg.service.location });
+    const { name, uuid, mac, metadata, arch, nwfilter } = info;
+    return await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location });
   }
 
   /**
@@ -89,5 +91,12 @@ export class Registry {
     });
     // Said once per change, not on every repeat upload of the same domain.
     if (result.changed) for (const problem of metadataWarnings(reg.metadata)) log.warn(problem, { name: i.name });
+    const m = this.config().mdserver;
+    const unfiltered = this.unfiltered.check(i, m);
+    if (unfiltered) {
+      log.warn('instance without a trusted nwfilter: a VM that copies its MAC and address can pass for it', {
+        name: i.name, problem: unfiltered, require_filter: m.requireFilter,
+      });
+    }
   }
 }

@@ -2,7 +2,7 @@
 
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { isMdsError, MdsError } from '../errors.js';
-import { canonicalUuid, isMac } from '../ids.js';
+import { canonicalUuid, isMac, NWFILTER_NAME } from '../ids.js';
 import { strictEntityDecoder } from './entities.js';
 
 export interface DomainInfo {
@@ -14,6 +14,11 @@ export interface DomainInfo {
   metadata: Record<string, string>;
   /** `<os><type arch=...>`, e.g. x86_64; null when the XML does not say. */
   arch: string | null;
+  /**
+   * The `<filterref filter=...>` of that interface: the libvirt network filter (clean-traffic,
+   * which stops MAC, IP and ARP spoofing, or another) the host applies to it; null for none.
+   */
+  nwfilter: string | null;
 }
 
 export interface InterfaceMatch {
@@ -117,19 +122,8 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
 
   const devices = domain['devices'];
   const interfaces = isObj(devices) && Array.isArray(devices['interface']) ? (devices['interface'] as unknown[]) : [];
-  let mac: string | null = null;
-  for (const itf of interfaces) {
-    if (!isObj(itf) || !isObj(itf['source'])) continue;
-    const src = itf['source'];
-    if (src['@network'] !== match.network && !(match.bridge && src['@bridge'] === match.bridge)) continue;
-    const m = isObj(itf['mac']) ? itf['mac']['@address'] : undefined;
-    if (typeof m !== 'string') throw bad(`the interface on network "${match.network}" has no <mac address>`);
-    const lower = m.trim().toLowerCase();
-    if (!isMac(lower)) throw bad(`the interface on network "${match.network}" has an invalid MAC "${m.slice(0, 40)}"`);
-    mac = lower;
-    break;
-  }
-  if (!mac) {
+  const itf = mdsInterface(interfaces, match);
+  if (!itf) {
     throw new MdsError(
       'NO_MDS_INTERFACE',
       `domain ${name} has no interface on network "${match.network}" (or bridge "${match.bridge}")`,
@@ -138,5 +132,31 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   let arch: string | null = null;
   const os = domain['os'];
   if (isObj(os) && isObj(os['type']) && typeof os['type']['@arch'] === 'string') arch = os['type']['@arch'];
-  return { name, uuid, mac, metadata, arch };
+  return { name, uuid, ...itf, metadata, arch };
+}
+
+/** The MAC and filter of the first interface on the metadata network, or null when there is none. */
+function mdsInterface(interfaces: unknown[], match: InterfaceMatch): { mac: string; nwfilter: string | null } | null {
+  for (const itf of interfaces) {
+    if (!isObj(itf) || !isObj(itf['source'])) continue;
+    const src = itf['source'];
+    if (src['@network'] !== match.network && !(match.bridge && src['@bridge'] === match.bridge)) continue;
+    const m = isObj(itf['mac']) ? itf['mac']['@address'] : undefined;
+    if (typeof m !== 'string') throw bad(`the interface on network "${match.network}" has no <mac address>`);
+    const mac = m.trim().toLowerCase();
+    if (!isMac(mac)) throw bad(`the interface on network "${match.network}" has an invalid MAC "${m.slice(0, 40)}"`);
+    return { mac, nwfilter: filterOf(itf, match.network) };
+  }
+  return null;
+}
+
+/** The interface's `<filterref filter=...>`; libvirt allows one per interface. */
+function filterOf(itf: Obj, network: string): string | null {
+  const ref = itf['filterref'];
+  if (ref === undefined) return null;
+  const filter = isObj(ref) ? ref['@filter'] : undefined;
+  if (typeof filter !== 'string' || !NWFILTER_NAME.test(filter)) {
+    throw bad(`the interface on network "${network}" has a <filterref> without a valid filter name (one, of letters, digits and _ . : -)`);
+  }
+  return filter;
 }

@@ -15,13 +15,14 @@ interface Row {
   location: string;
   metadata: string;
   arch: string | null;
+  nwfilter: string | null;
   first_seen: number;
   last_update: number;
 }
 
 type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6'>;
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -47,6 +48,8 @@ const MIGRATIONS: Record<number, string> = {
       last_seen INTEGER NOT NULL
     );
   `,
+  // The nwfilter of the metadata interface (tenant isolation): null for records made before it.
+  2: `ALTER TABLE instances ADD COLUMN nwfilter TEXT;`,
 };
 
 function toInstance(r: Row): Instance {
@@ -66,6 +69,7 @@ function toInstance(r: Row): Instance {
     location: r.location,
     metadata,
     arch: r.arch,
+    nwfilter: r.nwfilter,
     firstSeen: r.first_seen,
     lastUpdate: r.last_update,
   };
@@ -95,12 +99,12 @@ function prepare(db: Database.Database) {
     hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6 FROM instances ORDER BY name'),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
     insert: db.prepare(
-      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update)
-       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate)`,
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, first_seen, last_update)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @firstSeen, @lastUpdate)`,
     ),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-       metadata = @metadata, arch = @arch, last_update = @lastUpdate WHERE uuid = @oldUuid`,
+       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, last_update = @lastUpdate WHERE uuid = @oldUuid`,
     ),
     deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
     getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -230,11 +234,15 @@ export class SqliteStore implements Store {
   private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
     const now = Date.now();
     const metadata = JSON.stringify(reg.metadata);
+    const nwfilter = reg.nwfilter ?? null;
     const changed = existing.name !== reg.name || existing.uuid !== reg.uuid || existing.mac !== reg.mac ||
-      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location;
-    const row: Row = { ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, last_update: now };
+      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location ||
+      existing.nwfilter !== nwfilter;
+    const row: Row = {
+      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, last_update: now,
+    };
     this.q.update.run({
-      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch,
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter,
       lastUpdate: now, oldUuid: existing.uuid,
     });
     return { instance: toInstance(row), created: false, changed };
@@ -244,11 +252,11 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row: Row = {
       name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, ipv6: null, location: reg.location,
-      metadata: JSON.stringify(reg.metadata), arch: reg.arch, first_seen: now, last_update: now,
+      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, first_seen: now, last_update: now,
     };
     this.q.insert.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
-      arch: row.arch, firstSeen: now, lastUpdate: now,
+      arch: row.arch, nwfilter: row.nwfilter, firstSeen: now, lastUpdate: now,
     });
     return { instance: toInstance(row), created: true, changed: true };
   }

@@ -2,6 +2,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
+import { uploadNote } from '../../metadata/isolation.js';
 import type { Services } from '../../services.js';
 import { clientAddress, isHost } from '../client.js';
 import { sendText } from '../respond.js';
@@ -52,6 +53,7 @@ export function uploadHandler(ctx: Services) {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
     const { instance: i, created } = await ctx.registry.register(xml);
-    sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n`, created ? 201 : 200);
+    const note = uploadNote(i, ctx.config().mdserver);
+    sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n${note ? `${note}\n` : ''}`, created ? 201 : 200);
   };
 }
