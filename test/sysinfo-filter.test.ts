@@ -52,6 +52,14 @@ describe('mdserver sysinfo --filter', () => {
     assert.equal(fs.readFileSync(file, 'utf8'), out);
   });
 
+  const hasVirsh = spawnSync('virsh', ['--version'], { stdio: 'ignore' }).status === 0;
+  test("the edited domain passes libvirt's own schema", { skip: hasVirsh ? false : 'needs virsh (libvirt-clients)' }, () => {
+    const file = copy('web2.xml', FIXTURE);
+    assert.equal(cli(['--style', 'ec2', '--filter', '--apply', file]).status, 0);
+    const r = spawnSync('virsh', ['-c', 'test:///default', 'define', '--validate', file], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+
   test('with --style, the sysinfo and the filter are written together', () => {
     const file = copy('test1.xml', SIMPLE);
     const r = cli(['--style', 'nocloud', '--filter', '--apply', file]);
