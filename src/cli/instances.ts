@@ -1,5 +1,6 @@
 // `mdserver instances list | show NAME | delete NAME`: the registered VMs of a running server.
 
+import type { InstanceJson } from '../admin/protocol.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket } from './common.js';
 import { formatTable } from './table.js';
 
@@ -13,19 +14,6 @@ the libvirt network filter on the VM's interface: NONE (or NOT TRUSTED, when it 
 Options:
       --json         print JSON, for scripts
 ${COMMON_HELP}`;
-
-interface InstanceJson {
-  name: string;
-  uuid: string;
-  mac: string;
-  ipv4: string | null;
-  hostName: string;
-  lastUpdate: string;
-  nwfilter: string | null;
-  filtered: boolean;
-  metadata: Record<string, string>;
-  [k: string]: unknown;
-}
 
 function show(i: InstanceJson): string {
   const lines: [string, string][] = [];
