@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { loadConfig } from '../src/config/index.js';
+import { dnsmasqPaths, renderConf } from '../src/dnsmasq/render.js';
 import { cleanupNetns, skipUnlessNetns, waitFor } from './netns.js';
 import { VmNet, type Vm } from './vmnet.js';
 
@@ -15,11 +17,17 @@ const VICTIM = { name: 'VICTIM', uuid: 'd0d0d0d0-0000-4000-8000-000000000001', m
 const COPYCAT = { name: 'victim_', uuid: 'c0c0c0c0-0000-4000-8000-000000000002', mac: '52:54:00:d0:d0:02' };
 const ASKER = { name: 'asker', uuid: 'a0a0a0a0-0000-4000-8000-000000000003', mac: '52:54:00:d0:d0:03' };
 
-/** Starts dnsmasq in the host namespace from mdserver's files, as mdserver-dnsmasq.service does. */
+/**
+ * Starts dnsmasq in the host namespace from mdserver's files, as mdserver-dnsmasq.service does:
+ * its configuration from `mdserver dnsmasq-conf`, its pid file where mdserver looks for it.
+ */
 async function startDnsmasq(net: VmNet): Promise<void> {
-  const conf = path.join(net.dir, 'dnsmasq', 'mds.conf');
+  const cfg = loadConfig(net.configFile).config;
+  const conf = path.join(net.dir, 'dnsmasq.conf');
+  fs.writeFileSync(conf, renderConf(cfg));
+  const pidFile = dnsmasqPaths(cfg).pidFile;
+  fs.mkdirSync(path.dirname(pidFile), { recursive: true });
   net.host.spawn(DNSMASQ, ['--keep-in-foreground', `--conf-file=${conf}`, '--log-facility=-']);
-  const pidFile = path.join(net.dir, 'run', 'mds.pid');
   await waitFor('dnsmasq to start', () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '');
 }
 
