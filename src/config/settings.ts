@@ -116,7 +116,7 @@ export const SETTINGS = {
     debugUserdata: { key: 'debug_userdata', default: 'no', parse: bool,
       doc: 'write each rendered user-data to <run_dir>/<address>.userdata' },
     imdsTokens: { key: 'imds_tokens', default: 'optional', parse: choice<TokenMode>(['optional', 'required']),
-      doc: 'IMDSv2 session tokens: optional, or required (401 without one)' },
+      doc: 'IMDSv2 tokens: optional, or required (EC2: 401 without one; others need Metadata: true)' },
     uploadMaxBytes: { key: 'upload_max_bytes', default: '1048576', parse: int(1024, 64 * 1024 * 1024),
       doc: 'the largest domain XML /instance-upload accepts, in bytes' },
     adminSocket: { key: 'admin_socket', default: '', parse: adminSocket, restart: 'mdserver',

@@ -8,6 +8,7 @@ import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
 import { errorHandler, HttpError } from './errorReply.js';
+import { checkMetadataHeader, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
 import { sendText } from './respond.js';
 import { allowHeader, allows, RouteTable } from './router.js';
@@ -71,7 +72,9 @@ function rateLimit(services: Services, req: Request): void {
 
 /**
  * Finds the route and makes the checks it declares, in this order: the method (HEAD wherever
- * GET), the IMDSv2 token, then the caller (a registered instance, or the host).
+ * GET); for the host's routes, the caller; proxies' headers; the IMDSv2 token or the `Metadata`
+ * header; then, for instance routes, the caller (a registered instance). The cheap header checks
+ * come before the instance lookup, so a refused request costs no database read.
  */
 function dispatcher(services: Services, table: RouteTable<Config, Route>) {
   return (req: Request, res: Response, next: NextFunction): void => {
@@ -89,9 +92,11 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
       throw new HttpError('METHOD_NOT_ALLOWED', message, { Allow: allowHeader(route.methods) });
     }
     const client = clientAddress(req);
-    if (route.imdsToken) checkToken(services, req, client);
-    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));
     if (route.who === 'host' && !isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
+    if (route.who !== 'anyone' || route.refuseForwarded) refuseForwarded(req);
+    if (route.imdsToken) checkToken(services, req, client);
+    if (route.metadataHeader) checkMetadataHeader(cfg, req);
+    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));
     const done = route.handler(req, res, segs, client);
     if (done !== undefined) done.catch(next);
   };
