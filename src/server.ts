@@ -10,6 +10,7 @@ import { listenAdmin, type AdminServer } from './admin/server.js';
 import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
+import { RefusalLog } from './http/refusalLog.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
@@ -101,7 +102,8 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       services.dnsmasq.writeAll();
     };
     applyConfig(first);
-    const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30000, headersTimeout: 10000 }, createApp(services));
+    const refusals = new RefusalLog(moduleLogger('http'));
+    const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30000, headersTimeout: 10000 }, createApp(services, refusals));
     const bound = await listen(server, cfg.mdserver.port, cfg.mdserver.listenAddress);
     log.info('listening', { address: bound.address, port: bound.port, instances: store.count() });
     const reloader = makeReload(configFile, config, services, applyConfig);
@@ -115,7 +117,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
         throw e;
       });
     }
-    const close = closer(server, admin, services, store);
+    const close = closer(server, admin, services, store, refusals);
     return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
   } catch (e) {
     store.close();
@@ -144,7 +146,7 @@ function makeReload(configFile: string, config: () => Config, services: Services
 }
 
 /** Stops accepting, lets requests in flight finish (10 s at most), then writes and closes. */
-function closer(server: http.Server, admin: AdminServer | null, services: Services, store: Store): () => Promise<void> {
+function closer(server: http.Server, admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
   let closing: Promise<void> | null = null;
   return () => {
     closing ??= new Promise<void>((resolve) => {
@@ -157,6 +159,7 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         clearInterval(sweep);
         clearTimeout(force);
         services.dnsmasq.close();
+        refusals.close();
         store.close();
         log.info('stopped');
         resolve();

@@ -10,6 +10,7 @@ import { clientAddress, isHost } from './client.js';
 import { errorHandler, HttpError } from './errorReply.js';
 import { checkMetadataHeader, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
+import type { RefusalLog } from './refusalLog.js';
 import { sendText } from './respond.js';
 import { allowHeader, allows, RouteTable } from './router.js';
 import { publicRoutes, type Route } from './routeTable.js';
@@ -20,7 +21,11 @@ const log = moduleLogger('http');
 /** What an exact-path route gets for `segs`: those routes never read them. */
 const NO_SEGMENTS: readonly string[] = Object.freeze([]);
 
-export function createApp(services: Services): express.Express {
+/**
+ * `refusals` limits the refusal lines per client; the composition root shares it with the
+ * connection guard, so that a client's refused connections and requests count as one.
+ */
+export function createApp(services: Services, refusals: RefusalLog): express.Express {
   const app = express();
   app.disable('x-powered-by');
   // Hashing every body for an ETag costs time on the hot path and no client uses it.
@@ -38,6 +43,7 @@ export function createApp(services: Services): express.Express {
   app.use(errorHandler({
     log,
     fields: (req) => ({ client: clientAddress(req) }),
+    throttle: { refusals, client: clientAddress },
     send: (res, reply) => sendText(res, reply.error.message, reply.status),
   }));
   return app;
@@ -46,7 +52,7 @@ export function createApp(services: Services): express.Express {
 /**
  * The access log is per-request detail, so debug (info is for lifecycle and state changes): at
  * info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
- * logged at warn by the error handler.
+ * logged at warn by the error handler, at most once a minute per client.
  */
 function accessLog(req: Request, res: Response): void {
   const started = performance.now();
