@@ -16,6 +16,8 @@
 #   MDSERVER_BIN=PATH the mdserver command the unit runs (default: the one on PATH, else
 #                     /usr/local/bin/mdserver, where `npm install -g` puts it)
 #   MDSERVER_URL=URL  written to /etc/default/mdserver for the hook (default http://169.254.169.254)
+#   MDSERVER_SOCKET=PATH  likewise, mdserver's admin socket (default /run/mdserver/admin.sock;
+#                     empty: the hook uses HTTP only)
 
 set -euo pipefail
 
@@ -24,6 +26,7 @@ prefix=${PREFIX:-}
 user=${MDS_USER:-${MDS_DNSMASQ_USER:-mdserver}}
 data_dir=/var/lib/mdserver
 url=${MDSERVER_URL:-http://169.254.169.254}
+socket=${MDSERVER_SOCKET-/run/mdserver/admin.sock}
 bin=${MDSERVER_BIN:-$(command -v mdserver || echo /usr/local/bin/mdserver)}
 
 manage_user=yes
@@ -97,7 +100,11 @@ put_once 0640 "$src/mdserver.conf.sample" "$prefix/etc/mdserver/mdserver.conf"
 # The hook's settings.
 cat > "$tmp/default" <<EOF
 # Settings for mdserver's libvirt hook (/etc/libvirt/hooks/qemu.d/mdserver).
+# mdserver's admin socket ([mdserver] admin_socket): the hook uploads through it first, where
+# nothing the VMs do to the metadata port can get in the way; empty for HTTP only.
+MDSERVER_SOCKET=$socket
 # Where mdserver listens: [mdserver] listen_address and port in /etc/mdserver/mdserver.conf.
+# The hook uploads there when the socket is not set or does not answer.
 MDSERVER_URL=$url
 # Seconds to wait for the connection, and for the whole upload; a VM's start waits at most this.
 MDSERVER_CONNECT_TIMEOUT=2

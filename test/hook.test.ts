@@ -110,6 +110,41 @@ test('a domain name carrying a status marker does not change what the hook logs'
   }
 });
 
+test('with MDSERVER_SOCKET the hook uploads over the admin socket, whatever the metadata port does', async () => {
+  const t = await startTestServer();
+  try {
+    // Nothing listens on port 9: a registration can only have come through the socket.
+    const r = await hook(t.dir, 'http://127.0.0.1:9', [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), `MDSERVER_SOCKET=${t.running.adminSocket}\n`);
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^mdserver-hook: prepare test1: registered test1 mac=52:54:00:3a:cf:41 ipv4=127\.1\.\d+\.\d+$/m);
+    const refused = await hook(t.dir, 'http://127.0.0.1:9', [VM2.name, 'prepare', 'begin', '-'], domainXml({ ...VM2, network: 'default' }), `MDSERVER_SOCKET=${t.running.adminSocket}\n`);
+    assert.match(refused.stderr, /mdserver refused the domain \(400\): domain test2 has no interface on network "mds"/);
+    assert.equal((await show(t.dir, VM2.name)).status, 1, 'a refusal is an answer: no second try over HTTP');
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook falls back to HTTP when the admin socket is missing or does not answer', async () => {
+  const t = await startTestServer();
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    const missing = path.join(t.dir, 'no-such.sock');
+    const r1 = await hook(t.dir, url, [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), `MDSERVER_SOCKET=${missing}\n`);
+    assert.match(r1.stderr, new RegExp(`registered test1 .* \\(no socket at ${missing.replace(/[.]/g, '\\.')}\\)$`, 'm'));
+    // A socket file nobody accepts on, as a crashed mdserver leaves behind.
+    const stale = path.join(t.dir, 'stale.sock');
+    const made = await run('/usr/bin/python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', stale]);
+    assert.equal(made.status, 0, made.stderr);
+    const r2 = await hook(t.dir, url, [VM2.name, 'prepare', 'begin', '-'], domainXml(VM2), `MDSERVER_SOCKET=${stale}\n`);
+    assert.match(r2.stderr, /registered test2 .* \(not through .*stale\.sock: curl: \(7\)/);
+    assert.equal((await show(t.dir, VM2.name)).status, 0);
+  } finally {
+    await t.close();
+  }
+});
+
 test('the hook gives up quickly and exits 0 when mdserver is not running', async () => {
   const dir = tempDir();
   try {
@@ -147,7 +182,7 @@ test('the hook stops waiting for a server that accepts but never answers after M
   }
 });
 
-test('the hook ignores anything but its three settings in the defaults file', async () => {
+test('the hook ignores anything but its own settings in the defaults file', async () => {
   const dir = tempDir();
   try {
     const r = await hook(dir, 'http://127.0.0.1:9', [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1),

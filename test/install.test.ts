@@ -57,6 +57,8 @@ test('the installer puts config, user-data directory, units, hook and defaults u
     assert.equal(fs.readFileSync(f('etc/libvirt/hooks/qemu.d/mdserver'), 'utf8'), fs.readFileSync(path.join(ROOT, 'hooks', 'qemu'), 'utf8'));
     assert.equal(mode('etc/libvirt/hooks/qemu.d/mdserver'), 0o755);
     assert.match(fs.readFileSync(f('etc/default/mdserver'), 'utf8'), /^MDSERVER_URL=http:\/\/169\.254\.169\.254:8080$/m);
+    // The hook uploads over the admin socket first: the metadata port is shared with the VMs.
+    assert.match(fs.readFileSync(f('etc/default/mdserver'), 'utf8'), /^MDSERVER_SOCKET=\/run\/mdserver\/admin\.sock$/m);
     const unit = fs.readFileSync(f('etc/systemd/system/mdserver.service'), 'utf8');
     assert.match(unit, new RegExp(`^ExecStart=${MDSERVER.replace(/[.]/g, '\\.')} /etc/mdserver/mdserver.conf$`, 'm'));
     const dnsmasqUnit = fs.readFileSync(f('etc/systemd/system/mdserver-dnsmasq.service'), 'utf8');

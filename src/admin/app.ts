@@ -1,13 +1,17 @@
 // The admin API, served only on the host-only unix socket: list, show, register and delete
 // instances, reload the configuration, report status. Answers are JSON; errors are
-// `{"error": code, "message": ...}` with the status of the error's code.
+// `{"error": code, "message": ...}` with the status of the error's code. `POST /instance-upload`
+// is the metadata port's upload, text replies included, for the hook.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { errorHandler } from '../http/errorReply.js';
+import { sendText } from '../http/respond.js';
+import { UPLOAD_PATH, uploadHandler } from '../http/routes/upload.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
+import type { ConnectionCounts } from '../net/connlimit.js';
 import type { ReloadReport } from '../reload.js';
 import type { Instance } from '../store/store.js';
 import { VERSION } from '../version.js';
@@ -22,6 +26,8 @@ export interface AdminDeps {
   listening: { address: string; port: number };
   startedAt: Date;
   lastReload(): { at: string; ok: boolean } | null;
+  /** The metadata listener's open VM connections. */
+  connections: ConnectionCounts;
 }
 
 /** The JSON form of an instance, as `mdserver instances show --json` prints it. */
@@ -58,6 +64,7 @@ export function statusView(d: AdminDeps): Record<string, unknown> {
     lastReload: d.lastReload(),
     dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
+    connections: { open: d.connections.count(), clients: d.connections.clients },
   };
 }
 
@@ -112,6 +119,11 @@ export function createAdminApp(d: AdminDeps): express.Express {
     res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
   });
 
+  // The hook's upload, as on the metadata port and with the same text replies, for when that port
+  // is busy with VMs or not reachable from the host's shell; the socket's permissions (root and
+  // the mdserver group) decide who may use it, so it needs no upload token.
+  app.post(UPLOAD_PATH, uploadHandler(d.services));
+
   app.post('/reload', (_req, res) => {
     const report = d.reload();
     res.status(report.ok ? 200 : 422).json(report);
@@ -124,7 +136,8 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.use(errorHandler({
     log,
     send: (res, reply) => {
-      res.json({ error: reply.error.code, message: reply.error.message });
+      if (res.req.path === UPLOAD_PATH) sendText(res, reply.error.message, reply.status);
+      else res.json({ error: reply.error.code, message: reply.error.message });
     },
   }));
   return app;

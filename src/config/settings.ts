@@ -127,6 +127,10 @@ export const SETTINGS = {
       doc: 'requests per second each VM may make; 0: no limit' },
     rateBurst: { key: 'rate_burst', default: '200', parse: int(1, 1_000_000),
       doc: 'requests a VM may make at once before the rate limit applies' },
+    maxConnectionsPerClient: { key: 'max_connections_per_client', default: '32', parse: int(1, 100_000),
+      doc: 'open connections one VM (one source address) may hold; the host is not limited' },
+    maxConnections: { key: 'max_connections', default: '4096', parse: int(1, 1_000_000),
+      doc: 'open connections all VMs together may hold; the host is not limited' },
   } },
   loglevels: { section: 'loglevels', keys: {
     base: { key: 'base', default: 'info', parse: level, doc: 'the level below which nothing is logged' },
