@@ -145,6 +145,37 @@ test('the hook falls back to HTTP when the admin socket is missing or does not a
   }
 });
 
+test('the hook sends the upload token from MDSERVER_TOKEN_FILE, never on curl\'s command line', async () => {
+  const dir = tempDir();
+  const token = 'a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8';
+  const tokenFile = path.join(dir, 'upload-token');
+  fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o640 });
+  const t = await startTestServer({ mdserver: { upload_token_file: tokenFile } }, dir);
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    // Without the file the upload is refused, and the hook says why.
+    const denied = await hook(t.dir, url, [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), `MDSERVER_TOKEN_FILE=${path.join(dir, 'none')}\n`);
+    assert.match(denied.stderr, /mdserver refused the domain \(401\): Unauthorised: an upload needs the header "Authorization: Bearer/);
+    // curl as found on PATH, through a shim that writes down the arguments every local user
+    // could read in the process list, then runs the real curl.
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    const real = (await run('sh', ['-c', 'command -v curl'])).stdout.trim();
+    fs.writeFileSync(path.join(bin, 'curl'), `#!/bin/sh\nprintf '%s\\n' "$@" >> ${dir}/argv\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const defaults = path.join(dir, 'default-mdserver');
+    fs.writeFileSync(defaults, `MDSERVER_URL=${url}\nMDSERVER_TOKEN_FILE=${tokenFile}\n`);
+    const r = await run(HOOK, [VM1.name, 'prepare', 'begin', '-'], {
+      input: domainXml(VM1), env: { MDSERVER_DEFAULTS: defaults, MDSERVER_HOOK_SYSLOG: 'no', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
+    });
+    assert.match(r.stderr, /registered test1 mac=52:54:00:3a:cf:41/);
+    const argv = fs.readFileSync(path.join(dir, 'argv'), 'utf8');
+    assert.match(argv, /^-H\n@\/dev\/fd\/\d+$/m, 'the header comes from a descriptor');
+    assert.doesNotMatch(argv, new RegExp(token.slice(0, 16)));
+  } finally {
+    await t.close();
+  }
+});
+
 test('the hook gives up quickly and exits 0 when mdserver is not running', async () => {
   const dir = tempDir();
   try {

@@ -4,6 +4,7 @@
 // is the metadata port's upload, text replies included, for the hook.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { errorHandler } from '../http/errorReply.js';
@@ -65,7 +66,18 @@ export function statusView(d: AdminDeps): Record<string, unknown> {
     dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
     connections: { open: d.connections.count(), clients: d.connections.clients },
+    warnings: statusWarnings(cfg),
   };
+}
+
+/** What is worth fixing though nothing is broken: the status stays healthy. */
+function statusWarnings(cfg: Config): string[] {
+  const out: string[] = [];
+  if (cfg.mdserver.uploadToken === null) {
+    out.push('uploads over HTTP are open to every local user, who could rewrite any VM\'s record: '
+      + 'set [mdserver] upload_token_file (doc/setup.md, "Locking uploads")');
+  }
+  return out;
 }
 
 function name(req: Request): string {

@@ -5,7 +5,7 @@
 
 import os from 'node:os';
 import { VERSION } from '../version.js';
-import { fileText, jsonFile } from './fileParsers.js';
+import { fileText, jsonFile, tokenFile } from './fileParsers.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
 import {
   adminSocket, bool, choice, filePath, int, ip, ipv4, level, list, matching, nameOrNo, optional, optionalIp,
@@ -119,6 +119,8 @@ export const SETTINGS = {
       doc: 'IMDSv2 tokens: optional, or required (EC2: 401 without one; others need Metadata: true)' },
     uploadMaxBytes: { key: 'upload_max_bytes', default: '1048576', parse: int(1024, 64 * 1024 * 1024),
       doc: 'the largest domain XML /instance-upload accepts, in bytes' },
+    uploadToken: { key: 'upload_token_file', default: '', parse: tokenFile,
+      doc: 'a file whose token HTTP uploads must send (Authorization: Bearer); unset: none' },
     adminSocket: { key: 'admin_socket', default: '', parse: adminSocket, restart: 'mdserver',
       doc: 'the admin interface unix socket; empty: <run_dir>/admin.sock, no: none' },
     verifyMac: { key: 'verify_mac', default: 'no', parse: bool,

@@ -8,7 +8,7 @@ import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
 import { errorHandler, HttpError } from './errorReply.js';
-import { checkMetadataHeader, refuseForwarded } from './guards.js';
+import { checkMetadataHeader, checkUploadToken, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
 import type { RefusalLog } from './refusalLog.js';
 import { sendText } from './respond.js';
@@ -78,9 +78,10 @@ function rateLimit(services: Services, req: Request): void {
 
 /**
  * Finds the route and makes the checks it declares, in this order: the method (HEAD wherever
- * GET); for the host's routes, the caller; proxies' headers; the IMDSv2 token or the `Metadata`
- * header; then, for instance routes, the caller (a registered instance). The cheap header checks
- * come before the instance lookup, so a refused request costs no database read.
+ * GET); for the host's routes, the caller; proxies' headers; the upload token; the IMDSv2 token
+ * or the `Metadata` header; then, for instance routes, the caller (a registered instance). The
+ * cheap header checks come before the instance lookup, so a refused request costs no database
+ * read, and an upload is refused before its body is read.
  */
 function dispatcher(services: Services, table: RouteTable<Config, Route>) {
   return (req: Request, res: Response, next: NextFunction): void => {
@@ -100,6 +101,7 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
     const client = clientAddress(req);
     if (route.who === 'host' && !isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
     if (route.who !== 'anyone' || route.refuseForwarded) refuseForwarded(req);
+    if (route.uploadToken) checkUploadToken(cfg, req);
     if (route.imdsToken) checkToken(services, req, client);
     if (route.metadataHeader) checkMetadataHeader(cfg, req);
     if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));

@@ -1,10 +1,13 @@
 // Checks the route table declares besides the method and the caller: requests relayed by a
-// proxy, and the header that OpenStack and NoCloud callers must send when tokens are required.
+// proxy, the header that OpenStack and NoCloud callers must send when tokens are required, and
+// the host's upload token.
 // Each throws the refusal; the dispatcher (app.ts) decides which routes get which check.
 
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request } from 'express';
 import type { Config } from '../config/index.js';
 import { MdsError } from '../errors.js';
+import { HttpError } from './errorReply.js';
 
 /** Headers a proxy adds to what it relays; a VM's own client never sends them to 169.254.169.254. */
 const FORWARDING_HEADERS = ['x-forwarded-for', 'forwarded', 'via'] as const;
@@ -44,4 +47,27 @@ export function checkMetadataHeader(cfg: Config, req: Request): void {
   const v = req.headers[METADATA_HEADER];
   if (typeof v === 'string' && v.toLowerCase() === 'true') return;
   throw new MdsError('FORBIDDEN', 'Forbidden: with imds_tokens = required, OpenStack and NoCloud requests need the header "Metadata: true"');
+}
+
+const BEARER = /^Bearer +([^\s]+) *$/i;
+
+/**
+ * With `[mdserver] upload_token_file` set, an upload over HTTP must carry
+ * `Authorization: Bearer <the file's token>`: loopback is open to every local user, who could
+ * otherwise rewrite any VM's record. Unset, uploads stay open as md_server's were (and
+ * `mdserver status` says so). The comparison takes the same time whatever the guess.
+ */
+export function checkUploadToken(cfg: Config, req: Request): void {
+  const want = cfg.mdserver.uploadToken;
+  if (want === null) return;
+  const got = BEARER.exec(req.headers.authorization ?? '')?.[1];
+  if (got !== undefined && sameSecret(got, want)) return;
+  throw new HttpError('UNAUTHORISED_CLIENT', 'Unauthorised: an upload needs the header "Authorization: Bearer <the token in [mdserver] upload_token_file>"',
+    { 'WWW-Authenticate': 'Bearer realm="mdserver"' });
+}
+
+/** Equal in constant time: both sides are hashed first, so neither length nor content leaks. */
+function sameSecret(a: string, b: string): boolean {
+  const h = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(h(a), h(b));
 }

@@ -29,6 +29,8 @@ export type Route = RouteSpec<Config> & {
    * routes; for a route anyone may call, only where this is set (the token PUT).
    */
   readonly refuseForwarded?: boolean;
+  /** With `[mdserver] upload_token_file` set, the request must carry its token (the upload). */
+  readonly uploadToken?: boolean;
   /** The 405 message where a hint helps; otherwise it names the method refused. */
   readonly notAllowed?: string;
 } & (
@@ -49,7 +51,7 @@ export function publicRoutes(services: Services): Route[] {
   return [
     { paths: [TOKEN_PATH], methods: ['PUT'], who: 'anyone', refuseForwarded: true, handler: tokenHandler(services),
       notAllowed: 'Method not allowed: use PUT to get a token' },
-    { paths: [UPLOAD_PATH], methods: ['POST'], who: 'host', handler: uploadHandler(services),
+    { paths: [UPLOAD_PATH], methods: ['POST'], who: 'host', uploadToken: true, handler: uploadHandler(services),
       notAllowed: 'Method not allowed: use POST' },
     { paths: [HEALTH_PATH], methods: GET, who: 'host', handler: healthHandler(services) },
     { paths: [CONFIGURATION_PATH, `${CONFIGURATION_PATH}/`], methods: GET, who: 'host', handler: configurationHandler(services) },
