@@ -18,7 +18,7 @@ test('instances list prints a table of the registered VMs, and JSON with --json'
     const table = await cli(['instances', 'list', ...conf(t.dir)]);
     assert.equal(table.status, 0, table.stderr);
     const lines = table.stdout.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^NAME\s+IPV4\s+MAC\s+UUID\s+LAST UPDATE$/);
+    assert.match(lines[0] ?? '', /^NAME\s+IPV4\s+MAC\s+UUID\s+LAST UPDATE\s+NWFILTER$/);
     assert.match(table.stdout, new RegExp(`^test1\\s+${ip1.replace(/\./g, '\\.')}\\s+${VM1.mac}\\s+${VM1.uuid}\\s`, 'm'));
     assert.match(table.stdout, new RegExp(`^test2\\s+${ip2.replace(/\./g, '\\.')}\\s+${VM2.mac}\\s+${VM2.uuid}\\s`, 'm'));
     assert.equal(lines.at(-1), '2 instance(s)');
@@ -188,7 +188,7 @@ test('the admin commands explain a usage error and a server that is not running'
   try {
     const usage = await cli(['instances', 'frobnicate']);
     assert.equal(usage.status, 2);
-    assert.match(usage.stderr, /expected list, show NAME or delete NAME/);
+    assert.match(usage.stderr, /expected list, show NAME, delete NAME or rekey NAME --uuid UUID/);
     const flag = await cli(['status', '--colour']);
     assert.equal(flag.status, 2);
     assert.match(flag.stderr, /Unknown option '--colour'/);

@@ -132,6 +132,8 @@ export interface DomainSpec {
   metadata?: Record<string, string>;
   arch?: string;
   extraInterfaces?: string;
+  /** `<filterref filter=...>` on the metadata interface (libvirt's clean-traffic, or another). */
+  nwfilter?: string;
 }
 
 export function domainXml(d: DomainSpec): string {
@@ -153,11 +155,30 @@ export function domainXml(d: DomainSpec): string {
       <mac address='${d.mac}'/>
       <source network='${d.network ?? 'mds'}' bridge='br-mds'/>
       <target dev='vnet3'/>
-      <model type='virtio'/>
+      <model type='virtio'/>${d.nwfilter ? `
+      <filterref filter='${d.nwfilter}'/>` : ''}
     </interface>
   </devices>
 </domain>
 `;
+}
+
+/**
+ * `spec`'s domain (given without metadata) grown to `bytes` bytes (or just under) with distinct
+ * empty elements in its metadata: valid XML that libvirt would keep, and costly for an XML
+ * parser, whose work grows with the number of distinct element names.
+ */
+export function hostileDomainXml(bytes: number, spec: DomainSpec | string = VM1): string {
+  const d = typeof spec === 'string' ? { ...VM1, name: spec } : spec;
+  const wrap = (filler: string): string => domainXml(d).replace('<memory', `<metadata>${filler}</metadata>\n  <memory`);
+  const budget = bytes - Buffer.byteLength(wrap(''));
+  let filler = '';
+  for (let i = 0; ; i++) {
+    const el = `<x${i}/>`;
+    if (filler.length + el.length > budget) break;
+    filler += el;
+  }
+  return wrap(filler);
 }
 
 /** Uploads a domain from the host and returns the allocated address. */

@@ -69,7 +69,7 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(r.changed, true);
       const expected = {
         name: 'web 1', hostName: 'web-1', uuid: WEB.uuid, mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null,
-        location: 'rack1', metadata: WEB.metadata, arch: 'x86_64',
+        location: 'rack1', metadata: WEB.metadata, arch: 'x86_64', nwfilter: null,
       };
       assert.deepEqual({ ...r.instance, firstSeen: 0, lastUpdate: 0 }, { ...expected, firstSeen: 0, lastUpdate: 0 });
       assert.ok(Math.abs(r.instance.firstSeen - Date.now()) < 60_000, 'first seen now, in milliseconds');
@@ -102,16 +102,79 @@ export function storeContract(name: string, backend: Backend): void {
       assert.ok(store.generation > before);
     });
 
-    test('a known uuid under a new name is renamed, and a known name with a new uuid is the same record', async () => {
+    test("the interface's nwfilter is kept, and adding, changing or removing it is a change", async () => {
+      assert.equal((await register(WEB)).instance.nwfilter, null);
+      for (const nwfilter of ['clean-traffic', 'my-filter', null]) {
+        const r = await register({ ...WEB, nwfilter });
+        assert.deepEqual([r.changed, r.instance.nwfilter, store.byName('web 1')?.nwfilter], [true, nwfilter, nwfilter]);
+      }
+      assert.equal((await register({ ...WEB, nwfilter: null })).changed, false);
+      const reopened = await s.reopen();
+      await register({ ...WEB, nwfilter: 'clean-traffic' });
+      assert.equal(reopened.byName('web 1')?.nwfilter, 'clean-traffic', 'stored, not only held in memory');
+      reopened.close();
+    });
+
+    test('a known uuid under a new name is renamed, keeping its address', async () => {
       const first = await register(WEB);
       const renamed = await register({ ...WEB, name: 'web-renamed' });
       assert.deepEqual([renamed.created, renamed.changed, renamed.instance.ipv4], [false, true, first.instance.ipv4]);
       assert.equal(store.byName('web 1'), undefined);
-      // A domain undefined and defined again under its old name gets a new uuid from libvirt.
-      const redefined = await register({ ...WEB, name: 'web-renamed', uuid: '11111111-2222-3333-4444-555555555555' });
-      assert.deepEqual([redefined.created, redefined.instance.ipv4], [false, first.instance.ipv4]);
-      assert.equal(store.byName('web-renamed')?.uuid, '11111111-2222-3333-4444-555555555555');
       assert.equal(store.count(), 1);
+    });
+
+    test('a known name under another uuid is a CONFLICT naming both, and the old record stays as it was', async () => {
+      const first = await register(WEB);
+      const generation = store.generation;
+      const newcomer = { ...WEB, uuid: '11111111-2222-3333-4444-555555555555', mac: '52:54:00:99:99:99' };
+      const [taken] = await store.registerAll([newcomer], POOL);
+      refused(taken, 'CONFLICT');
+      assert.equal(
+        (taken as Error).message,
+        `name web 1 of domain ${newcomer.uuid} already belongs to the instance of domain ${WEB.uuid} (address 10.0.0.10), which is left as it is: ` +
+          `if this is that VM defined again, move its record to the new uuid (mdserver instances rekey web 1 --uuid ${newcomer.uuid}); ` +
+          'otherwise delete the old record first (mdserver instances delete web 1)',
+      );
+      assert.deepEqual(store.byName('web 1'), first.instance);
+      assert.equal(store.generation, generation);
+    });
+
+    test('rekey moves a record to a new uuid, keeping its address, MAC and first sighting', async () => {
+      const first = await register(WEB);
+      const before = store.generation;
+      const ec2 = 'ec2b7c1e-5d3a-4f62-9a0e-3c41d2b8e917';
+      const moved = await store.rekey('web 1', ec2);
+      assert.equal(moved?.previousUuid, WEB.uuid);
+      assert.deepEqual({ ...moved?.instance, lastUpdate: 0 }, { ...first.instance, uuid: ec2, lastUpdate: 0 });
+      assert.ok(store.generation > before);
+      assert.deepEqual(store.byName('web 1'), moved?.instance);
+      // The domain defined again under that uuid is now the same record.
+      const again = await register({ ...WEB, uuid: ec2 }, () => assert.fail('no new address'));
+      assert.deepEqual([again.created, again.instance.ipv4, again.instance.firstSeen], [false, '10.0.0.10', first.instance.firstSeen]);
+      assert.equal(store.count(), 1);
+    });
+
+    test('rekey of an unknown name finds nothing; to its own uuid changes nothing; to a uuid in use is a CONFLICT', async () => {
+      await register(WEB);
+      await register(DB);
+      assert.equal(await store.rekey('nobody', CACHE.uuid), undefined);
+      const generation = store.generation;
+      assert.equal((await store.rekey('web 1', WEB.uuid))?.previousUuid, WEB.uuid);
+      assert.equal(store.generation, generation);
+      await assert.rejects(store.rekey('web 1', DB.uuid), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'CONFLICT');
+        assert.equal(e.message, `uuid ${DB.uuid} already belongs to the instance db`);
+        return true;
+      });
+      assert.equal(store.byName('web 1')?.uuid, WEB.uuid);
+    });
+
+    test('rekey keeps host names unique: a name made only of symbols takes its host name from the uuid', async () => {
+      const symbols = await register({ ...CACHE, name: '***' });
+      assert.equal(symbols.instance.hostName, 'instance-3f1e2d3c');
+      await register({ ...DB, name: 'instance-ec2aaaaa' });
+      await assert.rejects(store.rekey('***', 'ec2aaaaa-0000-4000-8000-000000000000'), /host name instance-ec2aaaaa of domain \*\*\* .* is already the host name of domain instance-ec2aaaaa/);
+      assert.equal(store.byName('***')?.uuid, CACHE.uuid);
     });
 
     test("another domain's MAC, or renaming onto another domain's name, is a CONFLICT that stores nothing", async () => {
@@ -124,6 +187,31 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(store.count(), 2);
       assert.equal(store.byName('cache'), undefined);
       assert.equal(store.byName('db')?.uuid, DB.uuid);
+    });
+
+    test('a host name another instance has, in any case or spelling, is a CONFLICT naming both', async () => {
+      await register({ ...WEB, name: 'VICTIM' });
+      const [underscore, lower, renamed] = await store.registerAll(
+        [{ ...DB, name: 'victim_' }, { ...CACHE, name: 'victim' }, { ...WEB, name: 'Victim!' }],
+        POOL,
+      );
+      refused(underscore, 'CONFLICT');
+      assert.equal(
+        (underscore as Error).message,
+        `host name victim of domain victim_ (${DB.uuid}) is already the host name of domain VICTIM (${WEB.uuid}): ` +
+          'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
+      );
+      refused(lower, 'CONFLICT');
+      // The holder itself may change its spelling: the host name stays its own.
+      assert.equal(ok(renamed).instance.hostName, 'Victim');
+      assert.deepEqual(store.all().map((i) => i.name), ['Victim!']);
+    });
+
+    test('in one group, the first of two registrations with the same host name wins', async () => {
+      const [web, other] = await store.registerAll([{ ...WEB, name: 'web.1' }, { ...DB, name: 'WEB 1' }], POOL);
+      assert.equal(ok(web).instance.hostName, 'web-1');
+      refused(other, 'CONFLICT');
+      assert.equal(store.count(), 1);
     });
 
     test('a full pool is POOL_EXHAUSTED and stores nothing', async () => {
@@ -164,18 +252,22 @@ export function storeContract(name: string, backend: Backend): void {
       assert.deepEqual(store.all().map((i) => i.name), ['cache', 'web 1']);
     });
 
-    test('lookups: by address and name, all and the host entries in name order, the count', async () => {
+    test('lookups: by address, name, uuid and MAC, all and the host entries in name order, the count', async () => {
       await store.registerAll([WEB, DB, CACHE], POOL);
       assert.deepEqual(store.all().map((i) => [i.name, i.ipv4]), [['cache', '10.0.0.12'], ['db', '10.0.0.11'], ['web 1', '10.0.0.10']]);
-      assert.deepEqual(store.hostEntries(), [
-        { hostName: 'cache', mac: CACHE.mac, ipv4: '10.0.0.12', ipv6: null },
-        { hostName: 'db', mac: DB.mac, ipv4: '10.0.0.11', ipv6: null },
-        { hostName: 'web-1', mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null },
+      assert.deepEqual(store.hostEntries().map((h) => ({ ...h, firstSeen: h.firstSeen === store.byName(h.name)?.firstSeen })), [
+        { hostName: 'cache', mac: CACHE.mac, ipv4: '10.0.0.12', ipv6: null, name: 'cache', uuid: CACHE.uuid, firstSeen: true },
+        { hostName: 'db', mac: DB.mac, ipv4: '10.0.0.11', ipv6: null, name: 'db', uuid: DB.uuid, firstSeen: true },
+        { hostName: 'web-1', mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null, name: 'web 1', uuid: WEB.uuid, firstSeen: true },
       ]);
       assert.equal(store.count(), 3);
       assert.equal(store.byIPv4('10.0.0.11')?.name, 'db');
       assert.equal(store.byIPv4('10.0.0.99'), undefined);
       assert.equal(store.byName('nobody'), undefined);
+      assert.equal(store.byUuid(DB.uuid)?.name, 'db');
+      assert.equal(store.byMac(CACHE.mac)?.name, 'cache');
+      assert.equal(store.byUuid('db'), undefined);
+      assert.equal(store.byMac(DB.uuid), undefined);
     });
 
     test('delete returns the record it removed and frees its name, MAC and address', async () => {

@@ -70,7 +70,7 @@ describe('with upload_token_file set', () => {
 
   test('mdserver status has no warning about uploads', async () => {
     const r = await cli(['status', '--socket', srv.running.adminSocket as string]);
-    assert.doesNotMatch(r.stdout, /upload/);
+    assert.doesNotMatch(r.stdout, /uploads over HTTP/);
   });
 });
 
@@ -89,8 +89,7 @@ describe('without upload_token_file (an md_server configuration)', () => {
   test('mdserver status warns that every local user can upload, and stays healthy for it', async () => {
     const r = await cli(['status', '--json', '--socket', srv.running.adminSocket as string]);
     const s = JSON.parse(r.stdout) as { warnings: string[]; problems: string[] };
-    assert.equal(s.warnings.length, 1);
-    assert.match(s.warnings[0] as string, /uploads over HTTP are open to every local user.*set \[mdserver\] upload_token_file/);
+    assert.equal(s.warnings.filter((w) => /uploads over HTTP are open to every local user.*set \[mdserver\] upload_token_file/.test(w)).length, 1);
     assert.ok(!s.problems.some((p) => /upload/.test(p)));
     const text = await cli(['status', '--socket', srv.running.adminSocket as string]);
     assert.match(text.stdout, /^warning: +uploads over HTTP are open to every local user/m);

@@ -1,4 +1,4 @@
-// The admin API, served only on the host-only unix socket: list, show, register and delete
+// The admin API, served only on the host-only unix socket: list, show, register, rekey and delete
 // instances, reload the configuration, report status. Answers are JSON; errors are
 // `{"error": code, "message": ...}` with the status of the error's code. `POST /instance-upload`
 // is the metadata port's upload, text replies included, for the hook.
@@ -10,12 +10,13 @@ import { health } from '../health.js';
 import { errorHandler } from '../http/errorReply.js';
 import { sendText } from '../http/respond.js';
 import { UPLOAD_PATH, uploadHandler } from '../http/routes/upload.js';
+import { unfilteredSummary } from '../metadata/isolation.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ConnectionCounts } from '../net/connlimit.js';
 import type { ReloadReport } from '../reload.js';
-import type { Instance } from '../store/store.js';
 import { VERSION } from '../version.js';
+import { instanceJson, type StatusReport } from './protocol.js';
 
 const log = moduleLogger('admin');
 
@@ -31,24 +32,7 @@ export interface AdminDeps {
   connections: ConnectionCounts;
 }
 
-/** The JSON form of an instance, as `mdserver instances show --json` prints it. */
-export function instanceView(i: Instance): Record<string, unknown> {
-  return {
-    name: i.name,
-    hostName: i.hostName,
-    uuid: i.uuid,
-    mac: i.mac,
-    ipv4: i.ipv4,
-    ipv6: i.ipv6,
-    location: i.location,
-    arch: i.arch,
-    metadata: i.metadata,
-    firstSeen: new Date(i.firstSeen).toISOString(),
-    lastUpdate: new Date(i.lastUpdate).toISOString(),
-  };
-}
-
-export function statusView(d: AdminDeps): Record<string, unknown> {
+export function statusReport(d: AdminDeps): StatusReport {
   const cfg = d.services.config();
   const h = health(d.services);
   return {
@@ -66,18 +50,16 @@ export function statusView(d: AdminDeps): Record<string, unknown> {
     dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
     connections: { open: d.connections.count(), clients: d.connections.clients },
-    warnings: statusWarnings(cfg),
+    // Not problems of the server (it stays healthy), but what the admin should know about.
+    warnings: [unfilteredSummary(d.services.registry.list(), cfg.mdserver), openUploads(cfg)].filter((w): w is string => w !== null),
   };
 }
 
-/** What is worth fixing though nothing is broken: the status stays healthy. */
-function statusWarnings(cfg: Config): string[] {
-  const out: string[] = [];
-  if (cfg.mdserver.uploadToken === null) {
-    out.push('uploads over HTTP are open to every local user, who could rewrite any VM\'s record: '
-      + 'set [mdserver] upload_token_file (doc/setup.md, "Locking uploads")');
-  }
-  return out;
+/** A warning while uploads over HTTP are open to every local user (an md_server configuration). */
+function openUploads(cfg: Config): string | null {
+  if (cfg.mdserver.uploadToken !== null) return null;
+  return 'uploads over HTTP are open to every local user, who could rewrite any VM\'s record: '
+    + 'set [mdserver] upload_token_file (doc/setup.md, "Registering a domain by hand, and locking uploads")';
 }
 
 function name(req: Request): string {
@@ -97,23 +79,33 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/status', (_req, res) => {
-    res.json(statusView(d));
+    res.json(statusReport(d));
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.services.registry.list().map(instanceView));
+    res.json(d.services.registry.list().map((i) => instanceJson(i, d.services.config().mdserver)));
   });
 
   app.get('/instances/:name', (req, res) => {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(i));
+    res.json(instanceJson(i, d.services.config().mdserver));
   });
 
   app.delete('/instances/:name', async (req, res) => {
     const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(gone));
+    res.json(instanceJson(gone, d.services.config().mdserver));
+  });
+
+  // `mdserver instances rekey`: the domain was defined again under a new uuid (the ec2 recipe);
+  // its record follows, keeping the address and the instance id.
+  app.post('/instances/:name/rekey', express.json({ limit: 4096 }), async (req, res) => {
+    const uuid = (req.body as { uuid?: unknown } | undefined)?.uuid;
+    if (typeof uuid !== 'string') throw new MdsError('BAD_REQUEST', 'expected {"uuid": "<the new uuid>"}');
+    const r = await d.services.registry.rekey(name(req), uuid);
+    if (!r) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
+    res.json({ previousUuid: r.previousUuid, instance: instanceJson(r.instance, d.services.config().mdserver) });
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be
@@ -128,7 +120,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.post('/instances', body, async (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
     const r = await d.services.registry.register(req.body);
-    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
+    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceJson(r.instance, d.services.config().mdserver) });
   });
 
   // The hook's upload, as on the metadata port and with the same text replies, for when that port

@@ -4,6 +4,9 @@
 // `--check-config` dump, the typed `Config` and reload's restart list all come from this table.
 
 import os from 'node:os';
+import path from 'node:path';
+import { isPrefixName } from '../names.js';
+import { NWFILTER_NAME } from '../ids.js';
 import { VERSION } from '../version.js';
 import { fileText, jsonFile, tokenFile } from './fileParsers.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
@@ -38,6 +41,8 @@ export interface SettingsSection {
 
 export type EntryKind = 'base' | 'prefix' | 'domain';
 export type TokenMode = 'optional' | 'required';
+/** What is done about a VM whose metadata interface carries no trusted nwfilter. */
+export type FilterPolicy = 'no' | 'warn' | 'yes';
 /** What the OpenStack and NoCloud network documents tell a VM: its allocated address, or DHCP. */
 export type NetworkMode = 'static' | 'dhcp';
 
@@ -90,6 +95,32 @@ function instanceValue(name: InstanceValueName): Parser<string> {
 const region: Parser<string> = (s, ctx) =>
   optional(s, ctx) === null ? regionOf(ctx.value('instance-defaults', 'availability_zone')) : instanceValue('region')(s, ctx);
 
+/**
+ * A directory inside userdata_dir: a `userdata_prefix` may only name templates there, so the
+ * directory must never be userdata_dir itself (where the per-instance templates are) nor leave it.
+ */
+const prefixDir: Parser<string> = (s, ctx) => {
+  const norm = path.posix.normalize(s);
+  if (s === '' || path.isAbsolute(s) || norm === '.' || norm === '..' || norm.startsWith('../')) {
+    ctx.fail('expected a directory inside userdata_dir, relative to it (not the directory itself)');
+  }
+  return norm.replace(/\/+$/, '');
+};
+
+/** Prefix names, separated by spaces or commas, each one a userdata_prefix would be accepted as. */
+const prefixNames: Parser<readonly string[]> = (s, ctx) => {
+  const names = s.split(/[\s,]+/).filter((x) => x !== '');
+  for (const n of names) if (!isPrefixName(n)) ctx.fail(`"${n}" is not a prefix name (letters, digits, ".", "_" and "-", not starting with ".")`);
+  return names;
+};
+
+/** nwfilter names, separated by spaces or commas. */
+const filterNames: Parser<readonly string[]> = (s, ctx) => {
+  const names = s.split(/[\s,]+/).filter(Boolean);
+  for (const n of names) if (!NWFILTER_NAME.test(n)) ctx.fail(`"${n}" is not an nwfilter name (letters, digits and _ . : -)`);
+  return names;
+};
+
 const hostShortName = (): string => os.hostname().split('.')[0] ?? os.hostname();
 const NETWORK_MODES = ['static', 'dhcp'] as const satisfies readonly NetworkMode[];
 
@@ -103,6 +134,10 @@ export const SETTINGS = {
       doc: 'the directory searched for user-data templates' },
     userdataSuffixes: { key: 'userdata_suffixes', default: ':.yaml', parse: list(':', true),
       doc: 'suffixes tried after each template name, colon separated; an empty one is the bare name' },
+    userdataPrefixDir: { key: 'userdata_prefix_dir', default: 'prefixes', parse: prefixDir,
+      doc: "the directory inside userdata_dir that a domain's userdata_prefix names a template in" },
+    legacyPrefixes: { key: 'legacy_prefixes', default: '', parse: prefixNames,
+      doc: "userdata_prefix names also looked up directly in userdata_dir, md_server's layout" },
     password: { key: 'password', default: '', parse: optional, secret: true,
       doc: 'an encrypted root password, given to templates as mdserver_password' },
     defaultTemplate: { key: 'default_template', default: '', parse: optionalPath,
@@ -117,7 +152,9 @@ export const SETTINGS = {
       doc: 'write each rendered user-data to <run_dir>/<address>.userdata' },
     imdsTokens: { key: 'imds_tokens', default: 'optional', parse: choice<TokenMode>(['optional', 'required']),
       doc: 'IMDSv2 tokens: optional, or required (EC2: 401 without one; others need Metadata: true)' },
-    uploadMaxBytes: { key: 'upload_max_bytes', default: '1048576', parse: int(1024, 64 * 1024 * 1024),
+    // libvirt writes a few kilobytes per domain; 256 KiB leaves room for large metadata while
+    // bounding what one upload can make the XML parser do.
+    uploadMaxBytes: { key: 'upload_max_bytes', default: '262144', parse: int(1024, 64 * 1024 * 1024),
       doc: 'the largest domain XML /instance-upload accepts, in bytes' },
     uploadToken: { key: 'upload_token_file', default: '', parse: tokenFile,
       doc: 'a file whose token HTTP uploads must send (Authorization: Bearer); unset: none' },
@@ -125,6 +162,10 @@ export const SETTINGS = {
       doc: 'the admin interface unix socket; empty: <run_dir>/admin.sock, no: none' },
     verifyMac: { key: 'verify_mac', default: 'no', parse: bool,
       doc: "refuse a caller whose MAC in the neighbour table is not its instance's" },
+    requireFilter: { key: 'require_filter', default: 'warn', parse: choice<FilterPolicy>(['warn', 'no', 'yes']),
+      doc: 'a VM without a trusted nwfilter: no (serve it), warn (serve, log, flag), yes (403)' },
+    trustedFilters: { key: 'trusted_filters', default: 'clean-traffic clean-traffic-gateway', parse: filterNames,
+      doc: 'nwfilters that stop MAC, IP and ARP spoofing (clean-traffic, or filters that include it)' },
     rateLimit: { key: 'rate_limit', default: '0', parse: int(0, 1_000_000),
       doc: 'requests per second each VM may make; 0: no limit' },
     rateBurst: { key: 'rate_burst', default: '200', parse: int(1, 1_000_000),

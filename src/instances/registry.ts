@@ -3,11 +3,16 @@
 
 import type { Config, ConfigSource } from '../config/index.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
-import { parseDomainXml } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
-import type { Allocate, HostEntry, Instance, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
+import { MdsError } from '../errors.js';
+import { canonicalUuid } from '../ids.js';
+import { UnfilteredWarnings } from '../metadata/isolation.js';
+import { isPrefixName } from '../names.js';
+import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
+import { DomainParser } from './domainParser.js';
 import { GroupCommit } from './groupCommit.js';
+import { uniqueHostNames, type HostNameCollision } from './hostNames.js';
 import { metadataWarnings } from './warnings.js';
 
 const log = moduleLogger('instances');
@@ -18,8 +23,16 @@ export type HostFiles = Pick<DnsmasqFiles, 'scheduleWrite' | 'flush'>;
 export class Registry {
   private allocator: { for: Config; allocate: Allocate } | null = null;
   private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
+  /** The host name collisions last reported, so that each is logged once, not at every rewrite. */
+  private reportedCollisions = '[]';
+  private readonly unfiltered = new UnfilteredWarnings();
 
-  constructor(private readonly config: ConfigSource, private readonly store: Store, private readonly dnsmasq: HostFiles) {}
+  constructor(
+    private readonly config: ConfigSource,
+    private readonly store: Store,
+    private readonly dnsmasq: HostFiles,
+    private readonly parser = new DomainParser(),
+  ) {}
 
   /**
    * Records the domain a libvirt XML document describes: a new one gets an address, a known one
@@ -28,9 +41,19 @@ export class Registry {
    */
   async register(xml: string): Promise<RegisterResult> {
     const cfg = this.config();
-    const info = parseDomainXml(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
-    const { name, uuid, mac, metadata, arch } = info;
-    return await this.commits.submit({ name, uuid, mac, metadata, arch, location: cfg.service.location });
+    const info = await this.parser.parse(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
+    const { name, uuid, mac, metadata, arch, nwfilter } = info;
+    const prefix = metadata['userdata_prefix'];
+    // Refused here rather than when the VM asks: the host's hook learns of it, and no record is
+    // stored that could only ever answer its user-data with an error.
+    if (prefix !== undefined && !isPrefixName(prefix)) {
+      throw new MdsError(
+        'BAD_USERDATA_PREFIX',
+        `userdata_prefix "${prefix.slice(0, 64)}" of domain ${name} is not a template name: it may only name a template in ` +
+          `${cfg.mdserver.userdataPrefixDir}/ of the userdata directory (letters, digits, ".", "_" and "-", not starting with ".")`,
+      );
+    }
+    return await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location });
   }
 
   /**
@@ -46,6 +69,28 @@ export class Registry {
     return gone;
   }
 
+  /**
+   * Moves the instance named `name` to the uuid its domain was defined again under, keeping its
+   * address and instance id (the host's `mdserver instances rekey`). Undefined when there is no
+   * such instance; BAD_REQUEST for a uuid that is not one, CONFLICT for one in use.
+   */
+  async rekey(name: string, rawUuid: string): Promise<Rekeyed | undefined> {
+    const uuid = canonicalUuid(rawUuid);
+    if (!uuid) throw new MdsError('BAD_REQUEST', `"${rawUuid.slice(0, 64)}" is not a uuid`);
+    const r = await this.store.rekey(name, uuid);
+    if (r && r.previousUuid !== uuid) {
+      log.info('moved instance to a new uuid', { name, from: r.previousUuid, to: uuid, ipv4: r.instance.ipv4 });
+      // A name with no DNS-safe characters takes its host name from the uuid.
+      this.dnsmasq.scheduleWrite();
+    }
+    return r;
+  }
+
+  /** Stops the XML parser's worker threads. */
+  close(): Promise<void> {
+    return this.parser.close();
+  }
+
   list(): Instance[] {
     return this.store.all();
   }
@@ -58,8 +103,28 @@ export class Registry {
     return this.store.count();
   }
 
+  /** The dnsmasq files' entries: each host name once, whatever the database holds. */
   hostEntries(): HostEntry[] {
-    return this.store.hostEntries();
+    const { entries, collisions } = uniqueHostNames(this.store.hostEntries());
+    this.report(collisions);
+    return entries;
+  }
+
+  /**
+   * Warns about host names that several instances share (a database from before uploads were
+   * refused for it): at start-up, and again whenever the set of them changes.
+   */
+  private report(collisions: readonly HostNameCollision[]): void {
+    const text = JSON.stringify(collisions);
+    if (text === this.reportedCollisions) return;
+    this.reportedCollisions = text;
+    for (const c of collisions) {
+      log.warn('instances share a host name: the first seen keeps it in DNS; rename or delete the others', {
+        hostName: c.hostName,
+        kept: `${c.kept.name} (${c.kept.uuid})`,
+        listedAs: c.renamed.map((r) => `${r.name} (${r.uuid}) as ${r.listedAs}`).join(', '),
+      });
+    }
   }
 
   private async commit(group: readonly Registration[]): Promise<RegisterOutcome[]> {
@@ -89,5 +154,12 @@ export class Registry {
     });
     // Said once per change, not on every repeat upload of the same domain.
     if (result.changed) for (const problem of metadataWarnings(reg.metadata)) log.warn(problem, { name: i.name });
+    const m = this.config().mdserver;
+    const unfiltered = this.unfiltered.check(i, m);
+    if (unfiltered) {
+      log.warn('instance without a trusted nwfilter: a VM that copies its MAC and address can pass for it', {
+        name: i.name, problem: unfiltered, require_filter: m.requireFilter,
+      });
+    }
   }
 }

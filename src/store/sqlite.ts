@@ -4,7 +4,8 @@
 import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
-import type { Allocate, HostEntry, Instance, NewInstance, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
+import { hostKey, migrate } from './schema.js';
+import type { Allocate, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
 interface Row {
   name: string;
@@ -15,39 +16,12 @@ interface Row {
   location: string;
   metadata: string;
   arch: string | null;
+  nwfilter: string | null;
   first_seen: number;
   last_update: number;
 }
 
-type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6'>;
-
-const SCHEMA_VERSION = 1;
-
-const MIGRATIONS: Record<number, string> = {
-  1: `
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE instances (
-      id INTEGER PRIMARY KEY,
-      name TEXT NOT NULL UNIQUE,
-      uuid TEXT NOT NULL UNIQUE,
-      mac TEXT NOT NULL UNIQUE,
-      ipv4 TEXT UNIQUE,
-      ipv6 TEXT UNIQUE,
-      location TEXT NOT NULL DEFAULT '',
-      metadata TEXT NOT NULL DEFAULT '{}',
-      arch TEXT,
-      first_seen INTEGER NOT NULL,
-      last_update INTEGER NOT NULL
-    );
-    CREATE TABLE locations (
-      name TEXT PRIMARY KEY,
-      hostname TEXT NOT NULL,
-      version TEXT NOT NULL,
-      first_seen INTEGER NOT NULL,
-      last_seen INTEGER NOT NULL
-    );
-  `,
-};
+type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen'>;
 
 function toInstance(r: Row): Instance {
   let metadata: Record<string, string> = {};
@@ -66,9 +40,23 @@ function toInstance(r: Row): Instance {
     location: r.location,
     metadata,
     arch: r.arch,
+    nwfilter: r.nwfilter,
     firstSeen: r.first_seen,
     lastUpdate: r.last_update,
   };
+}
+
+/**
+ * A domain that is not the registered one by its uuid, under that one's name: a new VM reusing
+ * the name must not inherit the old one's address and instance id, so the host decides.
+ */
+function nameTaken(reg: Registration, holder: Row): MdsError {
+  return new MdsError(
+    'CONFLICT',
+    `name ${reg.name} of domain ${reg.uuid} already belongs to the instance of domain ${holder.uuid} (address ${holder.ipv4 ?? 'none'}), ` +
+      `which is left as it is: if this is that VM defined again, move its record to the new uuid (mdserver instances rekey ${reg.name} --uuid ${reg.uuid}); ` +
+      `otherwise delete the old record first (mdserver instances delete ${reg.name})`,
+  );
 }
 
 function asError(e: unknown): Error {
@@ -92,15 +80,17 @@ function prepare(db: Database.Database) {
     byMac: db.prepare<[string], Row>('SELECT * FROM instances WHERE mac = ?'),
     ipv4Used: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM instances WHERE ipv4 = ?'),
     all: db.prepare<[], Row>('SELECT * FROM instances ORDER BY name'),
-    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6 FROM instances ORDER BY name'),
+    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen FROM instances ORDER BY name'),
+    byHostKey: db.prepare<[string, string], Pick<Row, 'name' | 'uuid'>>('SELECT name, uuid FROM instances WHERE host_key = ? AND uuid != ? LIMIT 1'),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
     insert: db.prepare(
-      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update)
-       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate)`,
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, first_seen, last_update, host_key)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @firstSeen, @lastUpdate, @hostKey)`,
     ),
+    rekey: db.prepare<[string, string, number, string]>('UPDATE instances SET uuid = ?, host_key = ?, last_update = ? WHERE uuid = ?'),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-       metadata = @metadata, arch = @arch, last_update = @lastUpdate WHERE uuid = @oldUuid`,
+       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
     ),
     deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
     getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -126,25 +116,12 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
     try {
-      this.migrate();
+      migrate(this.db, file);
     } catch (e) {
       this.db.close();
       throw e;
     }
     this.q = prepare(this.db);
-  }
-
-  private migrate(): void {
-    const current = this.db.pragma('user_version', { simple: true }) as number;
-    if (current > SCHEMA_VERSION) {
-      throw new MdsError('DB_FORMAT', `${this.file} has schema version ${current}; this mdserver knows up to ${SCHEMA_VERSION}`);
-    }
-    for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] as string);
-        this.db.pragma(`user_version = ${v}`);
-      })();
-    }
   }
 
   get generation(): number {
@@ -161,6 +138,16 @@ export class SqliteStore implements Store {
     return r ? toInstance(r) : undefined;
   }
 
+  byUuid(uuid: string): Instance | undefined {
+    const r = this.q.byUuid.get(uuid);
+    return r ? toInstance(r) : undefined;
+  }
+
+  byMac(mac: string): Instance | undefined {
+    const r = this.q.byMac.get(mac);
+    return r ? toInstance(r) : undefined;
+  }
+
   all(): Instance[] {
     return this.q.all.all().map(toInstance);
   }
@@ -170,8 +157,10 @@ export class SqliteStore implements Store {
    * for ten thousand instances several times a second was most of the garbage an upload storm
    * made.
    */
-  hostEntries(): HostEntry[] {
-    return this.q.hosts.all().map((r) => ({ hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6 }));
+  hostEntries(): HostRecord[] {
+    return this.q.hosts.all().map((r) => ({
+      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen,
+    }));
   }
 
   count(): number {
@@ -210,7 +199,9 @@ export class SqliteStore implements Store {
 
   private register(reg: Registration, allocate: Allocate): RegisterResult {
     const result = this.db.transaction((): RegisterResult => {
-      const existing = this.q.byUuid.get(reg.uuid) ?? this.q.byName.get(reg.name);
+      const existing = this.q.byUuid.get(reg.uuid);
+      const sameName = existing ? undefined : this.q.byName.get(reg.name);
+      if (sameName) throw nameTaken(reg, sameName);
       const macOwner = this.q.byMac.get(reg.mac);
       if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
         throw new MdsError('CONFLICT', `MAC ${reg.mac} of domain ${reg.name} (${reg.uuid}) already belongs to domain ${macOwner.name} (${macOwner.uuid})`);
@@ -219,6 +210,7 @@ export class SqliteStore implements Store {
       if (nameOwner) {
         throw new MdsError('CONFLICT', `name ${reg.name} of domain ${reg.uuid} already belongs to domain ${nameOwner.uuid}`);
       }
+      this.checkHostName(reg, existing);
       const ipv4 = existing?.ipv4 ?? allocate((ip) => this.q.ipv4Used.get(ip) !== undefined);
       if (ipv4 === null) throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${reg.name}`);
       return existing ? this.update(existing, reg, ipv4) : this.insert(reg, ipv4);
@@ -227,15 +219,37 @@ export class SqliteStore implements Store {
     return result;
   }
 
+  /**
+   * A new record, or one whose host name changes, may not take a host name another instance
+   * answers to in DNS. A record keeps the host name it has: a database from before this rule may
+   * hold two that collide, and re-registering them must go on working.
+   */
+  private checkHostName(reg: Pick<Registration, 'name' | 'uuid'>, existing: Row | undefined): void {
+    const key = hostKey(reg.name, reg.uuid);
+    if (existing && hostKey(existing.name, existing.uuid) === key) return;
+    const holder = this.q.byHostKey.get(key, existing?.uuid ?? reg.uuid);
+    if (!holder) return;
+    const hostName = safeHostName(reg.name, reg.uuid);
+    throw new MdsError(
+      'CONFLICT',
+      `host name ${hostName} of domain ${reg.name} (${reg.uuid}) is already the host name of domain ${holder.name} (${holder.uuid}): ` +
+        'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
+    );
+  }
+
   private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
     const now = Date.now();
     const metadata = JSON.stringify(reg.metadata);
+    const nwfilter = reg.nwfilter ?? null;
     const changed = existing.name !== reg.name || existing.uuid !== reg.uuid || existing.mac !== reg.mac ||
-      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location;
-    const row: Row = { ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, last_update: now };
+      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location ||
+      existing.nwfilter !== nwfilter;
+    const row: Row = {
+      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, last_update: now,
+    };
     this.q.update.run({
-      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch,
-      lastUpdate: now, oldUuid: existing.uuid,
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter,
+      lastUpdate: now, oldUuid: existing.uuid, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: false, changed };
   }
@@ -244,21 +258,42 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row: Row = {
       name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, ipv6: null, location: reg.location,
-      metadata: JSON.stringify(reg.metadata), arch: reg.arch, first_seen: now, last_update: now,
+      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, first_seen: now, last_update: now,
     };
     this.q.insert.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
-      arch: row.arch, firstSeen: now, lastUpdate: now,
+      arch: row.arch, nwfilter: row.nwfilter, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: true, changed: true };
   }
 
-  /** Inserts records read from elsewhere (the md_server JSON import) as they are. */
+  /**
+   * Inserts records read from elsewhere (the md_server JSON import) as they are, host names that
+   * collide included: md_server had no such rule, and its VMs keep their addresses.
+   */
   insertMany(rows: readonly NewInstance[]): void {
     this.db.transaction(() => {
-      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata) });
+      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
     })();
     this.changes++;
+  }
+
+  rekey(name: string, uuid: string): Promise<Rekeyed | undefined> {
+    return settled(() =>
+      this.db.transaction((): Rekeyed | undefined => {
+        const row = this.q.byName.get(name);
+        if (!row) return undefined;
+        if (row.uuid === uuid) return { instance: toInstance(row), previousUuid: uuid };
+        const other = this.q.byUuid.get(uuid);
+        if (other) throw new MdsError('CONFLICT', `uuid ${uuid} already belongs to the instance ${other.name}`);
+        // Only a name that maps to nothing takes its host name from the uuid; it must stay unique.
+        this.checkHostName({ name, uuid }, row);
+        const now = Date.now();
+        this.q.rekey.run(uuid, hostKey(name, uuid), now, row.uuid);
+        this.changes++;
+        return { instance: toInstance({ ...row, uuid, last_update: now }), previousUuid: row.uuid };
+      })(),
+    );
   }
 
   delete(name: string): Promise<Instance | undefined> {

@@ -21,6 +21,8 @@ export interface Instance {
   readonly location: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly arch: string | null;
+  /** The `<filterref filter>` of its interface on the metadata network, or null for none. */
+  readonly nwfilter: string | null;
   /** Milliseconds since the epoch. */
   readonly firstSeen: number;
   readonly lastUpdate: number;
@@ -37,6 +39,8 @@ export interface Registration {
   readonly mac: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly arch: string | null;
+  /** The nwfilter on that interface; absent or null for none. */
+  readonly nwfilter?: string | null;
   /** The `[service] location` of the host that registered it. */
   readonly location: string;
 }
@@ -48,6 +52,12 @@ export interface RegisterResult {
   changed: boolean;
 }
 
+/** A record moved to a new uuid, and the uuid it had. */
+export interface Rekeyed {
+  instance: Instance;
+  previousUuid: string;
+}
+
 /** Each registration of a group ends as its stored result or as the error that refused it. */
 export type RegisterOutcome = RegisterResult | Error;
 
@@ -57,6 +67,13 @@ export interface HostEntry {
   readonly mac: string;
   readonly ipv4: string | null;
   readonly ipv6: string | null;
+}
+
+/** A host entry with what decides between two records that claim the same host name. */
+export interface HostRecord extends HostEntry {
+  readonly name: string;
+  readonly uuid: string;
+  readonly firstSeen: number;
 }
 
 /**
@@ -71,14 +88,18 @@ export interface Store {
 
   byIPv4(ip: string): Instance | undefined;
   byName(name: string): Instance | undefined;
+  byUuid(uuid: string): Instance | undefined;
+  byMac(mac: string): Instance | undefined;
   /** Every instance, ordered by name. */
   all(): Instance[];
   count(): number;
   /**
    * What the dnsmasq host files need of every instance, ordered by name. Rewritten after each
-   * burst of uploads, so a backend should build it without the full records.
+   * burst of uploads, so a backend should build it without the full records. Host names are
+   * unique ignoring case, except in records stored before that rule (or imported from
+   * md_server): the caller decides who gets such a name (see instances/hostNames.ts).
    */
-  hostEntries(): HostEntry[];
+  hostEntries(): HostRecord[];
 
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string): void;
@@ -88,12 +109,20 @@ export interface Store {
   /**
    * Records every registration of `group` in one commit, each on its own: one that conflicts
    * fails alone (its outcome is the error) and the others are stored. Outcomes are in the order
-   * of `group`. A known uuid, else a known name, keeps its record and its address; a MAC, or a
-   * new name, that belongs to another domain is a CONFLICT. `allocate` is asked for an address
+   * of `group`. A known uuid keeps its record and its address (under a new name too); a name, a
+   * MAC or a host name (`hostName`, ignoring case) that belongs to another record is a CONFLICT
+   * (a host name only when the record did not have it already). A domain is never matched by
+   * name alone: a new VM must not inherit an old one's address (see `rekey`). `allocate` is asked for an address
    * only for a record without one (POOL_EXHAUSTED when it finds none). The promise rejects only
    * when the commit itself fails, and then nothing of the group is stored.
    */
   registerAll(group: readonly Registration[], allocate: Allocate): Promise<RegisterOutcome[]>;
+  /**
+   * Moves the record named `name` to `uuid`, keeping its address, MAC and first sighting: the
+   * host says that domain was defined again under a new uuid. Resolves to undefined when no record
+   * has that name; a uuid (or a resulting host name) that another record has is a CONFLICT.
+   */
+  rekey(name: string, uuid: string): Promise<Rekeyed | undefined>;
   /** Deletes the instance named `name`; resolves to the record removed, or undefined. */
   delete(name: string): Promise<Instance | undefined>;
 

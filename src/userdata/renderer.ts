@@ -8,8 +8,9 @@ import type { ConfigSource } from '../config/index.js';
 import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import type { InstanceData } from '../metadata/instanceData.js';
+import { yamlQuote } from '../metadata/yaml.js';
 import { convertBottle, renderPlaceholder, type Placeholder } from './bottle.js';
-import { templateCandidates, type Candidates } from './select.js';
+import { templateCandidates, type Candidates, type InstanceLookup } from './select.js';
 
 const log = moduleLogger('userdata');
 
@@ -47,6 +48,17 @@ export function compileTemplate(text: string, file: string): Compiled {
   };
 }
 
+/**
+ * `it.yaml_quote(x)` for eta templates: `x` as a YAML double-quoted scalar (see metadata/yaml.ts),
+ * a missing value as `""`. Bottle placeholders have the same as `{{yaml_quote(x)}}`.
+ */
+function etaYamlQuote(v: unknown): string {
+  if (v === undefined || v === null) return yamlQuote('');
+  if (typeof v === 'string') return yamlQuote(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return yamlQuote(String(v));
+  throw new TypeError('yaml_quote() takes a string, a number or a boolean');
+}
+
 export class UserdataRenderer {
   private readonly files = new Map<string, FileState>();
   private readonly compiled = new Map<string, CacheEntry>();
@@ -56,7 +68,11 @@ export class UserdataRenderer {
    * @param checkMs how long a file check is trusted: at most one stat per template file per
    *   interval, however many VMs ask.
    */
-  constructor(private readonly config: ConfigSource, builtinText: string, private readonly checkMs = 1000) {
+  /**
+   * @param others the registered instances, so that a template is chosen only among the files
+   *   that belong to the instance asking (see select.ts)
+   */
+  constructor(private readonly config: ConfigSource, builtinText: string, private readonly others: InstanceLookup, private readonly checkMs = 1000) {
     this.builtin = compileTemplate(builtinText, '(built-in template)');
   }
 
@@ -104,8 +120,11 @@ export class UserdataRenderer {
     const m = this.config().mdserver;
     let c = this.candidates.get(d);
     if (!c) {
-      c = templateCandidates(m.userdataDir, m.userdataSuffixes, d.instance);
+      c = templateCandidates(m, d.instance, this.others);
       this.candidates.set(d, c);
+      for (const p of c.passedOver) {
+        if (this.state(p.path).exists) log.warn('not using a template that may not be this instance\'s', { instance: d.instance.name, file: p.path, why: p.why });
+      }
     }
     const { paths, explicit } = c;
     for (const p of paths) if (this.state(p).exists) return p;
@@ -143,6 +162,7 @@ export class UserdataRenderer {
       core[`public_key_${k.name}`] = k.key;
     }
     if (cfg.mdserver.password) core['mdserver_password'] = cfg.mdserver.password;
+    core['yaml_quote'] = etaYamlQuote;
     // Core names always win over [template-data], as in md_server.
     return Object.assign(data, core);
   }
