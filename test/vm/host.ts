@@ -16,8 +16,9 @@ import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { iniText, tempDir, type Sections } from '../helpers.js';
-import { Netns, waitFor } from '../netns.js';
+import { Netns } from '../netns.js';
 import { MDSERVER, ROOT, run, type Ran } from '../process.js';
+import { GiveUp, poll } from './wait.js';
 
 export const MDS = '169.254.169.254';
 export const BRIDGE = 'br-mds';
@@ -157,13 +158,14 @@ export class VmHost {
 
   private async startMdserver(): Promise<void> {
     const child = this.spawn('mdserver', process.execPath, [MDSERVER, this.configFile]);
-    await waitFor(
+    await poll(
       'mdserver on 169.254.169.254:80',
       () => {
-        if (child.exitCode !== null) throw new Error('mdserver exited');
+        if (child.exitCode !== null) throw new GiveUp(`mdserver exited: ${this.readFile('mdserver.out')}`);
         return this.ns.try('curl', ['-sf', '-o', '/dev/null', '--max-time', '2', `http://${MDS}/service/name`]).status === 0;
       },
       30000,
+      300,
     );
   }
 
@@ -175,7 +177,7 @@ export class VmHost {
     const conf = path.join(this.dir, 'dnsmasq', 'mds.conf');
     this.spawn('dnsmasq', DNSMASQ, ['--keep-in-foreground', `--conf-file=${conf}`, `--log-facility=${this.dnsmasqLogFile}`, '--log-dhcp', '--no-resolv']);
     const pid = path.join(this.dir, 'mdsrun', 'mds.pid');
-    await waitFor('dnsmasq pid file', () => fs.existsSync(pid) && fs.readFileSync(pid, 'utf8').trim() !== '', 15000);
+    await poll('dnsmasq pid file', () => fs.existsSync(pid) && fs.readFileSync(pid, 'utf8').trim() !== '', 15000, 200);
   }
 
   private async startLibvirtd(shareDirs: string[]): Promise<void> {
@@ -226,13 +228,14 @@ export class VmHost {
       '',
     ].join('\n');
     const child = this.spawn('libvirtd', 'unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script]);
-    await waitFor(
+    await poll(
       'libvirtd to answer',
       () => {
-        if (child.exitCode !== null) throw new Error(`libvirtd exited: ${this.readFile('libvirtd.out')}`);
+        if (child.exitCode !== null) throw new GiveUp(`libvirtd exited: ${this.readFile('libvirtd.out')}`);
         return fs.existsSync(this.socket) && this.virshTry(['version']).status === 0;
       },
-      30000,
+      60000,
+      500,
     );
   }
 

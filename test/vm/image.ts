@@ -42,6 +42,9 @@ export const PACKAGES = [
   'procps',
   // resize2fs for cloud-init's resizefs module, fsck for the boot
   'e2fsprogs',
+  // not in a cloud image: the systemd test (systemd.test.ts) runs mdserver-dnsmasq.service in a
+  // container of this image
+  'dnsmasq-base',
 ];
 
 // Run inside mmdebstrap after the packages are installed. Debian's locale-gen ignores its

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { DATASOURCE, Guest, type Style } from './guest.js';
 import { MDS, VmHost, vmHostUnavailable } from './host.js';
 import { ensureImage, selectedSuites, type Image, type Suite } from './image.js';
-import { waitFor } from '../netns.js';
+import { poll } from './wait.js';
 
 const STYLES: Style[] = ['ec2', 'openstack', 'nocloud'];
 /**
@@ -49,7 +49,7 @@ interface Registered {
 
 async function registered(host: VmHost, name: string): Promise<Registered> {
   let found: Registered | null = null;
-  await waitFor(
+  await poll(
     `the hook to register ${name}`,
     async () => {
       const r = await host.mdserver(['instances', 'show', name, '--json']);
@@ -57,7 +57,7 @@ async function registered(host: VmHost, name: string): Promise<Registered> {
       found = JSON.parse(r.stdout) as Registered;
       return true;
     },
-    30000,
+    60000,
   );
   return found as unknown as Registered;
 }
@@ -70,12 +70,12 @@ interface Timing {
 }
 const timings: Timing[] = [];
 
-/** Runs `body`; when it fails, prints the guest's console and the daemons' logs first. */
-async function explained(host: VmHost, body: () => Promise<void>): Promise<void> {
+/** Runs `body`; when it fails, prints the guest's console and the daemons' logs, then fails. */
+async function explained(host: VmHost, what: string, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (e) {
-    process.stderr.write(host.diagnostics());
+    process.stderr.write(`\n=== ${what} failed: ${e instanceof Error ? e.message : String(e)}\n${host.diagnostics()}`);
     throw e;
   }
 }
@@ -129,43 +129,59 @@ function re(s: string): string {
 async function runStyle(t: TestContext, host: VmHost, image: Image, style: Style): Promise<void> {
   const name = `${style}-${image.suite}`;
   const guest = new Guest(host, { name, image });
-  await explained(host, async () => {
-    if (style === 'ec2') await host.reconfigure({ mdserver: { imds_tokens: 'required' } });
-    else await host.reconfigure({});
-    await guest.define(style);
-    const started = guest.start();
-    const reg = await registered(host, name);
-    assert.match(reg.ipv4, /^10\.198\.0\.\d+$/);
-    const finished = await guest.waitFinished(0);
-    timings.push({ suite: image.suite, style, boot: 1, seconds: (finished - started) / 1000 });
-    await guest.waitSsh(reg.ipv4);
+  // Each subtest prints the logs when it fails (a failed subtest does not throw here), and the
+  // guest is destroyed however this ends, before the next style boots.
+  try {
+    let reg: Registered | null = null;
+    await explained(host, `${name}: boot`, async () => {
+      if (style === 'ec2') await host.reconfigure({ mdserver: { imds_tokens: 'required' } });
+      else await host.reconfigure({});
+      await guest.define(style);
+      const started = guest.start();
+      reg = await registered(host, name);
+      assert.match(reg.ipv4, /^10\.198\.0\.\d+$/);
+      const finished = await guest.waitFinished(0);
+      timings.push({ suite: image.suite, style, boot: 1, seconds: (finished - started) / 1000 });
+      await guest.waitSsh(reg.ipv4);
+    });
+    const first = reg as Registered | null;
+    if (!first) throw new Error('unreachable');
 
     let instanceId = '';
-    await t.test('first boot: configured by its own cloud-init from mdserver', () => {
-      instanceId = checkConfigured(host, guest, style, reg);
-      if (style === 'ec2') {
-        // cloud-init on an "aws" platform used IMDSv2: with tokens required nothing else works,
-        // and mdserver saw the token requests from this guest.
-        assert.match(host.readFile(host.mdserverLogFile), new RegExp(`${reg.ipv4.replace(/\./g, '\\.')} PUT /latest/api/token 200`));
-      }
-    });
+    let firstOk = false;
+    await t.test('first boot: configured by its own cloud-init from mdserver', () =>
+      explained(host, `${name}: first boot checks`, async () => {
+        instanceId = checkConfigured(host, guest, style, first);
+        if (style === 'ec2') {
+          // cloud-init on an "aws" platform used IMDSv2: with tokens required nothing else works,
+          // and mdserver saw the token requests from this guest.
+          assert.match(host.readFile(host.mdserverLogFile), new RegExp(`${re(first.ipv4)} PUT /latest/api/token 200`));
+        }
+        firstOk = true;
+        await Promise.resolve();
+      }),
+    );
 
-    await t.test('second boot: same instance, same address, first-boot modules not run again', { skip: !SECOND_BOOT.includes(style) && 'one style boots twice (MDSERVER_VM_SECOND_BOOT=all for every style)' }, async () => {
-      const offset = guest.serial().length;
-      await guest.shutdown(reg.ipv4);
-      const again = guest.start();
-      const reg2 = await registered(host, name);
-      assert.equal(reg2.ipv4, reg.ipv4);
-      const finished2 = await guest.waitFinished(offset);
-      timings.push({ suite: image.suite, style, boot: 2, seconds: (finished2 - again) / 1000 });
-      await guest.waitSsh(reg.ipv4);
-      assert.equal(checkConfigured(host, guest, style, reg), instanceId);
-      const runs = guest.sh(reg.ipv4, `cat ${RUNCMD_LOG}`).trim().split('\n');
-      assert.equal(runs.length, 1, `runcmd ran ${runs.length} times: ${runs.join(' | ')}`);
-      assert.notEqual(guest.sh(reg.ipv4, 'cat /proc/sys/kernel/random/boot_id').trim(), runs[0]?.split(' ')[1], 'this is a new boot');
-    });
-  });
-  guest.destroy();
+    const skipSecond = !SECOND_BOOT.includes(style) ? 'one style boots twice (MDSERVER_VM_SECOND_BOOT=all for every style)' : !firstOk ? 'the first boot failed' : false;
+    await t.test('second boot: same instance, same address, first-boot modules not run again', { skip: skipSecond }, () =>
+      explained(host, `${name}: second boot`, async () => {
+        const offset = guest.serial().length;
+        await guest.shutdown(first.ipv4);
+        const again = guest.start();
+        const reg2 = await registered(host, name);
+        assert.equal(reg2.ipv4, first.ipv4);
+        const finished2 = await guest.waitFinished(offset);
+        timings.push({ suite: image.suite, style, boot: 2, seconds: (finished2 - again) / 1000 });
+        await guest.waitSsh(first.ipv4);
+        assert.equal(checkConfigured(host, guest, style, first), instanceId);
+        const runs = guest.sh(first.ipv4, `cat ${RUNCMD_LOG}`).trim().split('\n');
+        assert.equal(runs.length, 1, `runcmd ran ${runs.length} times: ${runs.join(' | ')}`);
+        assert.notEqual(guest.sh(first.ipv4, 'cat /proc/sys/kernel/random/boot_id').trim(), runs[0]?.split(' ')[1], 'this is a new boot');
+      }),
+    );
+  } finally {
+    guest.destroy();
+  }
 }
 
 for (const suite of selectedSuites()) {
