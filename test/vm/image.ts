@@ -219,6 +219,13 @@ function build(suite: Suite, dir: string): Image {
     };
     fs.writeFileSync(path.join(dir, 'image.json'), JSON.stringify(image, null, 2) + '\n');
     log(`built ${suite} in ${buildSeconds} s: cloud-init ${versions['cloud-init']}, kernel ${kernel}`);
+    // Images of this suite under another key are stale now (the list or the recipe changed).
+    for (const f of fs.readdirSync(CACHE_DIR)) {
+      if (new RegExp(`^${suite}-[0-9a-f]{16}$`).test(f) && path.join(CACHE_DIR, f) !== dir) {
+        log(`removing the stale image ${f}`);
+        fs.rmSync(path.join(CACHE_DIR, f), { recursive: true, force: true });
+      }
+    }
     return image;
   } finally {
     cleanup();
