@@ -1,4 +1,5 @@
-// Pure: the host name an instance is known by in DNS, DHCP and metadata.
+// Pure: the host name an instance is known by in DNS, DHCP and metadata, and the names a
+// domain may give as its `userdata_prefix`.
 //
 // libvirt accepts domain names that are not valid host names ("web server", "db_1", "a,b"). Such
 // characters would corrupt a dnsmasq hosts line or a DNS answer, so every name goes through one
@@ -14,4 +15,15 @@ export function safeHostName(name: string, uuid: string): string {
     .slice(0, 63)
     .replace(/-+$/, '');
   return mapped || `instance-${uuid.replace(/-/g, '').slice(0, 8)}`;
+}
+
+/**
+ * A `userdata_prefix` mdserver accepts: a plain file name (the suffixes are added) in the prefix
+ * directory, so that it can never lead anywhere else: letters, digits, ".", "_" and "-", not
+ * starting with ".".
+ */
+const PREFIX_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+
+export function isPrefixName(s: string): boolean {
+  return PREFIX_NAME.test(s);
 }

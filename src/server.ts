@@ -61,7 +61,7 @@ function buildServices(config: () => Config, store: Store): Services {
     config,
     metadata: new MetadataService(config, store),
     registry,
-    userdata: new UserdataRenderer(config, fs.readFileSync(BUILTIN_TEMPLATE, 'utf8')),
+    userdata: new UserdataRenderer(config, fs.readFileSync(BUILTIN_TEMPLATE, 'utf8'), store),
     tokens: new TokenIssuer(),
     dnsmasq,
     limiter: new RateLimiter(() => config().mdserver),
@@ -157,6 +157,7 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         clearInterval(sweep);
         clearTimeout(force);
         services.dnsmasq.close();
+        void services.registry.close();
         store.close();
         log.info('stopped');
         resolve();

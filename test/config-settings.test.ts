@@ -214,6 +214,7 @@ describe('what a reload cannot apply', () => {
     'mdserver.db_file': '/srv/db.json', 'mdserver.logfile': 'none', 'mdserver.debug': 'yes', 'mdserver.debug_userdata': 'yes',
     'mdserver.imds_tokens': 'required', 'mdserver.upload_max_bytes': '2048', 'mdserver.admin_socket': 'no',
     'mdserver.verify_mac': 'yes', 'mdserver.rate_limit': '5', 'mdserver.rate_burst': '5',
+    'mdserver.userdata_prefix_dir': 'shared', 'mdserver.legacy_prefixes': 'web',
     'loglevels.base': 'debug', 'loglevels.stream': 'error', 'loglevels.file': 'info',
     'dnsmasq.user': 'nobody', 'dnsmasq.base_dir': '/srv/dnsmasq', 'dnsmasq.run_dir': '/run/mds', 'dnsmasq.net_name': 'lab',
     'dnsmasq.net_address': '10.0.0.0\nnet_prefix = 8', 'dnsmasq.net_prefix': '15', 'dnsmasq.gateway': '10.122.0.9',

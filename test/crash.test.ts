@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Store } from '../src/store/store.js';
+import { SqliteStore } from '../src/store/sqlite.js';
 import { freePort, startChild } from './child.js';
 import { domainXml, request, tempDir, writeConfig } from './helpers.js';
 
@@ -59,7 +59,7 @@ test('kill -9 during an upload storm: every acknowledged upload survives, no add
   } finally {
     assert.equal(await second.stop(), 0);
   }
-  const store = new Store(path.join(dir, 'mdserver.db'));
+  const store = new SqliteStore(path.join(dir, 'mdserver.db'));
   try {
     const all = store.all();
     t.diagnostic(`${acked.size} uploads acknowledged before kill -9; ${all.length} records after restart`);

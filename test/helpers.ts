@@ -13,8 +13,21 @@ export type Sections = Record<string, Record<string, string | number>>;
 /** The VM network the loopback tests use: VMs are 127.1.x.y, the host uploads from 127.0.0.1. */
 export const TEST_NET = { net_address: '127.1.0.0', net_prefix: '16', gateway: '127.1.0.1' };
 
+/** Every directory tempDir made in this process; see the exit handler below. */
+const made = new Set<string>();
+
+// node --test runs each test file in its own process, so removing the directories when that
+// process exits cleans up after every test in the file, including one whose assertion failed
+// before its own cleanup ran, or one that never removed what it made.
+process.on('exit', () => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new empty directory under the system's temporary directory, removed at the latest on exit. */
 export function tempDir(prefix = 'mdserver-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.add(dir);
+  return dir;
 }
 
 export function iniText(sections: Sections): string {
@@ -145,6 +158,24 @@ export function domainXml(d: DomainSpec): string {
   </devices>
 </domain>
 `;
+}
+
+/**
+ * `spec`'s domain (given without metadata) grown to `bytes` bytes (or just under) with distinct
+ * empty elements in its metadata: valid XML that libvirt would keep, and costly for an XML
+ * parser, whose work grows with the number of distinct element names.
+ */
+export function hostileDomainXml(bytes: number, spec: DomainSpec | string = VM1): string {
+  const d = typeof spec === 'string' ? { ...VM1, name: spec } : spec;
+  const wrap = (filler: string): string => domainXml(d).replace('<memory', `<metadata>${filler}</metadata>\n  <memory`);
+  const budget = bytes - Buffer.byteLength(wrap(''));
+  let filler = '';
+  for (let i = 0; ; i++) {
+    const el = `<x${i}/>`;
+    if (filler.length + el.length > budget) break;
+    filler += el;
+  }
+  return wrap(filler);
 }
 
 /** Uploads a domain from the host and returns the allocated address. */

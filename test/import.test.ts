@@ -30,7 +30,8 @@ test('an md_server JSON database is imported once, left untouched, and its VMs k
   fs.writeFileSync(json, original);
   fs.mkdirSync(path.join(dir, 'userdata'));
   fs.writeFileSync(path.join(dir, 'userdata', 'testing.yaml'), 'testing-{{hostname}}');
-  const srv = await startTestServer({ mdserver: { db_file: json } }, dir);
+  // md_server's flat layout of prefix templates, kept working while they are moved to prefixes/.
+  const srv = await startTestServer({ mdserver: { db_file: json, legacy_prefixes: 'testing' } }, dir);
   try {
     assert.equal((await request(srv.port, '/latest/meta-data/instance-id', { from: '127.1.33.7' })).body, 'i-127.1.33.7');
     assert.equal((await request(srv.port, '/latest/meta-data/hostname', { from: '127.1.33.8' })).body, 'legacy2');

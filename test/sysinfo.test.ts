@@ -72,6 +72,9 @@ describe('mdserver sysinfo prints the elements for a style', () => {
     );
     assert.match(r.stderr, /define test1 anew under ec2b25c7/);
     assert.match(r.stderr, /virsh undefine test1/);
+    // The record follows the new uuid only when the host says so (an upload under another uuid is refused).
+    assert.match(r.stderr, new RegExp(`^  mdserver instances rekey test1 --uuid ${u}$`, 'm'));
+    assert.match(r.stderr, /keeps its\naddress and instance id/);
     fs.rmSync(dir, { recursive: true });
   });
 
@@ -176,6 +179,7 @@ describe('mdserver sysinfo --apply edits the domain XML in place', () => {
           "<smbios mode='sysinfo'/>",
         ]);
         assert.deepEqual(entries, { version: '27.0.0', family: 'Virtual Machine', serial: u, uuid: u });
+        assert.match(r.stdout, new RegExp(`^  virsh define ${file}\n  mdserver instances rekey \\S+ --uuid ${u}$`, 'm'));
       } else if (style === 'openstack') {
         // Already OpenStack: only <smbios> had to change.
         assert.deepEqual(removed, ['<smbios mode="host"/>']);

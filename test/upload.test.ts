@@ -57,7 +57,8 @@ describe('instance upload', () => {
   });
 
   test('mdserver: metadata is recorded and selects the userdata template', async () => {
-    fs.writeFileSync(path.join(srv.dir, 'userdata', 'testing.yaml'), '#cloud-config\nhostname: testing-{{hostname}}\n');
+    fs.mkdirSync(path.join(srv.dir, 'userdata', 'prefixes'), { recursive: true });
+    fs.writeFileSync(path.join(srv.dir, 'userdata', 'prefixes', 'testing.yaml'), '#cloud-config\nhostname: testing-{{hostname}}\n');
     const spec = { name: 'meta', uuid: '33333333-2222-3333-4444-555555555555', mac: '52:54:00:aa:bb:03', metadata: { userdata_prefix: 'testing' } };
     const ip = await upload(srv.port, spec);
     const r = await request(srv.port, '/latest/user-data', { from: ip });

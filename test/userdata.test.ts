@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { convertBottle, evaluate, htmlEscape, parseExpression } from '../src/userdata/bottle.js';
 import { compileTemplate } from '../src/userdata/renderer.js';
-import { request, startTestServer, upload, withVms, type TestServer } from './helpers.js';
+import { domainXml, request, startTestServer, upload, withVms, type TestServer } from './helpers.js';
 
 describe('Bottle placeholders', () => {
   const render = (t: string, data: Record<string, unknown>) => compileTemplate(t, 'test.yaml')(data);
@@ -106,21 +106,29 @@ describe('user-data over HTTP', () => {
     assert.equal(r.body, `ud3|ssh-ed25519 AAAAdefaultkey user@host|ssh-rsa AAAAsecondkey other@host|$6$hash|bar|127.1.0.1|lab|52:54:00:00:aa:03|${ip}|i-${ip}|aaaaaaaa-0000-0000-0000-000000000003`);
   });
 
-  test('a userdata_prefix is the only template tried: missing is 404', async () => {
+  test('a userdata_prefix is the only template tried, in the prefixes directory: missing is 404', async () => {
     const ip = await upload(srv.port, { ...vm(4), metadata: { userdata_prefix: 'special' } });
     fs.writeFileSync(ud('ud4.yaml'), 'would match by name');
+    fs.writeFileSync(ud('special.yaml'), "md_server's flat layout, not used");
     const r = await userData(ip);
     assert.equal(r.status, 404);
-    fs.writeFileSync(ud('special.yaml'), 'special');
+    fs.mkdirSync(ud('prefixes'), { recursive: true });
+    fs.writeFileSync(ud('prefixes/special.yaml'), 'special');
     await new Promise((r) => setTimeout(r, 1100));
     assert.equal((await userData(ip)).body, 'special');
   });
 
-  test('a userdata_prefix that could leave the directory is a 400', async () => {
-    for (const [i, prefix] of ['../../etc/passwd', '..', 'a/b'].entries()) {
-      const ip = await upload(srv.port, { name: `esc${i}`, uuid: `bbbbbbbb-0000-0000-0000-00000000000${i}`, mac: `52:54:00:00:bb:0${i}`, metadata: { userdata_prefix: prefix } });
-      const r = await userData(ip);
+  test('a userdata_prefix that could leave the directory is refused at upload with a 400, and nothing is stored', async () => {
+    for (const [i, prefix] of ['../../etc/passwd', '..', 'a/b', '.hidden', ''].entries()) {
+      const spec = { name: `esc${i}`, uuid: `bbbbbbbb-0000-0000-0000-00000000000${i}`, mac: `52:54:00:00:bb:0${i}`, metadata: { userdata_prefix: prefix } };
+      const r = await request(srv.port, '/instance-upload', { method: 'POST', body: domainXml(spec) });
       assert.equal(r.status, 400, prefix);
+      assert.equal(
+        r.body,
+        `userdata_prefix "${prefix}" of domain esc${i} is not a template name: it may only name a template in prefixes/ of the userdata directory ` +
+          '(letters, digits, ".", "_" and "-", not starting with ".")',
+      );
+      assert.equal(srv.running.services.registry.get(`esc${i}`), undefined);
     }
   });
 

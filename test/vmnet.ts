@@ -41,11 +41,6 @@ export interface HttpReply {
   body: string;
 }
 
-const tempDirs = new Set<string>();
-process.on('exit', () => {
-  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-});
-
 /**
  * One HTTP request made with curl from inside `ns`; curl is what a shell script on a VM would use,
  * and it runs where the namespace's routes apply. Header names come back in lower case.
@@ -97,7 +92,6 @@ export class VmNet {
   static async start(opts: VmNetOptions = {}): Promise<VmNet> {
     const network = opts.network ?? { address: '10.199.0.0', prefix: 16, gateway: '10.199.0.1' };
     const dir = tempDir('mdserver-vmnet-');
-    tempDirs.add(dir);
     for (const [rel, text] of Object.entries(opts.files ?? {})) {
       fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
       fs.writeFileSync(path.join(dir, rel), text);
@@ -151,7 +145,6 @@ export class VmNet {
       }
       host.delete();
       fs.rmSync(dir, { recursive: true, force: true });
-      tempDirs.delete(dir);
       throw e;
     }
   }
@@ -220,6 +213,5 @@ export class VmNet {
     for (const vm of this.vms) vm.ns.delete();
     this.host.delete();
     fs.rmSync(this.dir, { recursive: true, force: true });
-    tempDirs.delete(this.dir);
   }
 }

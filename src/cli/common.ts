@@ -88,10 +88,10 @@ export interface AdminReply {
 }
 
 /** One request to the admin API; a server that cannot be reached is a CommandError. */
-export function adminRequest(socket: string, method: string, urlPath: string, body?: string): Promise<AdminReply> {
+export function adminRequest(socket: string, method: string, urlPath: string, body?: string, contentType = 'application/xml'): Promise<AdminReply> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { socketPath: socket, method, path: urlPath, headers: body === undefined ? {} : { 'Content-Type': 'application/xml' }, timeout: 60000 },
+      { socketPath: socket, method, path: urlPath, headers: body === undefined ? {} : { 'Content-Type': contentType }, timeout: 60000 },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

@@ -86,7 +86,10 @@ function nextSteps(plan: SysinfoPlan, file: string | null): string[] {
       ...(file ? [] : [`  virsh dumpxml --inactive ${name} > ${xml}   (then edit it, or use --apply on it)`]),
       `  virsh undefine ${name}   (add --nvram for a UEFI domain; its disks are kept)`,
       `  virsh define ${xml}`,
-      'mdserver keeps its address for it: the next upload finds the domain by name and records the new uuid.',
+      `  mdserver instances rekey ${name} --uuid ${plan.uuid}`,
+      'The last step, before the domain next starts, moves its mdserver record to the new uuid, so it keeps its',
+      'address and instance id; without it, mdserver refuses the upload of a domain under an instance\'s name',
+      'but not its uuid, as a new VM must not take over an old one\'s identity.',
     );
   } else {
     lines.push(file ? `Then: virsh define ${xml}` : `Edit the definition with: virsh edit ${name}`);

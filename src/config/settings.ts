@@ -4,6 +4,8 @@
 // `--check-config` dump, the typed `Config` and reload's restart list all come from this table.
 
 import os from 'node:os';
+import path from 'node:path';
+import { isPrefixName } from '../names.js';
 import { VERSION } from '../version.js';
 import { fileText, jsonFile } from './fileParsers.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
@@ -90,6 +92,25 @@ function instanceValue(name: InstanceValueName): Parser<string> {
 const region: Parser<string> = (s, ctx) =>
   optional(s, ctx) === null ? regionOf(ctx.value('instance-defaults', 'availability_zone')) : instanceValue('region')(s, ctx);
 
+/**
+ * A directory inside userdata_dir: a `userdata_prefix` may only name templates there, so the
+ * directory must never be userdata_dir itself (where the per-instance templates are) nor leave it.
+ */
+const prefixDir: Parser<string> = (s, ctx) => {
+  const norm = path.posix.normalize(s);
+  if (s === '' || path.isAbsolute(s) || norm === '.' || norm === '..' || norm.startsWith('../')) {
+    ctx.fail('expected a directory inside userdata_dir, relative to it (not the directory itself)');
+  }
+  return norm.replace(/\/+$/, '');
+};
+
+/** Prefix names, separated by spaces or commas, each one a userdata_prefix would be accepted as. */
+const prefixNames: Parser<readonly string[]> = (s, ctx) => {
+  const names = s.split(/[\s,]+/).filter((x) => x !== '');
+  for (const n of names) if (!isPrefixName(n)) ctx.fail(`"${n}" is not a prefix name (letters, digits, ".", "_" and "-", not starting with ".")`);
+  return names;
+};
+
 const hostShortName = (): string => os.hostname().split('.')[0] ?? os.hostname();
 const NETWORK_MODES = ['static', 'dhcp'] as const satisfies readonly NetworkMode[];
 
@@ -103,6 +124,10 @@ export const SETTINGS = {
       doc: 'the directory searched for user-data templates' },
     userdataSuffixes: { key: 'userdata_suffixes', default: ':.yaml', parse: list(':', true),
       doc: 'suffixes tried after each template name, colon separated; an empty one is the bare name' },
+    userdataPrefixDir: { key: 'userdata_prefix_dir', default: 'prefixes', parse: prefixDir,
+      doc: "the directory inside userdata_dir that a domain's userdata_prefix names a template in" },
+    legacyPrefixes: { key: 'legacy_prefixes', default: '', parse: prefixNames,
+      doc: "userdata_prefix names also looked up directly in userdata_dir, md_server's layout" },
     password: { key: 'password', default: '', parse: optional, secret: true,
       doc: 'an encrypted root password, given to templates as mdserver_password' },
     defaultTemplate: { key: 'default_template', default: '', parse: optionalPath,
@@ -117,7 +142,9 @@ export const SETTINGS = {
       doc: 'write each rendered user-data to <run_dir>/<address>.userdata' },
     imdsTokens: { key: 'imds_tokens', default: 'optional', parse: choice<TokenMode>(['optional', 'required']),
       doc: 'IMDSv2 session tokens: optional, or required (401 without one)' },
-    uploadMaxBytes: { key: 'upload_max_bytes', default: '1048576', parse: int(1024, 64 * 1024 * 1024),
+    // libvirt writes a few kilobytes per domain; 256 KiB leaves room for large metadata while
+    // bounding what one upload can make the XML parser do.
+    uploadMaxBytes: { key: 'upload_max_bytes', default: '262144', parse: int(1024, 64 * 1024 * 1024),
       doc: 'the largest domain XML /instance-upload accepts, in bytes' },
     adminSocket: { key: 'admin_socket', default: '', parse: adminSocket, restart: 'mdserver',
       doc: 'the admin interface unix socket; empty: <run_dir>/admin.sock, no: none' },

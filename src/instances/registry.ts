@@ -1,139 +1,92 @@
-// The instance use cases: register an uploaded domain, delete one, and keep dnsmasq's files in
-// step with the database after each change.
+// The instance use cases: register a domain from its XML and delete one, each keeping dnsmasq's
+// files in step with the store; and the reads the admin side needs.
 
 import type { Config, ConfigSource } from '../config/index.js';
-import { describe } from '../errors.js';
 import type { DnsmasqFiles } from '../dnsmasq/files.js';
-import type { HostEntry } from '../dnsmasq/render.js';
-import { parseDomainXml, type DomainInfo } from '../libvirt/domain.js';
 import { moduleLogger } from '../log.js';
-import { tagKeyProblem } from '../metadata/ec2.js';
-import { overrideProblems } from '../metadata/instanceData.js';
-import { formatIPv4, parseIPv4 } from '../net/ip.js';
-import { pickIPv4 } from '../store/allocate.js';
-import type { Instance, RegisterResult, Store } from '../store/store.js';
+import { MdsError } from '../errors.js';
+import { canonicalUuid } from '../ids.js';
+import { isPrefixName } from '../names.js';
+import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
+import { ipv4Allocator } from './allocation.js';
+import { DomainParser } from './domainParser.js';
+import { GroupCommit } from './groupCommit.js';
+import { uniqueHostNames, type HostNameCollision } from './hostNames.js';
+import { metadataWarnings } from './warnings.js';
 
 const log = moduleLogger('instances');
 
-/** Addresses never handed to a VM besides the network and broadcast addresses. */
-export function reservedAddresses(cfg: Config): Set<number> {
-  const out = new Set<number>();
-  for (const a of [cfg.dnsmasq.gateway, cfg.mdserver.listenAddress, cfg.dnsmasq.listenAddress]) {
-    const n = a ? parseIPv4(a) : null;
-    if (n !== null) out.add(n);
-  }
-  return out;
-}
-
-interface Waiting {
-  info: DomainInfo;
-  resolve: (r: RegisterResult) => void;
-  reject: (e: unknown) => void;
-}
+/** What the registry asks of the dnsmasq files: a coalesced rewrite, or one right now. */
+export type HostFiles = Pick<DnsmasqFiles, 'scheduleWrite' | 'flush'>;
 
 export class Registry {
-  private reserved: { for: Config; addresses: Set<number> } | null = null;
-  private waiting: Waiting[] = [];
+  private allocator: { for: Config; allocate: Allocate } | null = null;
+  private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
+  /** The host name collisions last reported, so that each is logged once, not at every rewrite. */
+  private reportedCollisions = '[]';
 
-  constructor(private readonly config: ConfigSource, private readonly store: Store, private readonly dnsmasq: DnsmasqFiles) {}
+  constructor(
+    private readonly config: ConfigSource,
+    private readonly store: Store,
+    private readonly dnsmasq: HostFiles,
+    private readonly parser = new DomainParser(),
+  ) {}
 
-  private reservedNow(cfg: Config): Set<number> {
-    if (this.reserved?.for !== cfg) this.reserved = { for: cfg, addresses: reservedAddresses(cfg) };
-    return this.reserved.addresses;
-  }
-
-  /** Parses and records a domain XML document; throws MdsError on bad input or conflicts. */
-  upload(xml: string): RegisterResult {
-    const result = this.register(this.parse(xml));
-    if (result.changed) this.dnsmasq.changed();
-    return result;
+  /**
+   * Records the domain a libvirt XML document describes: a new one gets an address, a known one
+   * keeps it. Uploads that arrive together are committed together (see groupCommit.ts). Rejects
+   * with an MdsError on bad input or a conflict.
+   */
+  async register(xml: string): Promise<RegisterResult> {
+    const cfg = this.config();
+    const info = await this.parser.parse(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
+    const { name, uuid, mac, metadata, arch } = info;
+    const prefix = metadata['userdata_prefix'];
+    // Refused here rather than when the VM asks: the host's hook learns of it, and no record is
+    // stored that could only ever answer its user-data with an error.
+    if (prefix !== undefined && !isPrefixName(prefix)) {
+      throw new MdsError(
+        'BAD_USERDATA_PREFIX',
+        `userdata_prefix "${prefix.slice(0, 64)}" of domain ${name} is not a template name: it may only name a template in ` +
+          `${cfg.mdserver.userdataPrefixDir}/ of the userdata directory (letters, digits, ".", "_" and "-", not starting with ".")`,
+      );
+    }
+    return await this.commits.submit({ name, uuid, mac, metadata, arch, location: cfg.service.location });
   }
 
   /**
-   * Records a domain like `upload`, committed together with every other upload that arrives in the
-   * same turn of the event loop: one transaction, so one fsync, for the group, each upload in its
-   * own savepoint so that a conflict fails only its own request. With synchronous=FULL the fsync is
-   * most of an upload's cost (about 3 ms of the 5 ms an upload took here); sharing it lets a host
-   * that starts hundreds of domains at once register them several times faster, while every 2xx
-   * still means the record is on disk. A lone upload (the qemu hook's usual case) waits only for
-   * the next check phase of the event loop.
+   * Deletes the instance named `name` and writes the dnsmasq files before returning, not
+   * coalesced: whoever deleted it is told its lease entry is gone.
    */
-  uploadGrouped(xml: string): Promise<RegisterResult> {
-    let info: DomainInfo;
-    try {
-      info = this.parse(xml);
-    } catch (e) {
-      return Promise.reject(e instanceof Error ? e : new Error(describe(e)));
-    }
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ info, resolve, reject });
-      if (this.waiting.length === 1) setImmediate(() => this.commitWaiting());
-    });
-  }
-
-  private commitWaiting(): void {
-    const group = this.waiting;
-    this.waiting = [];
-    let outcomes: (RegisterResult | Error)[];
-    try {
-      outcomes = this.store.transaction(() =>
-        group.map((w) => {
-          try {
-            return this.register(w.info);
-          } catch (e) {
-            return e instanceof Error ? e : new Error(String(e));
-          }
-        }),
-      );
-    } catch (e) {
-      // The commit itself failed (disk full, I/O error): nothing in the group was stored.
-      for (const w of group) w.reject(e);
-      return;
-    }
-    let changed = false;
-    outcomes.forEach((o, i) => {
-      const w = group[i] as Waiting;
-      if (o instanceof Error) return w.reject(o);
-      changed ||= o.changed;
-      w.resolve(o);
-    });
-    if (changed) this.dnsmasq.changed();
-  }
-
-  private parse(xml: string): DomainInfo {
-    const d = this.config().dnsmasq;
-    return parseDomainXml(xml, { network: d.netName, bridge: d.interface });
-  }
-
-  private register(info: DomainInfo): RegisterResult {
-    const cfg = this.config();
-    const reserved = this.reservedNow(cfg);
-    const result = this.store.register(info, cfg.service.location, (isUsed) => {
-      const n = pickIPv4(cfg.dnsmasq.net, reserved, (a) => isUsed(formatIPv4(a)));
-      return n === null ? null : formatIPv4(n);
-    });
-    const i = result.instance;
-    log.info(result.created ? 'registered instance' : 'updated instance', {
-      name: i.name, uuid: i.uuid, mac: i.mac, ipv4: i.ipv4, changed: result.changed,
-    });
-    if (result.changed) {
-      // The domain is registered either way; what its metadata cannot do is said once per change.
-      for (const problem of overrideProblems(info.metadata)) log.warn(problem, { name: i.name });
-      for (const key of Object.keys(info.metadata)) {
-        const why = tagKeyProblem(key);
-        if (why) log.warn(`mdserver:${key} is not served as an instance tag: ${why}`, { name: i.name });
-      }
-    }
-    return result;
-  }
-
-  delete(name: string): Instance | undefined {
-    const gone = this.store.delete(name);
+  async delete(name: string): Promise<Instance | undefined> {
+    const gone = await this.store.delete(name);
     if (gone) {
       log.info('deleted instance', { name: gone.name, uuid: gone.uuid, ipv4: gone.ipv4 });
-      this.dnsmasq.changed();
+      this.dnsmasq.flush();
     }
     return gone;
+  }
+
+  /**
+   * Moves the instance named `name` to the uuid its domain was defined again under, keeping its
+   * address and instance id (the host's `mdserver instances rekey`). Undefined when there is no
+   * such instance; BAD_REQUEST for a uuid that is not one, CONFLICT for one in use.
+   */
+  async rekey(name: string, rawUuid: string): Promise<Rekeyed | undefined> {
+    const uuid = canonicalUuid(rawUuid);
+    if (!uuid) throw new MdsError('BAD_REQUEST', `"${rawUuid.slice(0, 64)}" is not a uuid`);
+    const r = await this.store.rekey(name, uuid);
+    if (r && r.previousUuid !== uuid) {
+      log.info('moved instance to a new uuid', { name, from: r.previousUuid, to: uuid, ipv4: r.instance.ipv4 });
+      // A name with no DNS-safe characters takes its host name from the uuid.
+      this.dnsmasq.scheduleWrite();
+    }
+    return r;
+  }
+
+  /** Stops the XML parser's worker threads. */
+  close(): Promise<void> {
+    return this.parser.close();
   }
 
   list(): Instance[] {
@@ -148,7 +101,56 @@ export class Registry {
     return this.store.count();
   }
 
+  /** The dnsmasq files' entries: each host name once, whatever the database holds. */
   hostEntries(): HostEntry[] {
-    return this.store.hostEntries();
+    const { entries, collisions } = uniqueHostNames(this.store.hostEntries());
+    this.report(collisions);
+    return entries;
+  }
+
+  /**
+   * Warns about host names that several instances share (a database from before uploads were
+   * refused for it): at start-up, and again whenever the set of them changes.
+   */
+  private report(collisions: readonly HostNameCollision[]): void {
+    const text = JSON.stringify(collisions);
+    if (text === this.reportedCollisions) return;
+    this.reportedCollisions = text;
+    for (const c of collisions) {
+      log.warn('instances share a host name: the first seen keeps it in DNS; rename or delete the others', {
+        hostName: c.hostName,
+        kept: `${c.kept.name} (${c.kept.uuid})`,
+        listedAs: c.renamed.map((r) => `${r.name} (${r.uuid}) as ${r.listedAs}`).join(', '),
+      });
+    }
+  }
+
+  private async commit(group: readonly Registration[]): Promise<RegisterOutcome[]> {
+    const outcomes = await this.store.registerAll(group, this.allocatorFor(this.config()));
+    let changed = false;
+    outcomes.forEach((o, i) => {
+      if (o instanceof Error) return;
+      changed ||= o.changed;
+      this.logRegistered(group[i] as Registration, o);
+    });
+    // Before the replies go out: when nothing was written lately the files are written at once,
+    // so a lone upload is in dnsmasq's files by the time its hook returns.
+    if (changed) this.dnsmasq.scheduleWrite();
+    return outcomes;
+  }
+
+  /** The allocator for the configuration in force, rebuilt only when a reload replaced it. */
+  private allocatorFor(cfg: Config): Allocate {
+    if (this.allocator?.for !== cfg) this.allocator = { for: cfg, allocate: ipv4Allocator(cfg) };
+    return this.allocator.allocate;
+  }
+
+  private logRegistered(reg: Registration, result: RegisterResult): void {
+    const i = result.instance;
+    log.info(result.created ? 'registered instance' : 'updated instance', {
+      name: i.name, uuid: i.uuid, mac: i.mac, ipv4: i.ipv4, changed: result.changed,
+    });
+    // Said once per change, not on every repeat upload of the same domain.
+    if (result.changed) for (const problem of metadataWarnings(reg.metadata)) log.warn(problem, { name: i.name });
   }
 }

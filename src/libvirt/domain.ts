@@ -2,6 +2,7 @@
 
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { MdsError } from '../errors.js';
+import { canonicalUuid, isMac } from '../ids.js';
 
 export interface DomainInfo {
   name: string;
@@ -33,9 +34,6 @@ const parser = new XMLParser({
   htmlEntities: false,
   isArray: (_name, jpath) => jpath === 'domain.devices.interface',
 });
-
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 
 type Obj = Record<string, unknown>;
 
@@ -80,9 +78,10 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   if (name.length > 255 || /[\u0000-\u001f\u007f/]/.test(name)) {
     throw bad('the domain <name> contains control characters or "/", or is too long');
   }
-  const uuid = text(domain['uuid'])?.trim().toLowerCase() ?? '';
-  if (!uuid) throw bad('the domain has no <uuid>');
-  if (!UUID.test(uuid)) throw bad(`the domain <uuid> "${uuid.slice(0, 64)}" is not a UUID`);
+  const rawUuid = text(domain['uuid'])?.trim().toLowerCase() ?? '';
+  if (!rawUuid) throw bad('the domain has no <uuid>');
+  const uuid = canonicalUuid(rawUuid);
+  if (!uuid) throw bad(`the domain <uuid> "${rawUuid.slice(0, 64)}" is not a UUID`);
 
   const metadata: Record<string, string> = {};
   const md = domain['metadata'];
@@ -104,7 +103,7 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
     const m = isObj(itf['mac']) ? itf['mac']['@address'] : undefined;
     if (typeof m !== 'string') throw bad(`the interface on network "${match.network}" has no <mac address>`);
     const lower = m.trim().toLowerCase();
-    if (!MAC.test(lower)) throw bad(`the interface on network "${match.network}" has an invalid MAC "${m.slice(0, 40)}"`);
+    if (!isMac(lower)) throw bad(`the interface on network "${match.network}" has an invalid MAC "${m.slice(0, 40)}"`);
     mac = lower;
     break;
   }
@@ -117,5 +116,5 @@ export function parseDomainXml(xml: string, match: InterfaceMatch): DomainInfo {
   let arch: string | null = null;
   const os = domain['os'];
   if (isObj(os) && isObj(os['type']) && typeof os['type']['@arch'] === 'string') arch = os['type']['@arch'];
-  return { name, uuid: uuid.replace(/-/g, '').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5'), mac, metadata, arch };
+  return { name, uuid, mac, metadata, arch };
 }

@@ -4,6 +4,7 @@
 // byte outside the elements it changes stays as it was.
 
 import { MdsError } from '../errors.js';
+import { canonicalUuid, UUID } from '../ids.js';
 import { child, escapeText, scanXml, textOf, type XmlElement } from './xmlspan.js';
 
 export const STYLES = ['ec2', 'openstack', 'nocloud'] as const;
@@ -36,8 +37,6 @@ export interface PlanOptions {
   randomUuid?: () => string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 function bad(message: string): MdsError {
   return new MdsError('BAD_DOMAIN_XML', message);
 }
@@ -49,9 +48,9 @@ function domainRoot(xml: string): XmlElement {
 }
 
 function normaliseUuid(raw: string): string {
-  const hex = raw.trim().toLowerCase().replace(/-/g, '');
-  if (!/^[0-9a-f]{32}$/.test(hex)) throw bad(`the domain <uuid> "${raw.trim().slice(0, 64)}" is not a UUID`);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const uuid = canonicalUuid(raw);
+  if (uuid === null) throw bad(`the domain <uuid> "${raw.trim().slice(0, 64)}" is not a UUID`);
+  return uuid;
 }
 
 /**

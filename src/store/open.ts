@@ -1,12 +1,13 @@
-// Opens the instance database named by `[mdserver] db_file`, importing an md_server JSON database
+// Opens the instance store named by `[mdserver] db_file`, importing an md_server JSON database
 // into SQLite beside it the first time one is found. The JSON file is never modified.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { parseIPv4 } from '../net/ip.js';
-import { Store, type NewInstance } from './store.js';
+import { convertJsonDb } from './jsonDb.js';
+import { SqliteStore } from './sqlite.js';
+import type { Store } from './store.js';
 
 const log = moduleLogger('store');
 
@@ -42,65 +43,6 @@ export function dbPaths(dbFile: string): DbPaths {
   return { sqlite: dbFile, json: null };
 }
 
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
-function toMillis(v: unknown, fallback: number): number {
-  if (typeof v === 'number' && Number.isFinite(v)) return v < 1e11 ? Math.round(v * 1000) : Math.round(v);
-  if (typeof v === 'string') {
-    const t = Date.parse(v);
-    if (!Number.isNaN(t)) return t;
-  }
-  return fallback;
-}
-
-/** Pure: md_server's JSON database (either of its two layouts) -> rows, plus what was skipped. */
-export function convertJsonDb(data: unknown): { rows: NewInstance[]; skipped: string[] } {
-  let entries: unknown;
-  if (Array.isArray(data)) entries = data;
-  else if (data && typeof data === 'object' && Array.isArray((data as Record<string, unknown>)['entries'])) {
-    entries = (data as Record<string, unknown>)['entries'];
-  } else {
-    throw new MdsError('DB_FORMAT', 'not an md_server database: expected a list of entries or {metadata, entries}');
-  }
-  const rows: NewInstance[] = [];
-  const skipped: string[] = [];
-  const seen = { name: new Set<string>(), uuid: new Set<string>(), mac: new Set<string>(), ipv4: new Set<string>() };
-  const now = Date.now();
-  for (const [i, e] of (entries as unknown[]).entries()) {
-    const r = (e ?? {}) as Record<string, unknown>;
-    const name = typeof r['domain_name'] === 'string' ? r['domain_name'] : '';
-    const uuid = typeof r['domain_uuid'] === 'string' ? r['domain_uuid'].toLowerCase() : '';
-    const mac = typeof r['mds_mac'] === 'string' ? r['mds_mac'].toLowerCase() : '';
-    const ipv4 = typeof r['mds_ipv4'] === 'string' && parseIPv4(r['mds_ipv4']) !== null ? r['mds_ipv4'] : null;
-    const label = name || `entry ${i}`;
-    if (!name || !uuid || !MAC.test(mac)) {
-      skipped.push(`${label}: missing name, uuid or a valid MAC`);
-      continue;
-    }
-    if (seen.name.has(name) || seen.uuid.has(uuid) || seen.mac.has(mac) || (ipv4 && seen.ipv4.has(ipv4))) {
-      skipped.push(`${label}: duplicates an earlier entry's name, uuid, MAC or address`);
-      continue;
-    }
-    seen.name.add(name);
-    seen.uuid.add(uuid);
-    seen.mac.add(mac);
-    if (ipv4) seen.ipv4.add(ipv4);
-    const metadata: Record<string, string> = {};
-    const md = r['domain_metadata'];
-    if (md && typeof md === 'object') {
-      for (const [k, v] of Object.entries(md as Record<string, unknown>)) if (typeof v === 'string') metadata[k] = v;
-    }
-    const firstSeen = toMillis(r['first_seen'], now);
-    rows.push({
-      name, uuid, mac, ipv4,
-      ipv6: typeof r['mds_ipv6'] === 'string' ? r['mds_ipv6'] : null,
-      location: typeof r['location'] === 'string' ? r['location'] : '',
-      metadata, arch: null, firstSeen, lastUpdate: toMillis(r['last_update'], firstSeen),
-    });
-  }
-  return { rows, skipped };
-}
-
 export function openStore(dbFile: string): Store {
   const paths = dbPaths(dbFile);
   fs.mkdirSync(path.dirname(paths.sqlite), { recursive: true });
@@ -117,7 +59,7 @@ export function openStore(dbFile: string): Store {
     // leaves no SQLite file and the import simply runs again at the next start.
     const tmp = `${paths.sqlite}.import-${process.pid}`;
     fs.rmSync(tmp, { force: true });
-    const s = new Store(tmp);
+    const s = new SqliteStore(tmp);
     s.insertMany(rows);
     s.setMeta('imported_from', paths.json);
     s.setMeta('imported_at', new Date().toISOString());
@@ -130,5 +72,5 @@ export function openStore(dbFile: string): Store {
       from: paths.json, to: paths.sqlite, instances: rows.length, skipped: skipped.length,
     });
   }
-  return new Store(paths.sqlite);
+  return new SqliteStore(paths.sqlite);
 }

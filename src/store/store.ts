@@ -1,10 +1,14 @@
-// The instance database: one SQLite file opened once, prepared statements, one transaction per
-// change. Nothing outside this module sees SQL.
-
-import Database from 'better-sqlite3';
-import type { DomainInfo } from '../libvirt/domain.js';
-import { MdsError } from '../errors.js';
-import { safeHostName } from '../names.js';
+// The instance store's contract: the records it keeps and the operations every backend offers.
+// SQLite (sqlite.ts) is the backend today; test/store-contract.ts holds the tests that any
+// backend must pass. Nothing here knows which backend is behind it.
+//
+// Reads are synchronous, writes return promises. A metadata request must never wait on a network
+// round trip, so reads are answered from data at hand: SQLite's file, opened in this process; a
+// networked backend would answer them from an in-memory copy of every instance that it keeps
+// current. A write is where the caller waits for durability anyway (an upload is acknowledged only
+// once its record is stored), so a networked backend can wait for its commit there; SQLite commits
+// at once and hands back a settled promise. Bookkeeping with no caller waiting (touchLocation,
+// setMeta) returns nothing, so a backend may write it in the background.
 
 export interface Instance {
   readonly name: string;
@@ -22,27 +26,38 @@ export interface Instance {
   readonly lastUpdate: number;
 }
 
+/** A record as it is copied in from elsewhere (md_server's database): all but the derived name. */
+export type NewInstance = Omit<Instance, 'hostName'>;
+
+/** What registering a domain states about it; the store keeps its address and first sighting. */
+export interface Registration {
+  readonly name: string;
+  readonly uuid: string;
+  /** MAC of the domain's interface on the metadata network. */
+  readonly mac: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly arch: string | null;
+  /** The `[service] location` of the host that registered it. */
+  readonly location: string;
+}
+
 export interface RegisterResult {
   instance: Instance;
   created: boolean;
-  /** False when the upload repeated what was already stored. */
+  /** False when the registration repeated what was already stored. */
   changed: boolean;
 }
 
-interface Row {
-  name: string;
-  uuid: string;
-  mac: string;
-  ipv4: string | null;
-  ipv6: string | null;
-  location: string;
-  metadata: string;
-  arch: string | null;
-  first_seen: number;
-  last_update: number;
+/** A record moved to a new uuid, and the uuid it had. */
+export interface Rekeyed {
+  instance: Instance;
+  previousUuid: string;
 }
 
-/** One line's worth of the dnsmasq host files. */
+/** Each registration of a group ends as its stored result or as the error that refused it. */
+export type RegisterOutcome = RegisterResult | Error;
+
+/** One line's worth of the dnsmasq host files: the part of an instance they are written from. */
 export interface HostEntry {
   readonly hostName: string;
   readonly mac: string;
@@ -50,229 +65,62 @@ export interface HostEntry {
   readonly ipv6: string | null;
 }
 
-type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6'>;
-
-const SCHEMA_VERSION = 1;
-
-const MIGRATIONS: Record<number, string> = {
-  1: `
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE instances (
-      id INTEGER PRIMARY KEY,
-      name TEXT NOT NULL UNIQUE,
-      uuid TEXT NOT NULL UNIQUE,
-      mac TEXT NOT NULL UNIQUE,
-      ipv4 TEXT UNIQUE,
-      ipv6 TEXT UNIQUE,
-      location TEXT NOT NULL DEFAULT '',
-      metadata TEXT NOT NULL DEFAULT '{}',
-      arch TEXT,
-      first_seen INTEGER NOT NULL,
-      last_update INTEGER NOT NULL
-    );
-    CREATE TABLE locations (
-      name TEXT PRIMARY KEY,
-      hostname TEXT NOT NULL,
-      version TEXT NOT NULL,
-      first_seen INTEGER NOT NULL,
-      last_seen INTEGER NOT NULL
-    );
-  `,
-};
-
-function toInstance(r: Row): Instance {
-  let metadata: Record<string, string> = {};
-  try {
-    metadata = JSON.parse(r.metadata) as Record<string, string>;
-  } catch {
-    // A hand-edited row must not take the server down; it simply has no metadata.
-  }
-  return {
-    name: r.name,
-    hostName: safeHostName(r.name, r.uuid),
-    uuid: r.uuid,
-    mac: r.mac,
-    ipv4: r.ipv4,
-    ipv6: r.ipv6,
-    location: r.location,
-    metadata,
-    arch: r.arch,
-    firstSeen: r.first_seen,
-    lastUpdate: r.last_update,
-  };
+/** A host entry with what decides between two records that claim the same host name. */
+export interface HostRecord extends HostEntry {
+  readonly name: string;
+  readonly uuid: string;
+  readonly firstSeen: number;
 }
 
-/** A record as it is inserted: everything but the derived host name. */
-export type NewInstance = Omit<Instance, 'hostName'>;
+/**
+ * Chooses the address of a new record, or returns null when none is free. `isUsed` says whether
+ * an address belongs to a stored instance (or to one registered earlier in the same group).
+ */
+export type Allocate = (isUsed: (ipv4: string) => boolean) => string | null;
 
-export class Store {
-  private readonly db: Database.Database;
-  private readonly q;
-  /** Bumped on every change, so that caches of derived data know when to drop. */
-  generation = 0;
+export interface Store {
+  /** Increases with every change to the instances, so that caches of derived data know to drop. */
+  readonly generation: number;
 
-  constructor(readonly file: string) {
-    this.db = new Database(file);
-    // WAL lets readers proceed during a write; synchronous=FULL makes a 2xx upload survive a power
-    // cut, not just a crash of this process.
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.pragma('foreign_keys = ON');
-    this.migrate();
-    const db = this.db;
-    this.q = {
-      byIPv4: db.prepare<[string], Row>('SELECT * FROM instances WHERE ipv4 = ?'),
-      byName: db.prepare<[string], Row>('SELECT * FROM instances WHERE name = ?'),
-      byUuid: db.prepare<[string], Row>('SELECT * FROM instances WHERE uuid = ?'),
-      byMac: db.prepare<[string], Row>('SELECT * FROM instances WHERE mac = ?'),
-      ipv4Used: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM instances WHERE ipv4 = ?'),
-      all: db.prepare<[], Row>('SELECT * FROM instances ORDER BY name'),
-      hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6 FROM instances ORDER BY name'),
-      count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
-      insert: db.prepare(
-        `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update)
-         VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate)`,
-      ),
-      update: db.prepare(
-        `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-         metadata = @metadata, arch = @arch, last_update = @lastUpdate WHERE uuid = @oldUuid`,
-      ),
-      deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
-      getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
-      setMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
-      upsertLocation: db.prepare(
-        `INSERT INTO locations (name, hostname, version, first_seen, last_seen) VALUES (@name, @hostname, @version, @now, @now)
-         ON CONFLICT(name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, last_seen = excluded.last_seen`,
-      ),
-    };
-  }
+  byIPv4(ip: string): Instance | undefined;
+  byName(name: string): Instance | undefined;
+  byUuid(uuid: string): Instance | undefined;
+  byMac(mac: string): Instance | undefined;
+  /** Every instance, ordered by name. */
+  all(): Instance[];
+  count(): number;
+  /**
+   * What the dnsmasq host files need of every instance, ordered by name. Rewritten after each
+   * burst of uploads, so a backend should build it without the full records. Host names are
+   * unique ignoring case, except in records stored before that rule (or imported from
+   * md_server): the caller decides who gets such a name (see instances/hostNames.ts).
+   */
+  hostEntries(): HostRecord[];
 
-  private migrate(): void {
-    const current = this.db.pragma('user_version', { simple: true }) as number;
-    if (current > SCHEMA_VERSION) {
-      throw new MdsError('DB_FORMAT', `${this.file} has schema version ${current}; this mdserver knows up to ${SCHEMA_VERSION}`);
-    }
-    for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v] as string);
-        this.db.pragma(`user_version = ${v}`);
-      })();
-    }
-  }
-
-  byIPv4(ip: string): Instance | undefined {
-    const r = this.q.byIPv4.get(ip);
-    return r ? toInstance(r) : undefined;
-  }
-
-  byName(name: string): Instance | undefined {
-    const r = this.q.byName.get(name);
-    return r ? toInstance(r) : undefined;
-  }
-
-  all(): Instance[] {
-    return this.q.all.all().map(toInstance);
-  }
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
+  /** Notes that the host `name` (`[service] location`) runs mdserver `version` now. */
+  touchLocation(name: string, hostname: string, version: string): void;
 
   /**
-   * What the dnsmasq host files need of every instance. Rewritten after each burst of uploads, so
-   * it reads only these columns: building full records (metadata JSON and all) for ten thousand
-   * instances several times a second was most of the garbage an upload storm made.
+   * Records every registration of `group` in one commit, each on its own: one that conflicts
+   * fails alone (its outcome is the error) and the others are stored. Outcomes are in the order
+   * of `group`. A known uuid keeps its record and its address (under a new name too); a name, a
+   * MAC or a host name (`hostName`, ignoring case) that belongs to another record is a CONFLICT
+   * (a host name only when the record did not have it already). A domain is never matched by
+   * name alone: a new VM must not inherit an old one's address (see `rekey`). `allocate` is asked for an address
+   * only for a record without one (POOL_EXHAUSTED when it finds none). The promise rejects only
+   * when the commit itself fails, and then nothing of the group is stored.
    */
-  hostEntries(): HostEntry[] {
-    return this.q.hosts.all().map((r) => ({ hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6 }));
-  }
-
-  count(): number {
-    return this.q.count.get()?.n ?? 0;
-  }
-
-  getMeta(key: string): string | undefined {
-    return this.q.getMeta.get(key)?.value;
-  }
-
-  setMeta(key: string, value: string): void {
-    this.q.setMeta.run(key, value);
-  }
-
-  touchLocation(name: string, hostname: string, version: string): void {
-    this.q.upsertLocation.run({ name, hostname, version, now: Date.now() });
-  }
-
+  registerAll(group: readonly Registration[], allocate: Allocate): Promise<RegisterOutcome[]>;
   /**
-   * Records an uploaded domain. A known uuid (else a known name) keeps its record and address; a
-   * MAC or name that belongs to another domain is a conflict. `allocate` is asked for an address
-   * only when the record has none, inside the same transaction, so nothing is half-stored.
+   * Moves the record named `name` to `uuid`, keeping its address, MAC and first sighting: the
+   * host says that domain was defined again under a new uuid. Resolves to undefined when no record
+   * has that name; a uuid (or a resulting host name) that another record has is a CONFLICT.
    */
-  register(info: DomainInfo, location: string, allocate: (isUsed: (ip: string) => boolean) => string | null): RegisterResult {
-    const result = this.db.transaction((): RegisterResult => {
-      const now = Date.now();
-      const existing = this.q.byUuid.get(info.uuid) ?? this.q.byName.get(info.name);
-      const macOwner = this.q.byMac.get(info.mac);
-      if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
-        throw new MdsError('CONFLICT', `MAC ${info.mac} of domain ${info.name} (${info.uuid}) already belongs to domain ${macOwner.name} (${macOwner.uuid})`);
-      }
-      const nameOwner = existing && existing.name !== info.name ? this.q.byName.get(info.name) : undefined;
-      if (nameOwner) {
-        throw new MdsError('CONFLICT', `name ${info.name} of domain ${info.uuid} already belongs to domain ${nameOwner.uuid}`);
-      }
-      const metadata = JSON.stringify(info.metadata);
-      const isUsed = (ip: string): boolean => this.q.ipv4Used.get(ip) !== undefined;
-      if (existing) {
-        let ipv4 = existing.ipv4;
-        if (ipv4 === null) {
-          ipv4 = allocate(isUsed);
-          if (ipv4 === null) throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${info.name}`);
-        }
-        const changed = existing.name !== info.name || existing.uuid !== info.uuid || existing.mac !== info.mac ||
-          existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== info.arch || existing.location !== location;
-        const row: Row = { ...existing, name: info.name, uuid: info.uuid, mac: info.mac, ipv4, location, metadata, arch: info.arch, last_update: now };
-        this.q.update.run({
-          name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location, metadata, arch: row.arch,
-          lastUpdate: now, oldUuid: existing.uuid,
-        });
-        return { instance: toInstance(row), created: false, changed };
-      }
-      const ipv4 = allocate(isUsed);
-      if (ipv4 === null) throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${info.name}`);
-      const row: NewInstance = {
-        name: info.name, uuid: info.uuid, mac: info.mac, ipv4, ipv6: null, location,
-        metadata: info.metadata, arch: info.arch, firstSeen: now, lastUpdate: now,
-      };
-      this.q.insert.run({ ...row, metadata });
-      return {
-        instance: toInstance({ ...row, metadata, first_seen: now, last_update: now }),
-        created: true,
-        changed: true,
-      };
-    })();
-    if (result.changed) this.generation++;
-    return result;
-  }
+  rekey(name: string, uuid: string): Promise<Rekeyed | undefined>;
+  /** Deletes the instance named `name`; resolves to the record removed, or undefined. */
+  delete(name: string): Promise<Instance | undefined>;
 
-  /** Inserts records read from elsewhere (the md_server JSON import) as they are. */
-  insertMany(rows: NewInstance[]): void {
-    this.db.transaction(() => {
-      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata) });
-    })();
-    this.generation++;
-  }
-
-  /** Deletes by name; returns the record that was removed. */
-  delete(name: string): Instance | undefined {
-    const r = this.q.byName.get(name);
-    if (!r) return undefined;
-    this.q.deleteByName.run(name);
-    this.generation++;
-    return toInstance(r);
-  }
-
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
+  close(): void;
 }

@@ -9,7 +9,7 @@ import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import type { InstanceData } from '../metadata/instanceData.js';
 import { convertBottle, renderPlaceholder, type Placeholder } from './bottle.js';
-import { templateCandidates, type Candidates } from './select.js';
+import { templateCandidates, type Candidates, type InstanceLookup } from './select.js';
 
 const log = moduleLogger('userdata');
 
@@ -56,7 +56,11 @@ export class UserdataRenderer {
    * @param checkMs how long a file check is trusted: at most one stat per template file per
    *   interval, however many VMs ask.
    */
-  constructor(private readonly config: ConfigSource, builtinText: string, private readonly checkMs = 1000) {
+  /**
+   * @param others the registered instances, so that a template is chosen only among the files
+   *   that belong to the instance asking (see select.ts)
+   */
+  constructor(private readonly config: ConfigSource, builtinText: string, private readonly others: InstanceLookup, private readonly checkMs = 1000) {
     this.builtin = compileTemplate(builtinText, '(built-in template)');
   }
 
@@ -104,8 +108,11 @@ export class UserdataRenderer {
     const m = this.config().mdserver;
     let c = this.candidates.get(d);
     if (!c) {
-      c = templateCandidates(m.userdataDir, m.userdataSuffixes, d.instance);
+      c = templateCandidates(m, d.instance, this.others);
       this.candidates.set(d, c);
+      for (const p of c.passedOver) {
+        if (this.state(p.path).exists) log.warn('not using a template that may not be this instance\'s', { instance: d.instance.name, file: p.path, why: p.why });
+      }
     }
     const { paths, explicit } = c;
     for (const p of paths) if (this.state(p).exists) return p;

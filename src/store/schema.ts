@@ -1,0 +1,69 @@
+// The SQLite file's schema: each version's migration, and the one rule a migration shares with
+// the store (what makes two host names one DNS name).
+
+import type Database from 'better-sqlite3';
+import { MdsError } from '../errors.js';
+import { safeHostName } from '../names.js';
+
+export const SCHEMA_VERSION = 2;
+
+/** What makes two host names the same name in DNS: case does not count. */
+export function hostKey(name: string, uuid: string): string {
+  return safeHostName(name, uuid).toLowerCase();
+}
+
+/** A migration is SQL, or a step that needs the host-name rule, which only JavaScript has. */
+type Migration = string | ((db: Database.Database) => void);
+
+const MIGRATIONS: Record<number, Migration> = {
+  1: `
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE instances (
+      id INTEGER PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      uuid TEXT NOT NULL UNIQUE,
+      mac TEXT NOT NULL UNIQUE,
+      ipv4 TEXT UNIQUE,
+      ipv6 TEXT UNIQUE,
+      location TEXT NOT NULL DEFAULT '',
+      metadata TEXT NOT NULL DEFAULT '{}',
+      arch TEXT,
+      first_seen INTEGER NOT NULL,
+      last_update INTEGER NOT NULL
+    );
+    CREATE TABLE locations (
+      name TEXT PRIMARY KEY,
+      hostname TEXT NOT NULL,
+      version TEXT NOT NULL,
+      first_seen INTEGER NOT NULL,
+      last_seen INTEGER NOT NULL
+    );
+  `,
+  // The DNS form of each name, indexed, so that a registration can be refused when another
+  // instance already answers to its host name. Not UNIQUE: a database from before the rule may
+  // hold such pairs, and they must keep working (see Store.hostEntries).
+  2: (db) => {
+    db.exec(`ALTER TABLE instances ADD COLUMN host_key TEXT NOT NULL DEFAULT '';
+             CREATE INDEX instances_host_key ON instances (host_key);`);
+    const set = db.prepare<[string, number]>('UPDATE instances SET host_key = ? WHERE id = ?');
+    for (const r of db.prepare<[], { id: number; name: string; uuid: string }>('SELECT id, name, uuid FROM instances').all()) {
+      set.run(hostKey(r.name, r.uuid), r.id);
+    }
+  },
+};
+
+/** Brings the database in `file` up to SCHEMA_VERSION, one transaction per version. */
+export function migrate(db: Database.Database, file: string): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new MdsError('DB_FORMAT', `${file} has schema version ${current}; this mdserver knows up to ${SCHEMA_VERSION}`);
+  }
+  for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      const step = MIGRATIONS[v] as Migration;
+      if (typeof step === 'string') db.exec(step);
+      else step(db);
+      db.pragma(`user_version = ${v}`);
+    })();
+  }
+}

@@ -1,0 +1,306 @@
+// The instance store in one SQLite file: opened once, prepared statements, migrations by schema
+// version, one transaction per commit. Nothing outside this module sees SQL.
+
+import Database from 'better-sqlite3';
+import { MdsError } from '../errors.js';
+import { safeHostName } from '../names.js';
+import { hostKey, migrate } from './schema.js';
+import type { Allocate, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
+
+interface Row {
+  name: string;
+  uuid: string;
+  mac: string;
+  ipv4: string | null;
+  ipv6: string | null;
+  location: string;
+  metadata: string;
+  arch: string | null;
+  first_seen: number;
+  last_update: number;
+}
+
+type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen'>;
+
+function toInstance(r: Row): Instance {
+  let metadata: Record<string, string> = {};
+  try {
+    metadata = JSON.parse(r.metadata) as Record<string, string>;
+  } catch {
+    // A hand-edited row must not take the server down; it simply has no metadata.
+  }
+  return {
+    name: r.name,
+    hostName: safeHostName(r.name, r.uuid),
+    uuid: r.uuid,
+    mac: r.mac,
+    ipv4: r.ipv4,
+    ipv6: r.ipv6,
+    location: r.location,
+    metadata,
+    arch: r.arch,
+    firstSeen: r.first_seen,
+    lastUpdate: r.last_update,
+  };
+}
+
+/**
+ * A domain that is not the registered one by its uuid, under that one's name: a new VM reusing
+ * the name must not inherit the old one's address and instance id, so the host decides.
+ */
+function nameTaken(reg: Registration, holder: Row): MdsError {
+  return new MdsError(
+    'CONFLICT',
+    `name ${reg.name} of domain ${reg.uuid} already belongs to the instance of domain ${holder.uuid} (address ${holder.ipv4 ?? 'none'}), ` +
+      `which is left as it is: if this is that VM defined again, move its record to the new uuid (mdserver instances rekey ${reg.name} --uuid ${reg.uuid}); ` +
+      `otherwise delete the old record first (mdserver instances delete ${reg.name})`,
+  );
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** `fn`'s result as a settled promise: SQLite's writes finish before they return. */
+function settled<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(asError(e));
+  }
+}
+
+function prepare(db: Database.Database) {
+  return {
+    byIPv4: db.prepare<[string], Row>('SELECT * FROM instances WHERE ipv4 = ?'),
+    byName: db.prepare<[string], Row>('SELECT * FROM instances WHERE name = ?'),
+    byUuid: db.prepare<[string], Row>('SELECT * FROM instances WHERE uuid = ?'),
+    byMac: db.prepare<[string], Row>('SELECT * FROM instances WHERE mac = ?'),
+    ipv4Used: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM instances WHERE ipv4 = ?'),
+    all: db.prepare<[], Row>('SELECT * FROM instances ORDER BY name'),
+    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen FROM instances ORDER BY name'),
+    byHostKey: db.prepare<[string, string], Pick<Row, 'name' | 'uuid'>>('SELECT name, uuid FROM instances WHERE host_key = ? AND uuid != ? LIMIT 1'),
+    count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
+    insert: db.prepare(
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update, host_key)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate, @hostKey)`,
+    ),
+    rekey: db.prepare<[string, string, number, string]>('UPDATE instances SET uuid = ?, host_key = ?, last_update = ? WHERE uuid = ?'),
+    update: db.prepare(
+      `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
+       metadata = @metadata, arch = @arch, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
+    ),
+    deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
+    getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+    setMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+    upsertLocation: db.prepare(
+      `INSERT INTO locations (name, hostname, version, first_seen, last_seen) VALUES (@name, @hostname, @version, @now, @now)
+       ON CONFLICT(name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, last_seen = excluded.last_seen`,
+    ),
+  };
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly q;
+  private changes = 0;
+
+  constructor(readonly file: string) {
+    this.db = new Database(file);
+    // WAL lets readers proceed during a write; synchronous=FULL makes a 2xx upload survive a power
+    // cut, not just a crash of this process.
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    try {
+      migrate(this.db, file);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+    this.q = prepare(this.db);
+  }
+
+  get generation(): number {
+    return this.changes;
+  }
+
+  byIPv4(ip: string): Instance | undefined {
+    const r = this.q.byIPv4.get(ip);
+    return r ? toInstance(r) : undefined;
+  }
+
+  byName(name: string): Instance | undefined {
+    const r = this.q.byName.get(name);
+    return r ? toInstance(r) : undefined;
+  }
+
+  byUuid(uuid: string): Instance | undefined {
+    const r = this.q.byUuid.get(uuid);
+    return r ? toInstance(r) : undefined;
+  }
+
+  byMac(mac: string): Instance | undefined {
+    const r = this.q.byMac.get(mac);
+    return r ? toInstance(r) : undefined;
+  }
+
+  all(): Instance[] {
+    return this.q.all.all().map(toInstance);
+  }
+
+  /**
+   * Reads only the columns the host files need: building full records (metadata JSON and all)
+   * for ten thousand instances several times a second was most of the garbage an upload storm
+   * made.
+   */
+  hostEntries(): HostRecord[] {
+    return this.q.hosts.all().map((r) => ({
+      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen,
+    }));
+  }
+
+  count(): number {
+    return this.q.count.get()?.n ?? 0;
+  }
+
+  getMeta(key: string): string | undefined {
+    return this.q.getMeta.get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.q.setMeta.run(key, value);
+  }
+
+  touchLocation(name: string, hostname: string, version: string): void {
+    this.q.upsertLocation.run({ name, hostname, version, now: Date.now() });
+  }
+
+  /**
+   * One transaction for the group, so one fsync; each registration in a nested transaction (a
+   * savepoint), so that a conflict rolls back only its own changes.
+   */
+  registerAll(group: readonly Registration[], allocate: Allocate): Promise<RegisterOutcome[]> {
+    return settled(() =>
+      this.db.transaction(() =>
+        group.map((reg): RegisterOutcome => {
+          try {
+            return this.register(reg, allocate);
+          } catch (e) {
+            return asError(e);
+          }
+        }),
+      )(),
+    );
+  }
+
+  private register(reg: Registration, allocate: Allocate): RegisterResult {
+    const result = this.db.transaction((): RegisterResult => {
+      const existing = this.q.byUuid.get(reg.uuid);
+      const sameName = existing ? undefined : this.q.byName.get(reg.name);
+      if (sameName) throw nameTaken(reg, sameName);
+      const macOwner = this.q.byMac.get(reg.mac);
+      if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
+        throw new MdsError('CONFLICT', `MAC ${reg.mac} of domain ${reg.name} (${reg.uuid}) already belongs to domain ${macOwner.name} (${macOwner.uuid})`);
+      }
+      const nameOwner = existing && existing.name !== reg.name ? this.q.byName.get(reg.name) : undefined;
+      if (nameOwner) {
+        throw new MdsError('CONFLICT', `name ${reg.name} of domain ${reg.uuid} already belongs to domain ${nameOwner.uuid}`);
+      }
+      this.checkHostName(reg, existing);
+      const ipv4 = existing?.ipv4 ?? allocate((ip) => this.q.ipv4Used.get(ip) !== undefined);
+      if (ipv4 === null) throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${reg.name}`);
+      return existing ? this.update(existing, reg, ipv4) : this.insert(reg, ipv4);
+    })();
+    if (result.changed) this.changes++;
+    return result;
+  }
+
+  /**
+   * A new record, or one whose host name changes, may not take a host name another instance
+   * answers to in DNS. A record keeps the host name it has: a database from before this rule may
+   * hold two that collide, and re-registering them must go on working.
+   */
+  private checkHostName(reg: Pick<Registration, 'name' | 'uuid'>, existing: Row | undefined): void {
+    const key = hostKey(reg.name, reg.uuid);
+    if (existing && hostKey(existing.name, existing.uuid) === key) return;
+    const holder = this.q.byHostKey.get(key, existing?.uuid ?? reg.uuid);
+    if (!holder) return;
+    const hostName = safeHostName(reg.name, reg.uuid);
+    throw new MdsError(
+      'CONFLICT',
+      `host name ${hostName} of domain ${reg.name} (${reg.uuid}) is already the host name of domain ${holder.name} (${holder.uuid}): ` +
+        'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
+    );
+  }
+
+  private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
+    const now = Date.now();
+    const metadata = JSON.stringify(reg.metadata);
+    const changed = existing.name !== reg.name || existing.uuid !== reg.uuid || existing.mac !== reg.mac ||
+      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location;
+    const row: Row = { ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, last_update: now };
+    this.q.update.run({
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch,
+      lastUpdate: now, oldUuid: existing.uuid, hostKey: hostKey(row.name, row.uuid),
+    });
+    return { instance: toInstance(row), created: false, changed };
+  }
+
+  private insert(reg: Registration, ipv4: string): RegisterResult {
+    const now = Date.now();
+    const row: Row = {
+      name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, ipv6: null, location: reg.location,
+      metadata: JSON.stringify(reg.metadata), arch: reg.arch, first_seen: now, last_update: now,
+    };
+    this.q.insert.run({
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
+      arch: row.arch, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
+    });
+    return { instance: toInstance(row), created: true, changed: true };
+  }
+
+  /**
+   * Inserts records read from elsewhere (the md_server JSON import) as they are, host names that
+   * collide included: md_server had no such rule, and its VMs keep their addresses.
+   */
+  insertMany(rows: readonly NewInstance[]): void {
+    this.db.transaction(() => {
+      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
+    })();
+    this.changes++;
+  }
+
+  rekey(name: string, uuid: string): Promise<Rekeyed | undefined> {
+    return settled(() =>
+      this.db.transaction((): Rekeyed | undefined => {
+        const row = this.q.byName.get(name);
+        if (!row) return undefined;
+        if (row.uuid === uuid) return { instance: toInstance(row), previousUuid: uuid };
+        const other = this.q.byUuid.get(uuid);
+        if (other) throw new MdsError('CONFLICT', `uuid ${uuid} already belongs to the instance ${other.name}`);
+        // Only a name that maps to nothing takes its host name from the uuid; it must stay unique.
+        this.checkHostName({ name, uuid }, row);
+        const now = Date.now();
+        this.q.rekey.run(uuid, hostKey(name, uuid), now, row.uuid);
+        this.changes++;
+        return { instance: toInstance({ ...row, uuid, last_update: now }), previousUuid: row.uuid };
+      })(),
+    );
+  }
+
+  delete(name: string): Promise<Instance | undefined> {
+    return settled(() => {
+      const r = this.q.byName.get(name);
+      if (!r) return undefined;
+      this.q.deleteByName.run(name);
+      this.changes++;
+      return toInstance(r);
+    });
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
