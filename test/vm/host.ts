@@ -170,13 +170,18 @@ export class VmHost {
   }
 
   /**
-   * mdserver-dnsmasq.service's command, on the file mdserver wrote; it logs to a file the test
-   * reads, and never forwards a query to the machine's name servers.
+   * What mdserver-dnsmasq.service does: root writes dnsmasq's configuration into a directory of
+   * its own (`mdserver dnsmasq-conf`), then dnsmasq starts from it, its pid file beside it. It logs
+   * to a file the test reads, and never forwards a query to the machine's name servers.
    */
   private async startDnsmasq(): Promise<void> {
-    const conf = path.join(this.dir, 'dnsmasq', 'mds.conf');
+    const runDir = path.join(this.dir, 'mdsrun-dnsmasq');
+    fs.mkdirSync(runDir, { mode: 0o755 });
+    const conf = path.join(runDir, 'dnsmasq.conf');
+    const r = await this.mdserver(['dnsmasq-conf', '--output', conf]);
+    if (r.status !== 0) throw new Error(`mdserver dnsmasq-conf failed: ${r.stderr}${r.stdout}`);
     this.spawn('dnsmasq', DNSMASQ, ['--keep-in-foreground', `--conf-file=${conf}`, `--log-facility=${this.dnsmasqLogFile}`, '--log-dhcp', '--no-resolv']);
-    const pid = path.join(this.dir, 'mdsrun', 'mds.pid');
+    const pid = path.join(runDir, 'mds.pid');
     await poll('dnsmasq pid file', () => fs.existsSync(pid) && fs.readFileSync(pid, 'utf8').trim() !== '', 15000, 200);
   }
 

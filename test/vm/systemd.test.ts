@@ -327,13 +327,15 @@ async function steps(t: TestContext, c: Container): Promise<void> {
     assert.match(caps, /^CapBnd:\s+0000000000000400$/m, caps);
     assert.equal(c.curl(`http://${MDS}/service/name`).stdout, 'mdserver');
 
-    // Its state, owned by its user: the database and dnsmasq's files.
-    const owned = await c.sh('stat -c "%U %n" /var/lib/mdserver /var/lib/mdserver/dnsmasq/mds.conf /var/lib/mdserver/dnsmasq/dhcp/mds.dhcp-hosts /run/mdserver/admin.sock');
+    // Its state, owned by its user: the database and dnsmasq's data files; dnsmasq's own
+    // configuration, which dnsmasq reads as root, is root's and out of that user's reach.
+    const owned = await c.sh('stat -c "%U %n" /var/lib/mdserver /var/lib/mdserver/dnsmasq/mds.opts /var/lib/mdserver/dnsmasq/dhcp/mds.dhcp-hosts /run/mdserver/admin.sock');
     for (const line of owned.trim().split('\n')) assert.match(line, /^mdserver /, owned);
     assert.notEqual((await c.sh('find /var/lib/mdserver -maxdepth 1 -user mdserver -name "*.sqlite*"')).trim(), '');
 
     // dnsmasq, started after mdserver from its files, is what `mdserver status` finds.
     await waitActive(c, 'mdserver-dnsmasq');
+    assert.match(await c.sh('stat -c "%U %a %n" /run/mdserver-dnsmasq /run/mdserver-dnsmasq/dnsmasq.conf'), /^root 755 \/run\/mdserver-dnsmasq\nroot 644 \/run\/mdserver-dnsmasq\/dnsmasq\.conf\n$/);
     await poll('mdserver status to be healthy', async () => (await c.exec(['mdserver', 'status'])).status === 0, 30000);
   });
 
