@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Guest, type Style } from '../test/vm/guest.js';
 import { VmHost } from '../test/vm/host.js';
 import { ensureImage, type Suite } from '../test/vm/image.js';
+import { poll } from '../test/vm/wait.js';
 
 const STYLES: Style[] = ['ec2', 'openstack', 'nocloud'];
 
@@ -50,12 +51,16 @@ async function boot(host: VmHost, guest: Guest, style: Style | null): Promise<{ 
   await guest.define(style);
   const started = guest.start();
   let ip = '';
-  for (let i = 0; i < 300 && !ip; i++) {
-    const r = await host.mdserver(['instances', 'show', guest.name, '--json']);
-    if (r.status === 0) ip = (JSON.parse(r.stdout) as { ipv4: string }).ipv4;
-    else await new Promise((res) => setTimeout(res, 100));
-  }
-  if (!ip) throw new Error(`${guest.name} was not registered`);
+  // Every probe spawns a process, which takes CPU from the emulated guest: once a second.
+  await poll(
+    `the hook to register ${guest.name}`,
+    async () => {
+      const r = await host.mdserver(['instances', 'show', guest.name, '--json']);
+      if (r.status === 0) ip = (JSON.parse(r.stdout) as { ipv4: string }).ipv4;
+      return ip !== '';
+    },
+    60000,
+  );
   const finished = await guest.waitFinished(0);
   await guest.waitSsh(ip);
   const blame = guest.sh(ip, 'cloud-init analyze blame 2>/dev/null | head -8');

@@ -6,9 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { waitFor } from '../netns.js';
 import { BRIDGE, type VmHost } from './host.js';
 import type { Image } from './image.js';
+import { GiveUp, poll } from './wait.js';
 
 export type Style = 'ec2' | 'openstack' | 'nocloud';
 
@@ -20,10 +20,11 @@ export const DATASOURCE: Record<Style, RegExp> = {
 };
 
 /**
- * TCG is slow and the machine is shared: a boot measured at 60-75 s by hand gets several times
- * that before the test calls it stuck. MDSERVER_VM_BOOT_TIMEOUT (seconds) overrides it.
+ * TCG is slow and the machine may be shared: a boot that takes 60-75 s on an idle 2-core machine
+ * took 5-12 minutes while other test suites kept its load average at 7-11, so the test waits much
+ * longer than that before it calls a boot stuck. MDSERVER_VM_BOOT_TIMEOUT (seconds) overrides it.
  */
-export const BOOT_TIMEOUT_MS = Number(process.env['MDSERVER_VM_BOOT_TIMEOUT'] ?? 480) * 1000;
+export const BOOT_TIMEOUT_MS = Number(process.env['MDSERVER_VM_BOOT_TIMEOUT'] ?? 1200) * 1000;
 
 export interface GuestSpec {
   name: string;
@@ -141,34 +142,37 @@ export class Guest {
    */
   async waitFinished(fromOffset: number, timeoutMs = BOOT_TIMEOUT_MS): Promise<number> {
     let seen = 0;
-    await waitFor(
+    await poll(
       `cloud-init to finish in ${this.name}`,
       () => {
-        if (!this.running()) throw new Error(`${this.name} is not running any more`);
         if (/Cloud-init v\. \S+ finished at/.test(this.serial().slice(fromOffset))) {
           seen = Date.now();
           return true;
         }
+        const state = this.state();
+        if (state !== 'running') throw new GiveUp(`${this.name} is not running any more (${state || 'no state'})`);
         return false;
       },
       timeoutMs,
+      2000,
     );
     return seen;
   }
 
   /** Waits until SSH with the served key works at `ip`; returns the time it first did. */
-  async waitSsh(ip: string, timeoutMs = 120000): Promise<number> {
+  async waitSsh(ip: string, timeoutMs = 300000): Promise<number> {
     let seen = 0;
-    await waitFor(
+    await poll(
       `ssh to ${this.name} at ${ip}`,
       () => {
-        if (this.host.ssh(ip, 'true', 15000).status === 0) {
+        if (this.host.ssh(ip, 'true', 20000).status === 0) {
           seen = Date.now();
           return true;
         }
         return false;
       },
       timeoutMs,
+      3000,
     );
     return seen;
   }
@@ -202,11 +206,11 @@ export class Guest {
   }
 
   /** Shuts the guest down from inside and waits until libvirt sees it off; destroys it if it hangs. */
-  async shutdown(ip: string, timeoutMs = 120000): Promise<void> {
+  async shutdown(ip: string, timeoutMs = 300000): Promise<void> {
     this.host.ssh(ip, 'sudo systemctl poweroff', 15000);
     try {
       // Only "shut off" will start again; "in shutdown" is on the way.
-      await waitFor(`${this.name} to power off`, () => this.state() === 'shut off', timeoutMs);
+      await poll(`${this.name} to power off`, () => this.state() === 'shut off', timeoutMs, 2000);
     } catch (e) {
       this.host.virshTry(['destroy', this.name]);
       throw e;

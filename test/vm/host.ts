@@ -16,8 +16,9 @@ import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { iniText, tempDir, type Sections } from '../helpers.js';
-import { Netns, waitFor } from '../netns.js';
+import { Netns } from '../netns.js';
 import { MDSERVER, ROOT, run, type Ran } from '../process.js';
+import { GiveUp, poll } from './wait.js';
 
 export const MDS = '169.254.169.254';
 export const BRIDGE = 'br-mds';
@@ -157,25 +158,31 @@ export class VmHost {
 
   private async startMdserver(): Promise<void> {
     const child = this.spawn('mdserver', process.execPath, [MDSERVER, this.configFile]);
-    await waitFor(
+    await poll(
       'mdserver on 169.254.169.254:80',
       () => {
-        if (child.exitCode !== null) throw new Error('mdserver exited');
+        if (child.exitCode !== null) throw new GiveUp(`mdserver exited: ${this.readFile('mdserver.out')}`);
         return this.ns.try('curl', ['-sf', '-o', '/dev/null', '--max-time', '2', `http://${MDS}/service/name`]).status === 0;
       },
       30000,
+      300,
     );
   }
 
   /**
-   * mdserver-dnsmasq.service's command, on the file mdserver wrote; it logs to a file the test
-   * reads, and never forwards a query to the machine's name servers.
+   * What mdserver-dnsmasq.service does: root writes dnsmasq's configuration into a directory of
+   * its own (`mdserver dnsmasq-conf`), then dnsmasq starts from it, its pid file beside it. It logs
+   * to a file the test reads, and never forwards a query to the machine's name servers.
    */
   private async startDnsmasq(): Promise<void> {
-    const conf = path.join(this.dir, 'dnsmasq', 'mds.conf');
+    const runDir = path.join(this.dir, 'mdsrun-dnsmasq');
+    fs.mkdirSync(runDir, { mode: 0o755 });
+    const conf = path.join(runDir, 'dnsmasq.conf');
+    const r = await this.mdserver(['dnsmasq-conf', '--output', conf]);
+    if (r.status !== 0) throw new Error(`mdserver dnsmasq-conf failed: ${r.stderr}${r.stdout}`);
     this.spawn('dnsmasq', DNSMASQ, ['--keep-in-foreground', `--conf-file=${conf}`, `--log-facility=${this.dnsmasqLogFile}`, '--log-dhcp', '--no-resolv']);
-    const pid = path.join(this.dir, 'mdsrun', 'mds.pid');
-    await waitFor('dnsmasq pid file', () => fs.existsSync(pid) && fs.readFileSync(pid, 'utf8').trim() !== '', 15000);
+    const pid = path.join(runDir, 'mds.pid');
+    await poll('dnsmasq pid file', () => fs.existsSync(pid) && fs.readFileSync(pid, 'utf8').trim() !== '', 15000, 200);
   }
 
   private async startLibvirtd(shareDirs: string[]): Promise<void> {
@@ -226,13 +233,14 @@ export class VmHost {
       '',
     ].join('\n');
     const child = this.spawn('libvirtd', 'unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script]);
-    await waitFor(
+    await poll(
       'libvirtd to answer',
       () => {
-        if (child.exitCode !== null) throw new Error(`libvirtd exited: ${this.readFile('libvirtd.out')}`);
+        if (child.exitCode !== null) throw new GiveUp(`libvirtd exited: ${this.readFile('libvirtd.out')}`);
         return fs.existsSync(this.socket) && this.virshTry(['version']).status === 0;
       },
-      30000,
+      60000,
+      500,
     );
   }
 

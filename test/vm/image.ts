@@ -42,6 +42,9 @@ export const PACKAGES = [
   'procps',
   // resize2fs for cloud-init's resizefs module, fsck for the boot
   'e2fsprogs',
+  // not in a cloud image: the systemd test (systemd.test.ts) runs mdserver-dnsmasq.service in a
+  // container of this image
+  'dnsmasq-base',
 ];
 
 // Run inside mmdebstrap after the packages are installed. Debian's locale-gen ignores its
@@ -216,6 +219,13 @@ function build(suite: Suite, dir: string): Image {
     };
     fs.writeFileSync(path.join(dir, 'image.json'), JSON.stringify(image, null, 2) + '\n');
     log(`built ${suite} in ${buildSeconds} s: cloud-init ${versions['cloud-init']}, kernel ${kernel}`);
+    // Images of this suite under another key are stale now (the list or the recipe changed).
+    for (const f of fs.readdirSync(CACHE_DIR)) {
+      if (new RegExp(`^${suite}-[0-9a-f]{16}$`).test(f) && path.join(CACHE_DIR, f) !== dir) {
+        log(`removing the stale image ${f}`);
+        fs.rmSync(path.join(CACHE_DIR, f), { recursive: true, force: true });
+      }
+    }
     return image;
   } finally {
     cleanup();
