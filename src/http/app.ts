@@ -104,7 +104,7 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
     if (route.uploadToken) checkUploadToken(cfg, req);
     if (route.imdsToken) checkToken(services, req, client);
     if (route.metadataHeader) checkMetadataHeader(cfg, req);
-    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));
+    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.forCaller(client));
     const done = route.handler(req, res, segs, client);
     if (done !== undefined) done.catch(next);
   };

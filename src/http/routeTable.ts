@@ -4,7 +4,7 @@
 import type { Request, Response } from 'express';
 import type { Config } from '../config/index.js';
 import { NOCLOUD_PREFIX } from '../metadata/nocloud.js';
-import type { ClientView } from '../metadata/service.js';
+import type { InstanceMetadata } from '../metadata/service.js';
 import type { Services } from '../services.js';
 import type { RouteSpec } from './router.js';
 import { ec2Handler, ec2VersionsHandler } from './routes/ec2.js';
@@ -16,7 +16,7 @@ import { TOKEN_PATH, tokenHandler } from './routes/token.js';
 import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
 
 /** `segs` are the request path's decoded segments, empty for routes matched by exact path. */
-type ForInstance = (req: Request, res: Response, segs: readonly string[], view: ClientView) => void;
+type ForInstance = (req: Request, res: Response, segs: readonly string[], found: InstanceMetadata) => void;
 type ForAddress = (req: Request, res: Response, segs: readonly string[], client: string) => void | Promise<void>;
 
 export type Route = RouteSpec<Config> & {

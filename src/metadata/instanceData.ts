@@ -6,6 +6,7 @@ import type { Config, PublicKey } from '../config/index.js';
 import { INSTANCE_VALUE_RULES, OVERRIDABLE, regionOf, validInstanceValue, type InstanceValueName } from '../config/instanceValues.js';
 import { dnsServer } from '../dnsmasq/render.js';
 import type { Instance } from '../store/store.js';
+import { netmask } from '../net/ip.js';
 
 export interface InstanceData {
   readonly instance: Instance;
@@ -80,7 +81,7 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
   const d = cfg.instanceDefaults;
   const zoneOverride = override(md, 'availability_zone');
   const zone = zoneOverride ?? d.availabilityZone;
-  const { netmask } = netmaskOf(cfg.dnsmasq.netPrefix);
+  const mask = netmask(cfg.dnsmasq.netPrefix);
   return {
     instance: inst,
     // md_server's instance id; changing it would make cloud-init treat every VM as new.
@@ -99,17 +100,12 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
     securityGroups: groupList(override(md, 'security_groups') ?? d.securityGroups),
     architecture: ec2Arch(inst.arch),
     subnetCidr: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
-    netmask,
+    netmask: mask,
     netPrefix: cfg.dnsmasq.netPrefix,
     gateway: cfg.dnsmasq.gateway,
     dnsServers: cfg.dnsmasq.useDns ? [dnsServer(cfg)] : [],
     publicKeys: cfg.publicKeys,
   };
-}
-
-function netmaskOf(prefix: number): { netmask: string } {
-  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return { netmask: [m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255].join('.') };
 }
 
 /** Stable pseudo-identifiers EC2 clients expect to exist (vpc-…, eni-…, r-…). */

@@ -13,7 +13,7 @@ import { nocloudTree } from './nocloud.js';
 import { openstackTree } from './openstack.js';
 import type { Dir } from './tree.js';
 
-export interface ClientView {
+export interface InstanceMetadata {
   data: InstanceData;
   ec2: Dir;
   /** Built on first use: most VMs only ever ask in one format. */
@@ -21,7 +21,7 @@ export interface ClientView {
   readonly nocloud: Dir;
 }
 
-function view(data: InstanceData, cfg: Config): ClientView {
+function metadataOf(data: InstanceData, cfg: Config): InstanceMetadata {
   let openstack: Dir | undefined;
   let nocloud: Dir | undefined;
   return {
@@ -42,7 +42,7 @@ const log = moduleLogger('metadata');
 const MAX_CACHED = 4096;
 
 export class MetadataService {
-  private cache = new Map<string, ClientView>();
+  private cache = new Map<string, InstanceMetadata>();
   private generation = -1;
   /** The configuration the cached views were built with. */
   private cachedFor: Config | null = null;
@@ -53,8 +53,8 @@ export class MetadataService {
     private readonly neighbours: NeighbourTable = new NeighbourTable(),
   ) {}
 
-  /** The view for the instance whose address is `ip`, or undefined for an unknown client. */
-  forAddress(ip: string): ClientView | undefined {
+  /** The metadata of the instance whose address is `ip`, or undefined for an unknown client. */
+  lookup(ip: string): InstanceMetadata | undefined {
     const cfg = this.config();
     if (this.generation !== this.store.generation || this.cachedFor !== cfg) {
       this.cache = new Map();
@@ -66,37 +66,37 @@ export class MetadataService {
     const inst = this.store.byIPv4(ip);
     if (!inst) return undefined;
     const data = instanceData(inst, cfg);
-    const v = view(data, cfg);
+    const v = metadataOf(data, cfg);
     if (this.cache.size >= MAX_CACHED) this.cache = new Map();
     this.cache.set(ip, v);
     return v;
   }
 
   /**
-   * The view for a request from `ip`, for every path that serves instance data: an unknown
+   * The metadata for a request from `ip`, for every path that serves instance data: an unknown
    * address is UNKNOWN_CLIENT (400); with `verify_mac`, an address whose MAC in the host's
    * neighbour table is not the instance's MAC is FORBIDDEN (403), so a VM that takes another
    * VM's address learns nothing about it; with `require_filter = yes`, so is an instance whose
    * interface has no trusted nwfilter.
    */
-  caller(ip: string): ClientView {
-    const view = this.forAddress(ip);
-    if (!view) throw new MdsError('UNKNOWN_CLIENT', `Unknown client: ${ip}`);
+  forCaller(ip: string): InstanceMetadata {
+    const found = this.lookup(ip);
+    if (!found) throw new MdsError('UNKNOWN_CLIENT', `Unknown client: ${ip}`);
     const m = this.config().mdserver;
     // Without a trusted nwfilter another VM could copy this one's MAC and address and pass the
     // check below; require_filter = yes serves such an instance nothing (see isolation.ts).
-    if (m.requireFilter === 'yes' && isWithheld(view.data.instance, m)) throw new MdsError('FORBIDDEN', WITHHELD_MESSAGE);
+    if (m.requireFilter === 'yes' && isWithheld(found.data.instance, m)) throw new MdsError('FORBIDDEN', WITHHELD_MESSAGE);
     if (m.verifyMac) {
       const seen = this.neighbours.macOf(ip);
-      if (seen !== view.data.mac) {
+      if (seen !== found.data.mac) {
         // Debug: the refusal itself is logged at warning by the HTTP error handler, at most once a
         // minute per client; a VM asking in a loop must not write a warning per request here.
         log.debug('refused a caller whose MAC does not match the instance', {
-          client: ip, instance: view.data.instance.name, expected: view.data.mac, seen: seen ?? 'none',
+          client: ip, instance: found.data.instance.name, expected: found.data.mac, seen: seen ?? 'none',
         });
         throw new MdsError('FORBIDDEN', `Forbidden: ${ip} is not using the MAC registered for it`);
       }
     }
-    return view;
+    return found;
   }
 }

@@ -3,7 +3,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
-import type { ClientView } from '../../metadata/service.js';
+import type { InstanceMetadata } from '../../metadata/service.js';
 import { TOKEN_HEADER } from '../../metadata/token.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
@@ -34,7 +34,7 @@ export function ec2VersionsHandler(services: Services) {
 
 /** `/<version>/...`: the same tree for every version, as the paths cloud-init reads are. */
 export function ec2Handler(services: Services) {
-  return (req: Request, res: Response, segs: readonly string[], view: ClientView): void => {
-    sendFromTree(services, req, res, view, view.ec2, segs.slice(1), false);
+  return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
+    sendFromTree(services, req, res, meta, meta.ec2, segs.slice(1), false);
   };
 }

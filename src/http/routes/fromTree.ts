@@ -3,7 +3,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
-import type { ClientView } from '../../metadata/service.js';
+import type { InstanceMetadata } from '../../metadata/service.js';
 import { isDeferred, isDir, listDir, lookup, type Dir } from '../../metadata/tree.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
@@ -14,11 +14,11 @@ import { sendText } from '../respond.js';
  * tag may well be called `x.json`.
  */
 export function sendFromTree(
-  services: Services, req: Request, res: Response, view: ClientView, root: Dir, segs: readonly string[], jsonByName: boolean,
+  services: Services, req: Request, res: Response, meta: InstanceMetadata, root: Dir, segs: readonly string[], jsonByName: boolean,
 ): void {
   const node = lookup(root, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
-  if (isDeferred(node)) return sendText(res, services.userdata.render(view.data));
+  if (isDeferred(node)) return sendText(res, services.userdata.render(meta.data));
   if (isDir(node)) return sendText(res, listDir(node));
   if (jsonByName && segs.length > 0 && (segs[segs.length - 1] as string).endsWith('.json')) {
     res.status(200).type('application/json').send(node);

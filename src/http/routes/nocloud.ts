@@ -3,13 +3,13 @@
 // `Metadata: true` (guards.ts); `[nocloud] enabled = no` turns these paths off.
 
 import type { Request, Response } from 'express';
-import type { ClientView } from '../../metadata/service.js';
+import type { InstanceMetadata } from '../../metadata/service.js';
 import type { Services } from '../../services.js';
 import { sendFromTree } from './fromTree.js';
 
 /** `/nocloud` and below. */
 export function nocloudHandler(services: Services) {
-  return (req: Request, res: Response, segs: readonly string[], view: ClientView): void => {
-    sendFromTree(services, req, res, view, view.nocloud, segs.slice(1), true);
+  return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
+    sendFromTree(services, req, res, meta, meta.nocloud, segs.slice(1), true);
   };
 }

@@ -3,7 +3,7 @@
 // ask for the header `Metadata: true` instead (guards.ts); `[openstack] enabled = no` turns them off.
 
 import type { Request, Response } from 'express';
-import type { ClientView } from '../../metadata/service.js';
+import type { InstanceMetadata } from '../../metadata/service.js';
 import { OPENSTACK_VERSIONS } from '../../metadata/openstack.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
@@ -18,7 +18,7 @@ export function openstackVersionsHandler(_req: Request, res: Response): void {
 
 /** `/openstack/<version>/...` from the caller's tree. */
 export function openstackHandler(services: Services) {
-  return (req: Request, res: Response, segs: readonly string[], view: ClientView): void => {
-    sendFromTree(services, req, res, view, view.openstack, segs.slice(1), true);
+  return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
+    sendFromTree(services, req, res, meta, meta.openstack, segs.slice(1), true);
   };
 }
