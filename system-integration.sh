@@ -1,6 +1,7 @@
 #!/bin/bash
 # Installs mdserver's host integration: the configuration, the user-data directory, the systemd
-# units, the libvirt hook and /etc/default/mdserver, and creates the mdserver user. The mdserver
+# units, the libvirt hook, /etc/default/mdserver and the logrotate snippet, and creates the
+# mdserver user. The mdserver
 # command itself comes from npm (see doc/setup.md).
 #
 # Safe to run again: files that belong to mdserver (units, hook, the sample) are replaced only
@@ -116,9 +117,27 @@ fi
 # The systemd units, running the mdserver command this host has.
 dir 0755 "$prefix/etc/systemd/system"
 for unit in mdserver.service mdserver-dnsmasq.service; do
-    sed "s#^ExecStart=/usr/local/bin/mdserver #ExecStart=$bin #" "$src/systemd/$unit" > "$tmp/$unit"
+    sed -e "s#^ExecStart=/usr/local/bin/mdserver #ExecStart=$bin #" \
+        -e "s#^ExecStartPre=+/usr/local/bin/mdserver #ExecStartPre=+$bin #" "$src/systemd/$unit" > "$tmp/$unit"
     put 0644 "$tmp/$unit" "$prefix/etc/systemd/system/$unit"
 done
+
+# What an earlier setup may have left that would start dnsmasq, as root, from a configuration file
+# the mdserver account can write: md_server's path unit, and drop-ins naming a --conf-file (which
+# earlier versions of doc/setup.md suggested for a changed net_name or base_dir).
+if [ -f "$prefix/etc/systemd/system/mdserver-dnsmasq.path" ]; then
+    say warning "$prefix/etc/systemd/system/mdserver-dnsmasq.path is md_server's: remove it (systemctl disable --now mdserver-dnsmasq.path); mdserver tells systemd when it is ready"
+fi
+for dropin in "$prefix"/etc/systemd/system/mdserver-dnsmasq.service.d/*.conf; do
+    if [ -f "$dropin" ] && grep -q -e '--conf-file' -e '-C ' "$dropin"; then
+        say warning "$dropin starts dnsmasq with a configuration file of its own: remove its ExecStartPre= and ExecStart= lines (the unit has root write dnsmasq's configuration at each start)"
+    fi
+done
+
+# logrotate: the service user rotates its own logfile, and mdserver reopens it on SIGUSR1.
+dir 0755 "$prefix/etc/logrotate.d"
+sed "s/^\( *su \)mdserver mdserver\$/\1$user $user/" "$src/systemd/mdserver.logrotate" > "$tmp/logrotate"
+put 0644 "$tmp/logrotate" "$prefix/etc/logrotate.d/mdserver"
 
 # State: systemd's StateDirectory= would create it too, but dnsmasq's files live below it and an
 # admin may want to run mdserver by hand first.

@@ -68,10 +68,11 @@ export interface BenchDir {
 export function writeBenchDir(dir: string, port: number, dnsmasqPid: number): BenchDir {
   fs.mkdirSync(path.join(dir, 'userdata'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'run'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'run-dnsmasq'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'userdata', 'bench.yaml'), TEMPLATE);
   // The server SIGHUPs "dnsmasq" after each host file rewrite: the benchmark runner stands in for
-  // it and counts the signals.
-  fs.writeFileSync(path.join(dir, 'run', 'mds.pid'), `${dnsmasqPid}\n`);
+  // it and counts the signals. dnsmasq's pid file is in its own directory beside run_dir.
+  fs.writeFileSync(path.join(dir, 'run-dnsmasq', 'mds.pid'), `${dnsmasqPid}\n`);
   const configFile = path.join(dir, 'mdserver.conf');
   fs.writeFileSync(
     configFile,

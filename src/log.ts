@@ -94,12 +94,13 @@ export function isLogged(level: Level): boolean {
 
 let fileTransport: winston.transport | null = null;
 let fileError: string | null = null;
+let configuredFile: string | null = null;
+let fileLevel: Level = 'debug';
 
 /** Whether the configured logfile is being written; null error when it is (or none is set). */
 export function logfileStatus(): { file: string | null; error: string | null } {
   return { file: configuredFile, error: fileError };
 }
-let configuredFile: string | null = null;
 
 /**
  * Applies the configured levels. A logfile that cannot be opened is reported as a warning and
@@ -112,32 +113,56 @@ export function configureLogging(s: LogSettings): void {
   for (const t of root.transports) {
     if (t instanceof winston.transports.Console) t.level = stream;
   }
-  if (fileTransport) {
-    root.remove(fileTransport);
-    fileTransport = null;
-  }
+  const old = fileTransport;
+  fileTransport = null;
+  if (old) root.remove(old);
   configuredFile = s.logfile;
+  fileLevel = file;
   fileError = null;
-  if (s.logfile) {
-    // winston's file transport does not report a file it cannot open, so try it here first.
-    try {
-      fs.mkdirSync(path.dirname(s.logfile), { recursive: true });
-      fs.closeSync(fs.openSync(s.logfile, 'a'));
-    } catch (e) {
-      fileError = (e as Error).message;
-      root.warn('cannot write the logfile; logging to stdout only', { logfile: s.logfile, error: fileError });
-      return;
-    }
-    const t = new winston.transports.File({ filename: s.logfile, level: file });
-    t.on('error', (err: Error) => {
-      root.remove(t);
-      if (fileTransport === t) fileTransport = null;
-      fileError = err.message;
-      root.warn('cannot write the logfile; logging to stdout only', { logfile: s.logfile, error: err.message });
-    });
-    fileTransport = t;
-    root.add(t);
+  if (s.logfile) openLogfile(s.logfile);
+}
+
+/** Opens `file` for appending and adds it as the file transport; false (and a warning) if it cannot. */
+function openLogfile(file: string): boolean {
+  // winston's file transport does not report a file it cannot open, so try it here first.
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.closeSync(fs.openSync(file, 'a'));
+  } catch (e) {
+    fileError = (e as Error).message;
+    root.warn('cannot write the logfile; logging to stdout only', { logfile: file, error: fileError });
+    return false;
   }
+  const t = new winston.transports.File({ filename: file, level: fileLevel });
+  t.on('error', (err: Error) => {
+    root.remove(t);
+    if (fileTransport === t) fileTransport = null;
+    fileError = err.message;
+    root.warn('cannot write the logfile; logging to stdout only', { logfile: file, error: err.message });
+  });
+  fileTransport = t;
+  fileError = null;
+  root.add(t);
+  return true;
+}
+
+/**
+ * Opens the configured logfile again (SIGUSR1, sent by logrotate after it renamed the file): new
+ * lines go to a fresh file at the configured path, and lines still buffered for the old one are
+ * flushed into it before it is closed. A logfile that could not be opened before is tried again.
+ * Returns false when no logfile is configured or it cannot be opened.
+ */
+export function reopenLogfile(): boolean {
+  if (!configuredFile) return false;
+  const old = fileTransport;
+  fileTransport = null;
+  // The new transport is added before the old one is removed, so no line falls between them.
+  const opened = openLogfile(configuredFile);
+  if (old) {
+    root.remove(old);
+    old.close?.();
+  }
+  return opened;
 }
 
 /** Silences everything: tests that build many servers use it to keep their output readable. */

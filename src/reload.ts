@@ -15,10 +15,10 @@ export interface ReloadReport {
   needsRestart: string[];
 }
 
-export type Loaded = { config: Config; report: ReloadReport } | { config: null; report: ReloadReport };
+export type ReloadOutcome = { config: Config; report: ReloadReport } | { config: null; report: ReloadReport };
 
 /** Loads `file` again; never throws, the report says what went wrong. */
-export function loadForReload(file: string, current: Config, addresses: readonly (string | null)[]): Loaded {
+export function loadForReload(file: string, current: Config, addresses: readonly (string | null)[]): ReloadOutcome {
   try {
     const { config, warnings } = loadConfig(file);
     const needsRestart = restartNeeded(current, config);

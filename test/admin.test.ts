@@ -74,8 +74,9 @@ test('status is unhealthy while no dnsmasq runs, and healthy once the pid file n
     assert.match(down.stdout, /^status:\s+DEGRADED$/m);
     assert.match(down.stdout, /^dnsmasq:\s+NOT RUNNING/m);
 
-    fs.mkdirSync(path.join(t.dir, 'run'), { recursive: true });
-    fs.writeFileSync(path.join(t.dir, 'run', 'mds.pid'), `${standIn.pid}\n`);
+    // dnsmasq's pid file lives in its own directory beside run_dir (systemd's RuntimeDirectory=).
+    fs.mkdirSync(path.join(t.dir, 'run-dnsmasq'), { recursive: true });
+    fs.writeFileSync(path.join(t.dir, 'run-dnsmasq', 'mds.pid'), `${standIn.pid}\n`);
     const up = await cli(['status', '--json', ...conf(t.dir)]);
     assert.equal(up.status, 0, up.stdout);
     const s = JSON.parse(up.stdout) as { healthy: boolean; instances: number; dnsmasq: { running: boolean; pid: number; files: { ok: boolean } } };
@@ -230,7 +231,7 @@ test('sync registers every domain libvirt knows and skips those without an inter
     assert.equal(first.status, 0, first.stderr);
     assert.match(first.stdout, /^registered alpha 127\.1\.\d+\.\d+$/m);
     assert.match(first.stdout, /^registered web server 127\.1\.\d+\.\d+$/m);
-    assert.match(first.stdout, /^skipped +elsewhere: domain elsewhere has no interface on network "mds"/m);
+    assert.match(first.stdout, /^skipped +11111111-2222-4333-8444-555555555503: domain elsewhere has no interface on network "mds"/m);
     assert.match(first.stdout, /3 domain\(s\): 2 registered, 0 updated, 1 skipped, 0 failed/);
     await waitFor('the synced VMs in the dhcp-hosts file', () => /52:54:00:aa:bb:02,id:\*,127\.1\.\d+\.\d+,web-server,/.test(dhcpHosts(t.dir)));
 
@@ -245,12 +246,35 @@ test('sync registers every domain libvirt knows and skips those without an inter
   }
 });
 
+test('sync fetches domains by uuid: a domain named --domain=alpha registers itself, not alpha', { skip: hasVirsh ? false : 'needs virsh (libvirt-clients)' }, async () => {
+  const t = await startTestServer();
+  try {
+    // virsh reads `dumpxml --domain=alpha` as its --domain option: passing the name would upload
+    // alpha's XML a second time, and the tenant's own domain never.
+    const uri = testHost(t.dir, [
+      ['alpha', '11111111-2222-4333-8444-555555555511', '52:54:00:aa:bb:11', 'mds'],
+      ['--domain=alpha', '11111111-2222-4333-8444-555555555512', '52:54:00:aa:bb:12', 'mds'],
+    ]);
+    const r = await cli(['sync', '--connect', uri, ...conf(t.dir)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^registered --domain=alpha 127\.1\.\d+\.\d+$/m);
+    assert.match(r.stdout, /2 domain\(s\): 2 registered, 0 updated, 0 skipped, 0 failed/);
+    const list = JSON.parse((await cli(['instances', 'list', '--json', ...conf(t.dir)])).stdout) as { name: string; uuid: string; mac: string }[];
+    assert.deepEqual(list.map((i) => [i.name, i.uuid, i.mac]).sort(), [
+      ['--domain=alpha', '11111111-2222-4333-8444-555555555512', '52:54:00:aa:bb:12'],
+      ['alpha', '11111111-2222-4333-8444-555555555511', '52:54:00:aa:bb:11'],
+    ]);
+  } finally {
+    await t.close();
+  }
+});
+
 test('sync reports a libvirt it cannot reach and exits 1', { skip: hasVirsh ? false : 'needs virsh (libvirt-clients)' }, async () => {
   const t = await startTestServer();
   try {
     const r = await cli(['sync', '--connect', `test://${path.join(t.dir, 'missing.xml')}`, ...conf(t.dir)]);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /mdserver sync: virsh -c test:\/\/.*missing\.xml list --all --name failed/);
+    assert.match(r.stderr, /mdserver sync: virsh -c test:\/\/.*missing\.xml list --all --uuid failed/);
   } finally {
     await t.close();
   }

@@ -59,19 +59,19 @@ test('under systemd mdserver reports READY=1 only once the dnsmasq files exist a
   let server: ReturnType<typeof spawnServer> | null = null;
   try {
     await waitFor('the notify receiver', () => receiver.lines.includes('listening'));
-    let seenAtReady: { conf: boolean; hosts: boolean; answered: boolean } | null = null;
+    let seenAtReady: { opts: boolean; hosts: boolean; answered: boolean } | null = null;
     server = spawnServer(config, { NOTIFY_SOCKET: notifySocket });
     // Note the state of things the moment READY=1 arrives.
     await waitFor('READY=1', async () => {
       if (!receiver.lines.some((l) => l.startsWith('READY=1'))) return false;
       seenAtReady ??= {
-        conf: fs.existsSync(path.join(dir, 'dnsmasq', 'mds.conf')),
+        opts: fs.existsSync(path.join(dir, 'dnsmasq', 'mds.opts')),
         hosts: fs.existsSync(path.join(dir, 'dnsmasq', 'dhcp', 'mds.dhcp-hosts')),
         answered: (await request(port, '/service/name')).body === 'mdserver',
       };
       return true;
     }, 30000);
-    assert.deepEqual(seenAtReady, { conf: true, hosts: true, answered: true });
+    assert.deepEqual(seenAtReady, { opts: true, hosts: true, answered: true });
     const ready = receiver.lines.find((l) => l.startsWith('READY=1')) ?? '';
     assert.match(ready, new RegExp(`STATUS=serving metadata on 127\\.0\\.0\\.1:${port}`));
   } finally {

@@ -27,8 +27,8 @@ test('uploads are recorded while dnsmasq files, dnsmasq and the logfile are all 
     mdserver: { port, logfile: path.join(dir, 'log-is-a-dir') },
     dnsmasq: { base_dir: path.join(dir, 'blocked', 'dnsmasq') },
   });
-  fs.mkdirSync(path.join(dir, 'run'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'run', 'mds.pid'), '999999\n'); // stale: no such process
+  fs.mkdirSync(path.join(dir, 'run-dnsmasq'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'run-dnsmasq', 'mds.pid'), '999999\n'); // stale: no such process
   const srv = await startChild(conf, port);
   try {
     const ip = await upload(port, VM1);
@@ -49,7 +49,7 @@ test('uploads are recorded while dnsmasq files, dnsmasq and the logfile are all 
     const hosts = path.join(dir, 'blocked', 'dnsmasq', 'dhcp', 'mds.dhcp-hosts');
     await waitFor('the dnsmasq files to be written', () => fs.existsSync(hosts) && fs.readFileSync(hosts, 'utf8').includes('test2'), 10000);
     assert.ok(fs.readFileSync(hosts, 'utf8').includes('test1'));
-    assert.ok(fs.existsSync(path.join(dir, 'blocked', 'dnsmasq', 'mds.conf')), 'the config file is written too');
+    assert.ok(fs.existsSync(path.join(dir, 'blocked', 'dnsmasq', 'mds.opts')), 'the options file is written too');
     const h2 = JSON.parse((await request(port, '/health')).body) as Health;
     assert.equal(h2.dnsmasq.filesWritten, true);
   } finally {

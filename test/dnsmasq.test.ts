@@ -1,14 +1,15 @@
-// The four dnsmasq files, compared with golden copies, and how they are written and signalled.
+// The four dnsmasq files, compared with golden copies, how they are written and signalled, and
+// that no value can add a line (an option) to any of them.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/index.js';
 import { DnsmasqFiles } from '../src/dnsmasq/files.js';
-import { renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from '../src/dnsmasq/render.js';
+import { dnsmasqPaths, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from '../src/dnsmasq/render.js';
 import { silenceLogging } from '../src/log.js';
 import { iniText, tempDir } from './helpers.js';
 
@@ -72,38 +73,110 @@ describe('dnsmasq files', () => {
     assert.doesNotMatch(renderOpts(plain), /dns-server/);
     assert.equal(renderDnsHosts(plain, HOSTS), '10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
   });
+
+  test('a configured path with a newline, "#" or "," stays one quoted value: it cannot start an option', () => {
+    // ini values in double quotes are JSON strings, so a configuration can hold a newline.
+    const dir = tempDir();
+    try {
+      fs.writeFileSync(path.join(dir, 'mdserver.conf'), '[dnsmasq]\nbase_dir = "/srv/mds\\ndhcp-script=/tmp/evil"\nrun_dir = "/run/md #x,y"\n');
+      const hostile = loadConfig(path.join(dir, 'mdserver.conf')).config;
+      const conf = renderConf(hostile);
+      const options = conf.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.slice(0, l.indexOf('=') < 0 ? undefined : l.indexOf('=')));
+      assert.deepEqual(options, ['user', 'leasefile-ro', 'strict-order', 'expand-hosts', 'pid-file', 'except-interface', 'interface', 'bind-dynamic',
+        'dhcp-range', 'dhcp-no-override', 'dhcp-authoritative', 'dhcp-hostsfile', 'dhcp-optsfile', 'hostsdir']);
+      assert.match(conf, /^dhcp-hostsfile="\/srv\/mds\\ndhcp-script=\/tmp\/evil\/dhcp\/mds\.dhcp-hosts"$/m);
+      assert.match(conf, /^pid-file="\/run\/md #x,y-dnsmasq\/mds\.pid"$/m);
+      if (spawnSync('sh', ['-c', 'command -v dnsmasq'], { stdio: 'ignore' }).status === 0) {
+        // dnsmasq itself reads it as the same options, with the quoted values as they are.
+        fs.writeFileSync(path.join(dir, 'dnsmasq.conf'), conf);
+        const check = spawnSync('dnsmasq', ['--test', `--conf-file=${path.join(dir, 'dnsmasq.conf')}`], { encoding: 'utf8' });
+        assert.equal(check.status, 0, check.stderr);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('host records whose MAC, name or address could add a line or a field are left out of both host files', () => {
+    const hostile: HostEntry[] = [
+      { hostName: 'ok', mac: '52:54:00:00:00:01\ndhcp-script=/tmp/evil', ipv4: '10.122.0.9', ipv6: null },
+      { hostName: 'ok\n10.122.0.8 victim', mac: '52:54:00:00:00:02', ipv4: '10.122.0.8', ipv6: null },
+      { hostName: 'ok', mac: '52:54:00:00:00:03', ipv4: '10.122.0.7,set:evil', ipv6: null },
+      { hostName: 'ok', mac: '52:54:00:00:00:04', ipv4: null, ipv6: 'fd00::1]\nconf-file=/tmp/evil' },
+    ];
+    assert.equal(renderDhcpHosts([...hostile, ...HOSTS], 600), renderDhcpHosts(HOSTS, 600));
+    assert.equal(renderDnsHosts(cfg, [...hostile, ...HOSTS]), renderDnsHosts(cfg, HOSTS));
+  });
 });
 
 describe('writing and signalling', () => {
   test('files are replaced atomically and dnsmasq named by the pid file gets SIGHUP', async () => {
     const dir = tempDir();
     const cfg = configFor({ dnsmasq: { base_dir: path.join(dir, 'base'), run_dir: path.join(dir, 'run') } });
-    fs.mkdirSync(path.join(dir, 'run'));
-    // A real process standing in for dnsmasq: it reports the SIGHUP it receives.
+    // dnsmasq's pid file is in its own directory beside run_dir, which systemd creates for it.
+    fs.mkdirSync(path.join(dir, 'run-dnsmasq'));
+    // A real process standing in for dnsmasq: it says when it is ready for SIGHUP (a busy machine
+    // may take a while to start it), and reports the SIGHUP it receives.
     const child = spawn(process.execPath, ['-e', "process.on('SIGHUP', () => { console.log('HUP'); process.exit(0) }); console.log('ready'); setInterval(() => {}, 1000)"]);
-    try {
-      // Signalled only once its handler is in place: a loaded machine can take a while to start node.
-      const lines: string[] = [];
-      let wake = (): void => {};
-      child.stdout.on('data', (d: Buffer) => {
-        lines.push(...d.toString().split('\n').filter(Boolean));
-        wake();
-      });
-      const line = async (want: string): Promise<string> => {
-        const deadline = Date.now() + 20000;
-        while (!lines.includes(want) && Date.now() < deadline) await new Promise<void>((r) => { wake = r; setTimeout(r, 200); });
-        return lines.includes(want) ? want : `no "${want}" from the child`;
+    let timer: NodeJS.Timeout | undefined;
+    let output = '';
+    const waiters: (() => void)[] = [];
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+      for (const w of waiters) w();
+    });
+    child.once('exit', () => {
+      for (const w of waiters) w();
+    });
+    /** Resolves with `line` once the stand-in printed it, or with why it never will. */
+    const seen = (line: string): Promise<string> => new Promise((resolve) => {
+      const check = (): void => {
+        if (output.split('\n').includes(line)) resolve(line);
+        else if (child.exitCode !== null || child.signalCode !== null) resolve(`exited before ${line}`);
       };
-      assert.equal(await line('ready'), 'ready');
-      fs.writeFileSync(path.join(dir, 'run', 'mds.pid'), `${child.pid}\n`);
-      const got = line('HUP');
+      waiters.push(check);
+      clearTimeout(timer);
+      timer = setTimeout(() => resolve(`no ${line} within 20 s`), 20000);
+      check();
+    });
+    try {
+      assert.equal(await seen('ready'), 'ready');
+      fs.writeFileSync(dnsmasqPaths(cfg).pidFile, `${child.pid}\n`);
+      const got = seen('HUP');
       const files = new DnsmasqFiles(() => cfg, () => HOSTS);
       assert.equal(files.writeAll(), true);
-      assert.equal((await got).trim(), 'HUP');
+      assert.equal(await got, 'HUP');
       assert.equal(fs.readFileSync(path.join(dir, 'base', 'dhcp', 'mds.dhcp-hosts'), 'utf8'), renderDhcpHosts(HOSTS, 86400));
       assert.deepEqual(fs.readdirSync(path.join(dir, 'base', 'dns')), ['mds.dns-hosts'], 'no temporary files are left');
     } finally {
+      clearTimeout(timer);
       child.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('mdserver writes only data files, never a dnsmasq configuration, and removes the one an earlier version wrote', () => {
+    const dir = tempDir();
+    try {
+      const cfg = configFor({ dnsmasq: { base_dir: path.join(dir, 'base'), run_dir: path.join(dir, 'run') } });
+      fs.mkdirSync(path.join(dir, 'base'));
+      // What mdserver (and md_server) wrote before: a root-started dnsmasq read it as options.
+      fs.writeFileSync(path.join(dir, 'base', 'mds.conf'), '## WARNING: THIS IS AN AUTO-GENERATED FILE. MANUAL CHANGES WILL BE OVERWRITTEN.\nuser=mdserver\n');
+      fs.writeFileSync(path.join(dir, 'base', 'notes.conf'), 'an administrator\'s own file\n');
+      const files = new DnsmasqFiles(() => cfg, () => HOSTS);
+      assert.equal(files.writeAll(), true);
+      const written: string[] = [];
+      const walk = (d: string): void => {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+          if (e.isDirectory()) walk(path.join(d, e.name));
+          else written.push(path.relative(path.join(dir, 'base'), path.join(d, e.name)));
+        }
+      };
+      walk(path.join(dir, 'base'));
+      assert.deepEqual(written.sort(), ['dhcp/mds.dhcp-hosts', 'dns/mds.dns-hosts', 'mds.opts', 'notes.conf']);
+      // dnsmasq's directory is root's, made by systemd: mdserver neither creates nor writes it.
+      assert.equal(fs.existsSync(path.join(dir, 'run-dnsmasq')), false);
+    } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -114,8 +187,8 @@ describe('writing and signalling', () => {
     const files = new DnsmasqFiles(() => cfg, () => HOSTS);
     assert.equal(files.writeAll(), true);
     assert.match(files.getStatus().hupError ?? '', /ENOENT/);
-    fs.mkdirSync(path.join(dir, 'run'));
-    fs.writeFileSync(path.join(dir, 'run', 'mds.pid'), 'garbage');
+    fs.mkdirSync(path.join(dir, 'run-dnsmasq'));
+    fs.writeFileSync(path.join(dir, 'run-dnsmasq', 'mds.pid'), 'garbage');
     files.flush();
     assert.match(files.getStatus().hupError ?? '', /not a process id/);
     fs.rmSync(dir, { recursive: true, force: true });

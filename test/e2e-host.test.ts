@@ -3,7 +3,8 @@
 // VM reads its metadata from 169.254.169.254 through the route DHCP gave it.
 //
 //   host namespace: br-mds (10.99.0.1/24 and 169.254.169.254/32), mdserver on 169.254.169.254:80,
-//                   dnsmasq started from the files mdserver wrote (as mdserver-dnsmasq.service does)
+//                   dnsmasq started by mdserver-dnsmasq.service's own commands (configuration
+//                   written by root, its capabilities, no new privileges), reading mdserver's files
 //   VM namespaces:  eth0 (the domain XML's MAC) <- veth -> br-mds; busybox udhcpc, curl, nslookup
 
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import assert from 'node:assert/strict';
 import { domainXml, tempDir, VM1, VM2, writeConfig, type DomainSpec } from './helpers.js';
 import { cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
 import { cli, HOOK, MDSERVER } from './process.js';
+import { readUnit, startUnit } from './unit.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
 const MDS = '169.254.169.254';
@@ -57,11 +59,11 @@ interface Lease {
   lease: string;
 }
 
-test('a VM registered by the libvirt hook gets its address from dnsmasq and its metadata from mdserver', skipUnlessNetns([DNSMASQ, 'busybox', 'curl']), async (t) => {
+test('a VM registered by the libvirt hook gets its address from dnsmasq and its metadata from mdserver', skipUnlessNetns([DNSMASQ, 'busybox', 'curl', 'setpriv']), async (t) => {
   const dir = tempDir('mdserver-e2e-');
   const host = Netns.create('mdsh');
   const vms: Netns[] = [];
-  const output = { mdserver: '', dnsmasq: '' };
+  const output = { mdserver: '', dnsmasq: (): string => '' };
   try {
     // The host side: a bridge like libvirt's mds network (doc/mds-network.xml).
     host.ip('link', 'add', 'br-mds', 'type', 'bridge');
@@ -85,12 +87,14 @@ test('a VM registered by the libvirt hook gets its address from dnsmasq and its 
     mdserver.stdout?.on('data', (c: Buffer) => (output.mdserver += c.toString()));
     mdserver.stderr?.on('data', (c: Buffer) => (output.mdserver += c.toString()));
     await waitFor('mdserver on 169.254.169.254:80', () => host.try('curl', ['-sS', '--max-time', '2', `http://${MDS}/service/name`]).stdout === 'mdserver', 30000);
-    const conf = path.join(dir, 'dnsmasq', 'mds.conf');
-    assert.ok(fs.existsSync(conf));
-    const dnsmasq = host.spawn(DNSMASQ, ['--keep-in-foreground', `--conf-file=${conf}`, '--log-facility=-', '--log-dhcp']);
-    dnsmasq.stdout?.on('data', (c: Buffer) => (output.dnsmasq += c.toString()));
-    dnsmasq.stderr?.on('data', (c: Buffer) => (output.dnsmasq += c.toString()));
-    const pidFile = path.join(dir, 'run', 'mds.pid');
+    const unit = startUnit(host, readUnit('mdserver-dnsmasq.service'), {
+      '/etc/mdserver/mdserver.conf': config,
+      '/usr/local/bin/mdserver': MDSERVER,
+      '/run/mdserver-dnsmasq': path.join(dir, 'run-dnsmasq'),
+    }, ['--log-facility=-', '--log-dhcp']);
+    const dnsmasq = unit.child;
+    output.dnsmasq = (): string => unit.output();
+    const pidFile = path.join(dir, 'run-dnsmasq', 'mds.pid');
     await waitFor('dnsmasq pid file', () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '');
     const dnsmasqPid = fs.readFileSync(pidFile, 'utf8').trim();
 
@@ -126,7 +130,7 @@ test('a VM registered by the libvirt hook gets its address from dnsmasq and its 
     await t.test('the VM gets its allocated address and the classless route to 169.254.169.254 by DHCP', () => {
       const vm1 = attach(VM1);
       const { status, lease } = dhcp(vm1);
-      assert.equal(status, 0, output.dnsmasq);
+      assert.equal(status, 0, output.dnsmasq());
       assert.equal(lease?.ip, ip1);
       assert.equal(lease?.hostname, 'test1');
       assert.equal(lease?.lease, '600');
@@ -162,13 +166,13 @@ test('a VM registered by the libvirt hook gets its address from dnsmasq and its 
       assert.ok(ip2, h2.stderr);
       const vm2 = attach(VM2);
       const { status, lease } = dhcp(vm2);
-      assert.equal(status, 0, output.dnsmasq);
+      assert.equal(status, 0, output.dnsmasq());
       assert.equal(lease?.ip, ip2);
       assert.equal(get(vm2, '/latest/meta-data/local-hostname'), 'test2');
       // Same dnsmasq process throughout: the new host entry arrived by SIGHUP.
       assert.equal(fs.readFileSync(pidFile, 'utf8').trim(), dnsmasqPid);
       assert.equal(dnsmasq.exitCode, null);
-      assert.match(output.dnsmasq, /read .*mds\.dhcp-hosts/);
+      assert.match(output.dnsmasq(), /read .*mds\.dhcp-hosts/);
     });
 
     await t.test('instances delete removes a VM and its lease entry', async () => {
@@ -200,7 +204,7 @@ test('a VM registered by the libvirt hook gets its address from dnsmasq and its 
       assert.ok(ms < 7000, `the hook took ${ms} ms`);
     });
   } finally {
-    if (process.env['MDSERVER_TEST_LOGS']) process.stderr.write(`--- mdserver\n${output.mdserver}\n--- dnsmasq\n${output.dnsmasq}\n`);
+    if (process.env['MDSERVER_TEST_LOGS']) process.stderr.write(`--- mdserver\n${output.mdserver}\n--- dnsmasq\n${output.dnsmasq()}\n`);
     cleanupNetns();
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -88,6 +88,28 @@ test('the hook logs a refused domain and still exits 0', async () => {
   }
 });
 
+test('a domain name carrying a status marker does not change what the hook logs', async () => {
+  const t = await startTestServer();
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    // The reply quotes the domain name. Before, the status was read from a marker in the same text
+    // as the reply, so a refused domain with the marker in its name was logged as registered...
+    const refused = { name: 'spoof #mdserver-status=201#', uuid: '6f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:77', network: 'default' };
+    const r1 = await hook(t.dir, url, [refused.name, 'prepare', 'begin', '-'], domainXml(refused));
+    assert.equal(r1.status, 0);
+    assert.equal(r1.stdout, '');
+    assert.match(r1.stderr, /^mdserver-hook: prepare spoof #mdserver-status=201#: mdserver refused the domain \(400\): domain spoof #mdserver-status=201# has no interface on network "mds"/m);
+    // ...and a registered one as unreachable.
+    const registered = { name: 'fine #mdserver-status=000#', uuid: '7f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:88' };
+    const r2 = await hook(t.dir, url, [registered.name, 'prepare', 'begin', '-'], domainXml(registered));
+    assert.equal(r2.status, 0);
+    assert.match(r2.stderr, /^mdserver-hook: prepare fine #mdserver-status=000#: registered fine #mdserver-status=000# mac=52:54:00:11:22:88 ipv4=127\.1\.\d+\.\d+$/m);
+    assert.doesNotMatch(r2.stderr, /cannot reach/);
+  } finally {
+    await t.close();
+  }
+});
+
 test('the hook gives up quickly and exits 0 when mdserver is not running', async () => {
   const dir = tempDir();
   try {

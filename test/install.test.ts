@@ -59,8 +59,12 @@ test('the installer puts config, user-data directory, units, hook and defaults u
     assert.match(fs.readFileSync(f('etc/default/mdserver'), 'utf8'), /^MDSERVER_URL=http:\/\/169\.254\.169\.254:8080$/m);
     const unit = fs.readFileSync(f('etc/systemd/system/mdserver.service'), 'utf8');
     assert.match(unit, new RegExp(`^ExecStart=${MDSERVER.replace(/[.]/g, '\\.')} /etc/mdserver/mdserver.conf$`, 'm'));
-    assert.ok(fs.existsSync(f('etc/systemd/system/mdserver-dnsmasq.service')));
+    const dnsmasqUnit = fs.readFileSync(f('etc/systemd/system/mdserver-dnsmasq.service'), 'utf8');
+    assert.match(dnsmasqUnit, new RegExp(`^ExecStartPre=\\+${MDSERVER.replace(/[.]/g, '\\.')} dnsmasq-conf `, 'm'));
     assert.ok(fs.statSync(f('var/lib/mdserver/dnsmasq')).isDirectory());
+    // logrotate refuses a snippet that others can write; it rotates as the service user.
+    assert.equal(mode('etc/logrotate.d/mdserver'), 0o644);
+    assert.match(fs.readFileSync(f('etc/logrotate.d/mdserver'), 'utf8'), /^ {4}su mdserver mdserver$/m);
     // A staged install never touches the build host's users.
     assert.doesNotMatch(r.stdout, /created\s+user/);
   } finally {
@@ -83,6 +87,26 @@ test('running the installer again changes nothing and keeps an edited configurat
     assert.match(again.stdout, /kept\s+.*etc\/mdserver\/mdserver\.conf \(exists; not overwritten\)/);
     assert.match(again.stdout, /unchanged\s+.*etc\/systemd\/system\/mdserver\.service/);
     assert.match(fs.readFileSync(conf, 'utf8'), /AAAAedited/);
+  } finally {
+    fs.rmSync(prefix, { recursive: true, force: true });
+  }
+});
+
+test('the installer warns about md_server\'s path unit and drop-ins that start dnsmasq from a file of their own', async () => {
+  const prefix = tempDir('mdserver-install-');
+  try {
+    const units = path.join(prefix, 'etc/systemd/system');
+    fs.mkdirSync(path.join(units, 'mdserver-dnsmasq.service.d'), { recursive: true });
+    fs.writeFileSync(path.join(units, 'mdserver-dnsmasq.path'), '[Path]\nPathExists=/var/lib/mdserver/dnsmasq/mds.conf\n');
+    // What doc/setup.md once suggested for a changed net_name or base_dir.
+    fs.writeFileSync(path.join(units, 'mdserver-dnsmasq.service.d', 'override.conf'),
+      '[Service]\nExecStart=\nExecStart=/usr/sbin/dnsmasq --keep-in-foreground --conf-file=/srv/mds/dnsmasq/lab.conf\n');
+    fs.writeFileSync(path.join(units, 'mdserver-dnsmasq.service.d', 'limits.conf'), '[Service]\nLimitNOFILE=4096\n');
+    const r = await install(prefix);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /warning\s+.*mdserver-dnsmasq\.path is md_server's: remove it/);
+    assert.match(r.stdout, /warning\s+.*override\.conf starts dnsmasq with a configuration file of its own/);
+    assert.doesNotMatch(r.stdout, /limits\.conf/);
   } finally {
     fs.rmSync(prefix, { recursive: true, force: true });
   }
@@ -124,7 +148,7 @@ test('the units run mdserver as its own user, ready only when it says so, with d
   assert.match(unit, /^Wants=mdserver-dnsmasq\.service$/m);
   assert.match(dnsmasq, /^After=mdserver\.service$/m);
   assert.match(dnsmasq, /^PartOf=mdserver\.service$/m);
-  assert.match(dnsmasq, /--conf-file=\/var\/lib\/mdserver\/dnsmasq\/mds\.conf/);
+  assert.match(dnsmasq, /^ExecStart=\/usr\/sbin\/dnsmasq --keep-in-foreground --conf-file=\/run\/mdserver-dnsmasq\/dnsmasq\.conf$/m);
 });
 
 test('the hook and the installer are shellcheck-clean', need('shellcheck', 'shellcheck'), async () => {

@@ -3,13 +3,14 @@
 // `{"error": code, "message": ...}` with the status of the error's code.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { describe, isMdsError, MdsError } from '../errors.js';
+import { MdsError } from '../errors.js';
 import { health } from '../health.js';
+import { errorHandler } from '../http/errorReply.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
-import type { Instance } from '../store/store.js';
 import { VERSION } from '../version.js';
+import { instanceJson, type RekeyJson, type StatusReport } from './protocol.js';
 
 const log = moduleLogger('admin');
 
@@ -23,24 +24,7 @@ export interface AdminDeps {
   lastReload(): { at: string; ok: boolean } | null;
 }
 
-/** The JSON form of an instance, as `mdserver instances show --json` prints it. */
-export function instanceView(i: Instance): Record<string, unknown> {
-  return {
-    name: i.name,
-    hostName: i.hostName,
-    uuid: i.uuid,
-    mac: i.mac,
-    ipv4: i.ipv4,
-    ipv6: i.ipv6,
-    location: i.location,
-    arch: i.arch,
-    metadata: i.metadata,
-    firstSeen: new Date(i.firstSeen).toISOString(),
-    lastUpdate: new Date(i.lastUpdate).toISOString(),
-  };
-}
-
-export function statusView(d: AdminDeps): Record<string, unknown> {
+export function statusReport(d: AdminDeps): StatusReport {
   const cfg = d.services.config();
   const h = health(d.services);
   return {
@@ -77,23 +61,23 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/status', (_req, res) => {
-    res.json(statusView(d));
+    res.json(statusReport(d));
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.services.registry.list().map(instanceView));
+    res.json(d.services.registry.list().map(instanceJson));
   });
 
   app.get('/instances/:name', (req, res) => {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(i));
+    res.json(instanceJson(i));
   });
 
   app.delete('/instances/:name', async (req, res) => {
     const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceView(gone));
+    res.json(instanceJson(gone));
   });
 
   // `mdserver instances rekey`: the domain was defined again under a new uuid (the ec2 recipe);
@@ -103,7 +87,8 @@ export function createAdminApp(d: AdminDeps): express.Express {
     if (typeof uuid !== 'string') throw new MdsError('BAD_REQUEST', 'expected {"uuid": "<the new uuid>"}');
     const r = await d.services.registry.rekey(name(req), uuid);
     if (!r) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json({ previousUuid: r.previousUuid, instance: instanceView(r.instance) });
+    const reply: RekeyJson = { previousUuid: r.previousUuid, instance: instanceJson(r.instance) };
+    res.json(reply);
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be
@@ -118,7 +103,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.post('/instances', body, async (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
     const r = await d.services.registry.register(req.body);
-    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceView(r.instance) });
+    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceJson(r.instance) });
   });
 
   app.post('/reload', (_req, res) => {
@@ -130,25 +115,11 @@ export function createAdminApp(d: AdminDeps): express.Express {
     throw new MdsError('NOT_FOUND', `no admin resource ${req.method} ${req.path}`);
   });
 
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let e: MdsError;
-    if (isMdsError(err)) e = err;
-    else if (isClientError(err)) e = new MdsError(err.status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', `Bad request: ${err.message}`);
-    else {
-      log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
-      e = new MdsError('INTERNAL', 'Internal error');
-    }
-    log.log(e.status >= 500 ? 'error' : 'warn', e.message, { code: e.code, path: req.path.slice(0, 256) });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.status(e.status).json({ error: e.code, message: e.message });
-  });
+  app.use(errorHandler({
+    log,
+    send: (res, reply) => {
+      res.json({ error: reply.error.code, message: reply.error.message });
+    },
+  }));
   return app;
-}
-
-function isClientError(e: unknown): e is { status: number; message: string } {
-  const s = (e as { status?: unknown } | null)?.status;
-  return typeof s === 'number' && s >= 400 && s < 500;
 }

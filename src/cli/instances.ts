@@ -1,6 +1,7 @@
 // `mdserver instances list | show NAME | delete NAME | rekey NAME --uuid UUID`: the registered
 // VMs of a running server.
 
+import type { InstanceJson, RekeyJson } from '../admin/protocol.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket, type Parsed } from './common.js';
 import { formatTable } from './table.js';
 
@@ -18,17 +19,6 @@ Options:
       --json         print JSON, for scripts
       --uuid UUID    the domain's new uuid (rekey)
 ${COMMON_HELP}`;
-
-interface InstanceJson {
-  name: string;
-  uuid: string;
-  mac: string;
-  ipv4: string | null;
-  hostName: string;
-  lastUpdate: string;
-  metadata: Record<string, string>;
-  [k: string]: unknown;
-}
 
 function show(i: InstanceJson): string {
   const lines: [string, string][] = [];
@@ -77,7 +67,7 @@ function printOne(action: string, body: unknown, json: boolean): void {
     const i = body as InstanceJson;
     out(`deleted ${i.name} (${i.ipv4 ?? 'no address'}, ${i.mac}); its address is free again`);
   } else {
-    const { previousUuid, instance: i } = body as { previousUuid: string; instance: InstanceJson };
+    const { previousUuid, instance: i } = body as RekeyJson;
     out(previousUuid === i.uuid
       ? `${i.name} already has uuid ${i.uuid}; nothing changed`
       : `moved ${i.name} from uuid ${previousUuid} to ${i.uuid}; it keeps ${i.ipv4 ?? 'no address'} and its instance id`);

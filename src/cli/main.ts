@@ -4,8 +4,9 @@
 import { sysinfoCommand } from './sysinfo.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from '../config/index.js';
 import { describe } from '../errors.js';
-import { moduleLogger } from '../log.js';
+import { moduleLogger, reopenLogfile } from '../log.js';
 import { CommandError } from './common.js';
+import { dnsmasqConfCommand } from './dnsmasqconf.js';
 import { instancesCommand } from './instances.js';
 import { reloadCommand } from './reload.js';
 import { statusCommand } from './status.js';
@@ -18,6 +19,7 @@ const log = moduleLogger('cli');
 
 /** Subcommands: name -> handler of the arguments after the name, returning the exit status. */
 const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  'dnsmasq-conf': (args) => Promise.resolve(dnsmasqConfCommand(args)),
   instances: instancesCommand,
   reload: reloadCommand,
   status: statusCommand,
@@ -35,6 +37,9 @@ const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver reload                   re-read the configuration (as SIGHUP does)
        mdserver status [--json]          health of the running server and its dnsmasq files
        mdserver sync [--connect URI]     register every domain libvirt knows
+       mdserver dnsmasq-conf [--output FILE]
+                                         dnsmasq's configuration (run as root by
+                                         mdserver-dnsmasq.service)
        mdserver --version | --help
 
 CONFIG defaults to ${DEFAULT_CONFIG_FILE}. The subcommands talk to the running server over its
@@ -68,6 +73,13 @@ async function announceReady(r: Running): Promise<void> {
 }
 
 async function run(file: string): Promise<number> {
+  // SIGUSR1 reopens the logfile (logrotate's postrotate sends it). Installed first: without a
+  // listener Node takes SIGUSR1 as the request to open its inspector on 127.0.0.1:9229, where
+  // any local account could attach and run code in this process.
+  process.on('SIGUSR1', () => {
+    const opened = reopenLogfile();
+    log.info('signal received; logfile reopened', { signal: 'SIGUSR1', reopened: opened });
+  });
   let running;
   try {
     running = await startServer(file);

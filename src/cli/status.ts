@@ -1,6 +1,7 @@
 // `mdserver status`: whether the running server is healthy, and its dnsmasq files' state.
 // Exit status 0 when healthy, 1 otherwise (including when it cannot be reached).
 
+import type { StatusReport } from '../admin/protocol.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseOptionsOnly, resolveSocket } from './common.js';
 
 export const STATUS_USAGE = `Usage: mdserver status [--json] [options]
@@ -9,31 +10,12 @@ Options:
       --json         print JSON, for scripts and monitoring
 ${COMMON_HELP}`;
 
-interface StatusJson {
-  healthy: boolean;
-  version: string;
-  pid: number;
-  startedAt: string;
-  uptimeSeconds: number;
-  configFiles: string[];
-  listen: { address: string; port: number };
-  instances: number;
-  network: string;
-  lastReload: { at: string; ok: boolean } | null;
-  problems: string[];
-  dnsmasq: {
-    running: boolean; pid: number | null;
-    files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
-  };
-  logfile: { file: string | null; writable: boolean };
-}
-
 export async function statusCommand(args: string[]): Promise<number> {
   const p = parseOptionsOnly(args, STATUS_USAGE, { json: { type: 'boolean' } });
   if (!p) return 0;
   const r = await adminRequest(resolveSocket(p), 'GET', '/status');
   if (r.status !== 200) throw new CommandError(errorMessage(r.body));
-  const s = r.body as StatusJson;
+  const s = r.body as StatusReport;
   if (p.values['json'] === true) {
     out(JSON.stringify(s, null, 2));
     return s.healthy ? 0 : 1;

@@ -1,5 +1,8 @@
 // `mdserver sync`: registers every domain libvirt knows (running or not), for a fresh database on a
 // host that already has VMs. Domains without an interface on the metadata network are skipped.
+//
+// Domains are fetched by uuid, never by name: a name is chosen by whoever defines the domain, and
+// virsh would read one such as `--domain=other` as an option and dump another domain instead.
 
 import { execFile } from 'node:child_process';
 import { adminRequest, COMMON_HELP, CommandError, err, errorMessage, out, parseOptionsOnly, resolveSocket } from './common.js';
@@ -23,37 +26,46 @@ function virsh(uri: string | undefined, args: string[]): Promise<string> {
   });
 }
 
+/** What `virsh list --uuid` prints for a domain; anything else is never passed to virsh. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export async function syncCommand(args: string[]): Promise<number> {
   const p = parseOptionsOnly(args, SYNC_USAGE, { connect: { type: 'string' } });
   if (!p) return 0;
   const uri = typeof p.values['connect'] === 'string' ? p.values['connect'] : undefined;
   const socket = resolveSocket(p);
-  const names = (await virsh(uri, ['list', '--all', '--name'])).split('\n').map((s) => s.trim()).filter(Boolean);
+  const uuids = (await virsh(uri, ['list', '--all', '--uuid'])).split('\n').map((s) => s.trim()).filter(Boolean);
   const count = { registered: 0, updated: 0, skipped: 0, failed: 0 };
-  for (const name of names) {
+  for (const uuid of uuids) {
+    if (!UUID.test(uuid)) {
+      err(`failed     ${JSON.stringify(uuid)}: virsh listed something that is not a domain uuid`);
+      count.failed++;
+      continue;
+    }
     let xml: string;
     try {
-      xml = await virsh(uri, ['dumpxml', name]);
+      // `--` ends virsh's options, so nothing after it is read as one.
+      xml = await virsh(uri, ['dumpxml', '--', uuid]);
     } catch (e) {
       // The domain may have been undefined since the listing; that is not a reason to stop.
-      err(`failed     ${name}: ${(e as Error).message}`);
+      err(`failed     ${uuid}: ${(e as Error).message}`);
       count.failed++;
       continue;
     }
     const r = await adminRequest(socket, 'POST', '/instances', xml);
-    const b = r.body as { error?: string; instance?: { ipv4: string | null } };
+    const b = r.body as { error?: string; instance?: { name: string; ipv4: string | null } };
     if (r.status === 201 || r.status === 200) {
       const what = r.status === 201 ? 'registered' : 'updated';
       count[what]++;
-      out(`${what.padEnd(10)} ${name} ${b.instance?.ipv4 ?? ''}`.trimEnd());
+      out(`${what.padEnd(10)} ${b.instance?.name ?? uuid} ${b.instance?.ipv4 ?? ''}`.trimEnd());
     } else if (b.error === 'NO_MDS_INTERFACE') {
       count.skipped++;
-      out(`skipped    ${name}: ${errorMessage(r.body)}`);
+      out(`skipped    ${uuid}: ${errorMessage(r.body)}`);
     } else {
       count.failed++;
-      err(`failed     ${name}: ${errorMessage(r.body)}`);
+      err(`failed     ${uuid}: ${errorMessage(r.body)}`);
     }
   }
-  out(`${names.length} domain(s): ${count.registered} registered, ${count.updated} updated, ${count.skipped} skipped, ${count.failed} failed`);
+  out(`${uuids.length} domain(s): ${count.registered} registered, ${count.updated} updated, ${count.skipped} skipped, ${count.failed} failed`);
   return count.failed > 0 ? 1 : 0;
 }

@@ -28,13 +28,13 @@ export class ConfigError extends MdsError {
  */
 export type ConfigSource = () => Config;
 
-export interface Loaded {
+export interface LoadedConfig {
   config: Config;
   warnings: string[];
 }
 
 /** Reads `file` and its includes; throws ConfigError listing every problem found. */
-export function loadConfig(file: string): Loaded {
+export function loadConfig(file: string): LoadedConfig {
   const read = readConfigFiles(file);
   const readProblems: ConfigProblem[] = read.problems.map((p) => ({
     file: p.file, section: '', key: '', value: '', message: p.message,

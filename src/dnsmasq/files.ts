@@ -1,6 +1,7 @@
-// Writes the dnsmasq files (each atomically: a dot-named temporary file, then rename) and signals
-// dnsmasq to re-read them. Host files are rewritten on every change, coalesced during bursts;
-// failures are logged and retried, never fatal: the database stays the source of truth.
+// Writes dnsmasq's data files (each atomically: a dot-named temporary file, then rename) and
+// signals dnsmasq to re-read them. Host files are rewritten on every change, coalesced during
+// bursts; failures are logged and retried, never fatal: the database stays the source of truth.
+// dnsmasq's main configuration is not written here: root writes it (see render.ts).
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,9 +9,26 @@ import type { ConfigSource } from '../config/index.js';
 import { writeAtomic } from '../atomic.js';
 import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { dnsmasqPaths, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
+import { dnsmasqPaths, isSafeHost, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
 
 const log = moduleLogger('dnsmasq');
+
+/**
+ * Removes the main configuration an earlier mdserver wrote into base_dir. A dnsmasq started from it
+ * (md_server's unit, or an old drop-in) would run as root whatever the mdserver account put in it;
+ * without the file such a unit fails to start, which says what to fix, instead of running with it.
+ * Only a file that mdserver or md_server generated is removed.
+ */
+function removeLegacyConf(file: string): void {
+  try {
+    const head = fs.readFileSync(file, 'utf8').slice(0, 200);
+    if (!/THIS IS AN AUTO-GENERATED FILE/.test(head)) return;
+    fs.rmSync(file);
+    log.warn('removed the dnsmasq configuration an earlier version wrote; mdserver-dnsmasq.service now has root write it at each start (mdserver dnsmasq-conf)', { file });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('cannot remove an old dnsmasq configuration', { file, error: describe(e) });
+  }
+}
 
 export interface DnsmasqStatus {
   ok: boolean;
@@ -24,9 +42,11 @@ export class DnsmasqFiles {
   private pending: NodeJS.Timeout | null = null;
   private lastFlushAt = 0;
   private lastFlushMs = 0;
-  /** Whether the config and options files have been written; a retry must write them too. */
+  /** Whether the options file has been written; a retry must write it too. */
   private confWritten = false;
   private readonly status: DnsmasqStatus = { ok: true, lastError: null, lastWrite: null, lastHup: null, hupError: null };
+  /** Host entries already reported as unfit for dnsmasq's files, so each is logged once. */
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly config: ConfigSource,
@@ -38,21 +58,21 @@ export class DnsmasqFiles {
     return { ...this.status };
   }
 
-  /** Writes the config and options files and both host files now. Returns false on failure. */
+  /** Writes the options file and both host files now. Returns false on failure. */
   writeAll(): boolean {
     const cfg = this.config();
     const p = dnsmasqPaths(cfg);
     try {
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
-      writeAtomic(p.conf, renderConf(cfg));
       writeAtomic(p.opts, renderOpts(cfg));
       this.confWritten = true;
-      log.info('wrote dnsmasq config', { conf: p.conf, opts: p.opts });
+      log.info('wrote dnsmasq options', { opts: p.opts });
     } catch (e) {
       this.failed(e);
       return false;
     }
+    removeLegacyConf(p.legacyConf);
     return this.flush();
   }
 
@@ -62,7 +82,7 @@ export class DnsmasqFiles {
    * burst, writes are spaced by at least ten times the cost of the last one (100 ms minimum), so
    * that rewriting ten thousand hosts does not dominate an upload storm.
    */
-  changed(): void {
+  scheduleWrite(): void {
     if (this.pending) return;
     const gap = Math.max(100, this.lastFlushMs * 10);
     const wait = this.lastFlushAt + gap - Date.now();
@@ -88,6 +108,7 @@ export class DnsmasqFiles {
     const p = dnsmasqPaths(cfg);
     try {
       const hosts = this.hosts();
+      this.reportUnfit(hosts);
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
       writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen));
@@ -105,6 +126,19 @@ export class DnsmasqFiles {
     }
     this.hup();
     return true;
+  }
+
+  /** Logs, once each, records that render.ts leaves out of dnsmasq's files. */
+  private reportUnfit(hosts: readonly HostEntry[]): void {
+    for (const h of hosts) {
+      if (isSafeHost(h)) continue;
+      const key = JSON.stringify(h);
+      if (this.reported.has(key)) continue;
+      this.reported.add(key);
+      log.warn('left an instance out of the dnsmasq files: its MAC, host name or address cannot be written there', {
+        hostName: h.hostName.slice(0, 100), mac: h.mac.slice(0, 100), ipv4: h.ipv4?.slice(0, 100) ?? null, ipv6: h.ipv6?.slice(0, 100) ?? null,
+      });
+    }
   }
 
   private failed(e: unknown): void {

@@ -1,116 +1,98 @@
-// The Express application, built from injected services: routes, access log, one error handler.
+// The Express application, built from injected services: one middleware (access log, rate limit,
+// dispatch through the route table) and one error handler.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { describe, isMdsError, MdsError } from '../errors.js';
-import { health } from '../health.js';
+import type { Config } from '../config/index.js';
+import { MdsError } from '../errors.js';
 import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
+import { errorHandler, HttpError } from './errorReply.js';
+import { collapseSlashes, splitPath } from './path.js';
 import { sendText } from './respond.js';
-import { ec2Handler } from './routes/ec2.js';
-import { nocloudHandler } from './routes/nocloud.js';
-import { openstackHandler } from './routes/openstack.js';
-import { serviceHandler } from './routes/service.js';
-import { TOKEN_PATH, tokenHandler } from './routes/token.js';
-import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
+import { allowHeader, allows, RouteTable } from './router.js';
+import { publicRoutes, type Route } from './routeTable.js';
+import { checkToken } from './routes/ec2.js';
 
 const log = moduleLogger('http');
 
-/** Host-only: what is degraded (dnsmasq files or process, logfile). */
-export const HEALTH_PATH = '/health';
+/** What an exact-path route gets for `segs`: those routes never read them. */
+const NO_SEGMENTS: readonly string[] = Object.freeze([]);
 
-export function createApp(ctx: Services): express.Express {
+export function createApp(services: Services): express.Express {
   const app = express();
   app.disable('x-powered-by');
   // Hashing every body for an ETag costs time on the hot path and no client uses it.
   app.set('etag', false);
   app.set('trust proxy', false);
 
-  const token = tokenHandler(ctx);
-  const upload = uploadHandler(ctx);
-  const service = serviceHandler(ctx);
-  const ec2 = ec2Handler(ctx);
-  const openstack = openstackHandler(ctx);
-  const nocloud = nocloudHandler(ctx);
-
-  // The access log is per-request detail, so debug (info is for lifecycle and state changes): at
-  // info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
-  // logged at warn by the error handler below.
-  const accessLog = (req: Request, res: Response): void => {
-    const started = performance.now();
-    res.on('finish', () => {
-      log.debug(`${clientAddress(req)} ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`, {
-        ms: Math.round((performance.now() - started) * 100) / 100,
-      });
-    });
-  };
-
-  // Rate limiting comes before any work: a flooding VM costs one map lookup per request. The
-  // host itself (uploads, admin checks) is never limited.
-  const rateLimit = (req: Request): void => {
-    const client = clientAddress(req);
-    if (isHost(client, ctx.config())) return;
-    const verdict = ctx.limiter.take(client);
-    if (verdict.allowed) return;
-    if (verdict.firstOfRun) log.warn('rate limiting a client', { client });
-    throw new MdsError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { headers: { 'Retry-After': String(verdict.retryAfter) } });
-  };
-
+  const dispatch = dispatcher(services, new RouteTable<Config, Route>(publicRoutes(services)));
   // One middleware does everything: each extra Express layer is a measurable part of a metadata
   // request (doc/benchmarks.md).
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (isLogged('debug')) accessLog(req, res);
-    if (ctx.limiter.enabled) rateLimit(req);
-    // Doubled slashes are collapsed for dispatch: clients build URLs by joining a base that may
-    // end in `/` with a path that starts with one (the AWS SDK's token PUT among them).
-    const raw = req.path;
-    const p = raw.includes('//') ? raw.replace(/\/{2,}/g, '/') : raw;
-    if (p === TOKEN_PATH) return token(req, res);
-    if (p === UPLOAD_PATH) {
-      upload(req, res).catch(next);
-      return;
-    }
-    if (p === HEALTH_PATH) {
-      const client = clientAddress(req);
-      if (!isHost(client, ctx.config())) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
-      res.status(200).json(health(ctx));
-      return;
-    }
-    if (p === '/service' || p.startsWith('/service/')) {
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        throw new MdsError('METHOD_NOT_ALLOWED', `Method not allowed: ${req.method}`, { headers: { Allow: 'GET, HEAD' } });
-      }
-      return service(req, res);
-    }
-    // Cheap prefix tests first: the EC2 paths are nearly all of the traffic.
-    if (p.startsWith('/openstack') && openstack(req, res)) return;
-    if (p.startsWith('/nocloud') && nocloud(req, res)) return;
-    if (ec2(req, res)) return;
-    throw new MdsError('NOT_FOUND', `Resource not found: ${p}`);
+    if (services.limiter.enabled) rateLimit(services, req);
+    dispatch(req, res, next);
   });
-
-  // One place maps every error to a status and a plain-text body; nothing unexpected escapes
-  // as a stack trace, and every refusal is logged with its reason.
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let e: MdsError;
-    if (isMdsError(err)) e = err;
-    else if (isBodyError(err)) e = new MdsError(err.status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', `Bad request: ${err.message}`);
-    else {
-      log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
-      e = new MdsError('INTERNAL', 'Internal error');
-    }
-    const level = e.status >= 500 ? 'error' : e.status === 404 || e.status === 429 ? 'debug' : 'warn';
-    log.log(level, e.message, { client: clientAddress(req), code: e.code, path: req.path.slice(0, 256) });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.set(e.headers);
-    sendText(res, e.message, e.status);
-  });
+  app.use(errorHandler({
+    log,
+    fields: (req) => ({ client: clientAddress(req) }),
+    send: (res, reply) => sendText(res, reply.error.message, reply.status),
+  }));
   return app;
 }
 
-function isBodyError(e: unknown): e is { status: number; message: string } {
-  return typeof e === 'object' && e !== null && typeof (e as { status?: unknown }).status === 'number' && (e as { status: number }).status < 500;
+/**
+ * The access log is per-request detail, so debug (info is for lifecycle and state changes): at
+ * info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
+ * logged at warn by the error handler.
+ */
+function accessLog(req: Request, res: Response): void {
+  const started = performance.now();
+  res.on('finish', () => {
+    log.debug(`${clientAddress(req)} ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`, {
+      ms: Math.round((performance.now() - started) * 100) / 100,
+    });
+  });
+}
+
+/**
+ * Rate limiting comes before any work: a flooding VM costs one map lookup per request. The host
+ * itself (uploads, admin checks) is never limited.
+ */
+function rateLimit(services: Services, req: Request): void {
+  const client = clientAddress(req);
+  if (isHost(client, services.config())) return;
+  const verdict = services.limiter.take(client);
+  if (verdict.allowed) return;
+  if (verdict.firstOfRun) log.warn('rate limiting a client', { client });
+  throw new HttpError('TOO_MANY_REQUESTS', 'Too many requests: slow down', { 'Retry-After': String(verdict.retryAfter) });
+}
+
+/**
+ * Finds the route and makes the checks it declares, in this order: the method (HEAD wherever
+ * GET), the IMDSv2 token, then the caller (a registered instance, or the host).
+ */
+function dispatcher(services: Services, table: RouteTable<Config, Route>) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const cfg = services.config();
+    const path = collapseSlashes(req.path);
+    let segs = NO_SEGMENTS;
+    let route = table.byPath(path, cfg);
+    if (route === undefined) {
+      segs = splitPath(path);
+      route = table.byPrefix(segs[0], cfg);
+    }
+    if (route === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${path}`);
+    if (!allows(route.methods, req.method)) {
+      const message = route.notAllowed ?? `Method not allowed: ${req.method}`;
+      throw new HttpError('METHOD_NOT_ALLOWED', message, { Allow: allowHeader(route.methods) });
+    }
+    const client = clientAddress(req);
+    if (route.imdsToken) checkToken(services, req, client);
+    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));
+    if (route.who === 'host' && !isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
+    const done = route.handler(req, res, segs, client);
+    if (done !== undefined) done.catch(next);
+  };
 }

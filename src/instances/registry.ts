@@ -17,7 +17,7 @@ import { metadataWarnings } from './warnings.js';
 const log = moduleLogger('instances');
 
 /** What the registry asks of the dnsmasq files: a coalesced rewrite, or one right now. */
-export type HostFiles = Pick<DnsmasqFiles, 'changed' | 'flush'>;
+export type HostFiles = Pick<DnsmasqFiles, 'scheduleWrite' | 'flush'>;
 
 export class Registry {
   private allocator: { for: Config; allocate: Allocate } | null = null;
@@ -79,7 +79,7 @@ export class Registry {
     if (r && r.previousUuid !== uuid) {
       log.info('moved instance to a new uuid', { name, from: r.previousUuid, to: uuid, ipv4: r.instance.ipv4 });
       // A name with no DNS-safe characters takes its host name from the uuid.
-      this.dnsmasq.changed();
+      this.dnsmasq.scheduleWrite();
     }
     return r;
   }
@@ -135,7 +135,7 @@ export class Registry {
     });
     // Before the replies go out: when nothing was written lately the files are written at once,
     // so a lone upload is in dnsmasq's files by the time its hook returns.
-    if (changed) this.dnsmasq.changed();
+    if (changed) this.dnsmasq.scheduleWrite();
     return outcomes;
   }
 

@@ -2,21 +2,13 @@
 // for the calling VM. `[nocloud] enabled = no` turns these paths off.
 
 import type { Request, Response } from 'express';
-import { NOCLOUD_PREFIX } from '../../metadata/nocloud.js';
+import type { ClientView } from '../../metadata/service.js';
 import type { Services } from '../../services.js';
-import { segments } from './ec2.js';
-import { callerView, requireRead, sendFromTree } from './tree.js';
+import { sendFromTree } from './fromTree.js';
 
-const TOP = NOCLOUD_PREFIX.replace(/\//g, '');
-
-/** Handles `/nocloud` and below; returns false for other paths or when the format is off. */
-export function nocloudHandler(ctx: Services) {
-  return (req: Request, res: Response): boolean => {
-    const segs = segments(req.path);
-    if (segs[1] !== TOP || !ctx.config().nocloud.enabled) return false;
-    requireRead(req);
-    const view = callerView(ctx, req);
-    sendFromTree(ctx, req, res, view, view.nocloud, segs.slice(2));
-    return true;
+/** `/nocloud` and below. */
+export function nocloudHandler(services: Services) {
+  return (req: Request, res: Response, segs: readonly string[], view: ClientView): void => {
+    sendFromTree(services, req, res, view, view.nocloud, segs.slice(1), true);
   };
 }

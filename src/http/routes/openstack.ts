@@ -3,28 +3,22 @@
 // guards the EC2 paths only; `[openstack] enabled = no` turns these paths off.
 
 import type { Request, Response } from 'express';
+import type { ClientView } from '../../metadata/service.js';
 import { OPENSTACK_VERSIONS } from '../../metadata/openstack.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
-import { segments } from './ec2.js';
-import { callerView, requireRead, sendFromTree } from './tree.js';
+import { sendFromTree } from './fromTree.js';
 
 const LISTING = [...OPENSTACK_VERSIONS, 'latest'].join('\n');
 
-/** Handles `/openstack` and below; returns false for other paths or when the format is off. */
-export function openstackHandler(ctx: Services) {
-  return (req: Request, res: Response): boolean => {
-    const segs = segments(req.path);
-    if (segs[1] !== 'openstack' || !ctx.config().openstack.enabled) return false;
-    requireRead(req);
-    const rest = segs.slice(2);
-    // The version list is the same for everyone; cloud-init polls it to see the service is up.
-    if (rest.every((s) => s === '')) {
-      sendText(res, LISTING);
-      return true;
-    }
-    const view = callerView(ctx, req);
-    sendFromTree(ctx, req, res, view, view.openstack, rest);
-    return true;
+/** `/openstack`: the same for everyone; cloud-init polls it to see that the service is up. */
+export function openstackVersionsHandler(_req: Request, res: Response): void {
+  sendText(res, LISTING);
+}
+
+/** `/openstack/<version>/...` from the caller's tree. */
+export function openstackHandler(services: Services) {
+  return (req: Request, res: Response, segs: readonly string[], view: ClientView): void => {
+    sendFromTree(services, req, res, view, view.openstack, segs.slice(1), true);
   };
 }

@@ -4,17 +4,17 @@ import type { Request, Response } from 'express';
 import { dumpConfig } from '../../config/index.js';
 import { MdsError } from '../../errors.js';
 import type { Services } from '../../services.js';
-import { clientAddress, isHost } from '../client.js';
 import { sendText } from '../respond.js';
+
+export const CONFIGURATION_PATH = '/service/configuration';
 
 const KEYS = ['name', 'type', 'version', 'location', 'ec2_versions'];
 
-export function serviceHandler(ctx: Services) {
-  return (req: Request, res: Response): void => {
-    const cfg = ctx.config();
-    const s = cfg.service;
-    const key = req.path.replace(/\/{2,}/g, '/').slice('/service'.length).replace(/^\/+|\/+$/g, '');
-    switch (key) {
+/** `/service` and the keys under it, for anyone. */
+export function serviceHandler(services: Services) {
+  return (req: Request, res: Response, segs: readonly string[]): void => {
+    const s = services.config().service;
+    switch (segs.slice(1).join('/')) {
       case '':
         return sendText(res, KEYS.join('\n'));
       case 'name':
@@ -27,13 +27,15 @@ export function serviceHandler(ctx: Services) {
         return sendText(res, `${s.version} (${s.releaseDate})`);
       case 'ec2_versions':
         return sendText(res, s.ec2Versions.join('\n'));
-      case 'configuration': {
-        const client = clientAddress(req);
-        if (!isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
-        return sendText(res, dumpConfig(cfg).join('\n'));
-      }
       default:
         throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
     }
+  };
+}
+
+/** `/service/configuration`: the configuration in force, secrets hidden; a route for the host only. */
+export function configurationHandler(services: Services) {
+  return (_req: Request, res: Response): void => {
+    sendText(res, dumpConfig(services.config()).join('\n'));
   };
 }

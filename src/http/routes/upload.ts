@@ -3,7 +3,6 @@
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import type { Services } from '../../services.js';
-import { clientAddress, isHost } from '../client.js';
 import { sendText } from '../respond.js';
 
 export const UPLOAD_PATH = '/instance-upload';
@@ -36,22 +35,17 @@ function readBody(req: Request, limit: number): Promise<Buffer> {
   });
 }
 
-export function uploadHandler(ctx: Services) {
+/** Registers the domain in the body; the route table allows POST from the host only. */
+export function uploadHandler(services: Services) {
   return async (req: Request, res: Response): Promise<void> => {
-    const cfg = ctx.config();
-    const client = clientAddress(req);
-    if (req.method !== 'POST') {
-      throw new MdsError('METHOD_NOT_ALLOWED', 'Method not allowed: use POST', { headers: { Allow: 'POST' } });
-    }
-    if (!isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
-    const body = await readBody(req, cfg.mdserver.uploadMaxBytes);
+    const body = await readBody(req, services.config().mdserver.uploadMaxBytes);
     let xml: string;
     try {
       xml = utf8.decode(body);
     } catch {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
-    const { instance: i, created } = await ctx.registry.register(xml);
+    const { instance: i, created } = await services.registry.register(xml);
     sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n`, created ? 201 : 200);
   };
 }

@@ -1,0 +1,65 @@
+// The admin API's answers as they travel over the socket: one declaration each, shared by the
+// server side (src/admin/) that builds them and the command line (src/cli/) that prints them.
+
+import type { Instance } from '../store/store.js';
+
+/** An instance, as `mdserver instances show --json` prints it. */
+export interface InstanceJson {
+  name: string;
+  hostName: string;
+  uuid: string;
+  mac: string;
+  ipv4: string | null;
+  ipv6: string | null;
+  location: string;
+  arch: string | null;
+  metadata: Readonly<Record<string, string>>;
+  firstSeen: string;
+  lastUpdate: string;
+}
+
+/** A record moved to a new uuid, as `mdserver instances rekey --json` prints it. */
+export interface RekeyJson {
+  previousUuid: string;
+  instance: InstanceJson;
+}
+
+/** The server's state, as `mdserver status --json` prints it. */
+export interface StatusReport {
+  healthy: boolean;
+  problems: string[];
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  configFiles: readonly string[];
+  listen: { address: string; port: number };
+  instances: number;
+  network: string;
+  lastReload: { at: string; ok: boolean } | null;
+  dnsmasq: {
+    filesWritten: boolean;
+    lastWrite: string | null;
+    pid: number | null;
+    running: boolean;
+    files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
+  };
+  logfile: { file: string | null; writable: boolean };
+}
+
+/** Pure: the JSON form of a stored instance. */
+export function instanceJson(i: Instance): InstanceJson {
+  return {
+    name: i.name,
+    hostName: i.hostName,
+    uuid: i.uuid,
+    mac: i.mac,
+    ipv4: i.ipv4,
+    ipv6: i.ipv6,
+    location: i.location,
+    arch: i.arch,
+    metadata: i.metadata,
+    firstSeen: new Date(i.firstSeen).toISOString(),
+    lastUpdate: new Date(i.lastUpdate).toISOString(),
+  };
+}
