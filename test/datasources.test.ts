@@ -72,7 +72,7 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
     assert.equal(r.availability_zone, 'mds-local-1a');
     assert.deepEqual(r.metadata['meta'], { role: 'web' });
     assert.match(r.userdata, /^#cloud-config\n/);
-    assert.match(r.userdata, /^hostname: test1$/m);
+    assert.match(r.userdata, /^hostname: "test1"$/m);
     assert.equal(r.vendordata, null);
     // It also crawled the EC2 tree at /latest/meta-data/ for block devices.
     assert.ok(r.ec2_metadata_keys?.includes('instance-id'), JSON.stringify(r.ec2_metadata_keys));
@@ -103,7 +103,7 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
     assert.equal(r.hostname, 'test1');
     assert.deepEqual(r.public_keys, KEYS);
     assert.match(r.userdata, /^#cloud-config\n/);
-    assert.match(r.userdata, /^hostname: test1$/m);
+    assert.match(r.userdata, /^hostname: "test1"$/m);
     assert.equal(r.vendordata, '');
   });
 

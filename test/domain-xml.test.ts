@@ -32,7 +32,7 @@ const iface = (source: string, mac = '52:54:00:00:00:09'): string =>
 describe('parseDomainXml', () => {
   test('takes the name, the uuid in dashed lower case, the MAC in lower case and the arch', () => {
     assert.deepEqual(parseDomainXml(xml(), MATCH), {
-      name: 'web1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41', metadata: {}, arch: 'x86_64',
+      name: 'web1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41', metadata: {}, arch: 'x86_64', nwfilter: null,
     });
   });
 
@@ -67,8 +67,8 @@ describe('parseDomainXml', () => {
     ['another root element', '<network><name>x</name></network>', 'BAD_DOMAIN_XML', /the document root is <network>, not <domain>/],
     ['an empty <domain/>', '<domain/>', 'BAD_DOMAIN_XML', /the <domain> element is empty/],
     ['no name', xml({ name: '' }), 'BAD_DOMAIN_XML', /has no <name>/],
-    ['a name with "/"', xml({ name: '<name>a/b</name>' }), 'BAD_DOMAIN_XML', /control characters or "\/"/],
-    ['a name over 255 characters', xml({ name: `<name>${'n'.repeat(256)}</name>` }), 'BAD_DOMAIN_XML', /too long/],
+    ['a name with "/"', xml({ name: '<name>a/b</name>' }), 'BAD_DOMAIN_XML', /the domain <name> contains "\/"/],
+    ['a name over 255 characters', xml({ name: `<name>${'n'.repeat(256)}</name>` }), 'BAD_DOMAIN_XML', /longer than 255 characters/],
     ['no uuid', xml({ uuid: '' }), 'BAD_DOMAIN_XML', /has no <uuid>/],
     ['a uuid that is not one, quoted', xml({ uuid: '<uuid>XYZ</uuid>' }), 'BAD_DOMAIN_XML', /the domain <uuid> "xyz" is not a UUID/],
     ['no interface on the network', xml({ interfaces: iface("network='default'") }), 'NO_MDS_INTERFACE', /domain web1 has no interface on network "mds" \(or bridge "br-mds"\)/],
@@ -85,6 +85,19 @@ describe('parseDomainXml', () => {
       });
     });
   }
+
+  test("the nwfilter is the metadata interface's <filterref filter>, and null without one", () => {
+    const filtered = (source: string, ref: string, mac = '52:54:00:00:00:05'): string =>
+      `<interface type='network'><mac address='${mac}'/><source ${source}/>${ref}</interface>`;
+    const params = "<filterref filter='clean-traffic'><parameter name='IP' value='10.122.0.5'/></filterref>";
+    assert.equal(parseDomainXml(xml({ interfaces: filtered("network='mds'", params) }), MATCH).nwfilter, 'clean-traffic');
+    assert.equal(parseDomainXml(xml({ interfaces: filtered("network='mds'", "<filterref filter='my-filter'/>") }), MATCH).nwfilter, 'my-filter');
+    const elsewhere = filtered("network='default'", "<filterref filter='clean-traffic'/>", '52:54:00:00:00:06') + filtered("network='mds'", '');
+    assert.equal(parseDomainXml(xml({ interfaces: elsewhere }), MATCH).nwfilter, null, 'a filter on another interface does not count');
+    assert.throws(() => parseDomainXml(xml({ interfaces: filtered("network='mds'", "<filterref filter='a b'/>") }), MATCH),
+      /has a <filterref> without a valid filter name/);
+    assert.throws(() => parseDomainXml(xml({ interfaces: filtered("network='mds'", '<filterref/>') }), MATCH), /without a valid filter name/);
+  });
 
   test('with no bridge configured, an interface on some bridge does not count', () => {
     assert.throws(() => parseDomainXml(xml({ interfaces: iface("bridge=''") }), { network: 'mds', bridge: '' }), /no interface on network/);

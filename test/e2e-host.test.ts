@@ -149,8 +149,8 @@ test('a VM registered by the libvirt hook gets its address from dnsmasq and its 
       const token = vm1.run('curl', ['-sS', '--fail', '--max-time', '5', '-X', 'PUT', '-H', 'X-aws-ec2-metadata-token-ttl-seconds: 60', `http://${MDS}/latest/api/token`]);
       const userData = get(vm1, '/latest/user-data', [`X-aws-ec2-metadata-token: ${token}`]);
       assert.match(userData, /^#cloud-config\n/);
-      assert.match(userData, /^hostname: test1$/m);
-      assert.match(userData, /^ {2}- ssh-ed25519 AAAAdefaultkey user@host$/m);
+      assert.match(userData, /^hostname: "test1"$/m);
+      assert.match(userData, /^ {2}- "ssh-ed25519 AAAAdefaultkey user@host"$/m);
 
       const lease = dhcpLease(dir, vm1);
       assert.equal(lease['dns'], GATEWAY, 'use_dns hands out this dnsmasq');

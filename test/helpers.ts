@@ -132,6 +132,8 @@ export interface DomainSpec {
   metadata?: Record<string, string>;
   arch?: string;
   extraInterfaces?: string;
+  /** `<filterref filter=...>` on the metadata interface (libvirt's clean-traffic, or another). */
+  nwfilter?: string;
 }
 
 export function domainXml(d: DomainSpec): string {
@@ -153,7 +155,8 @@ export function domainXml(d: DomainSpec): string {
       <mac address='${d.mac}'/>
       <source network='${d.network ?? 'mds'}' bridge='br-mds'/>
       <target dev='vnet3'/>
-      <model type='virtio'/>
+      <model type='virtio'/>${d.nwfilter ? `
+      <filterref filter='${d.nwfilter}'/>` : ''}
     </interface>
   </devices>
 </domain>

@@ -65,12 +65,14 @@ test('the hook ignores every other operation and exits 0 without contacting mdse
 test('the hook sends the XML byte for byte, newlines included', async () => {
   const t = await startTestServer();
   try {
-    // md_server's `curl -d @file` dropped newlines, which joins the lines of a value like this one.
+    // md_server's `curl -d @file` dropped newlines, which joined the lines of a value like this one
+    // into "first linesecond line". Sent intact, the newline reaches mdserver, which refuses a value
+    // that could add lines to user-data, naming it.
     const xml = domainXml({ ...VM1, metadata: { motd: 'first line\nsecond line' } });
     const r = await hook(t.dir, `http://127.0.0.1:${t.port}`, [VM1.name, 'prepare', 'begin', '-'], xml);
     assert.equal(r.status, 0, r.stderr);
-    const s = await show(t.dir, VM1.name);
-    assert.deepEqual(s.body?.['metadata'], { motd: 'first line\nsecond line' });
+    assert.match(r.stderr, /mdserver refused the domain \(400\): the value of <mdserver:motd> contains U\+000A/);
+    assert.equal((await show(t.dir, VM1.name)).status, 1);
   } finally {
     await t.close();
   }

@@ -21,7 +21,7 @@ describe("converting md_server's JSON database", () => {
     assert.deepEqual(skipped, []);
     assert.deepEqual(rows, [{
       name: 'legacy1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41', ipv4: '10.122.33.7',
-      ipv6: null, location: 'rack1', metadata: { userdata_prefix: 'testing' }, arch: null,
+      ipv6: null, location: 'rack1', metadata: { userdata_prefix: 'testing' }, arch: null, nwfilter: null,
       firstSeen: 1700000000500, lastUpdate: 1700000100000,
     }]);
   });
@@ -80,7 +80,7 @@ describe("converting md_server's JSON database", () => {
   test('missing optional fields get their defaults', () => {
     const { rows } = convertJsonDb([{ domain_name: 'bare', domain_uuid: '3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mds_mac: '52:54:00:00:00:02' }], NOW);
     assert.deepEqual(rows[0], {
-      name: 'bare', uuid: '3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:00:00:02', ipv4: null, ipv6: null, location: '', metadata: {}, arch: null,
+      name: 'bare', uuid: '3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:00:00:02', ipv4: null, ipv6: null, location: '', metadata: {}, arch: null, nwfilter: null,
       firstSeen: NOW, lastUpdate: NOW,
     });
   });

@@ -78,8 +78,8 @@ describe('EC2 metadata over HTTP', () => {
     const r = await get('/latest/user-data', ip1);
     assert.equal(r.status, 200);
     assert.match(r.body, /^#cloud-config\n/);
-    assert.match(r.body, /\nhostname: test1\n/);
-    assert.match(r.body, / {2}- ssh-ed25519 AAAAdefaultkey user@host\n/);
+    assert.match(r.body, /\nhostname: "test1"\n/);
+    assert.match(r.body, / {2}- "ssh-ed25519 AAAAdefaultkey user@host"\n/);
   });
 
   test('an unknown caller gets 400 "Unknown client" for anything instance-specific', async () => {

@@ -91,7 +91,7 @@ describe('OpenStack metadata over HTTP', () => {
     assert.equal(os.status, 200);
     assert.equal(os.body, ec2.body);
     assert.match(os.body, /^#cloud-config\n/);
-    assert.match(os.body, /^hostname: test1$/m);
+    assert.match(os.body, /^hostname: "test1"$/m);
   });
 
   test('vendor data is an empty object unless configured', async () => {

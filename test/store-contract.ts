@@ -69,7 +69,7 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(r.changed, true);
       const expected = {
         name: 'web 1', hostName: 'web-1', uuid: WEB.uuid, mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null,
-        location: 'rack1', metadata: WEB.metadata, arch: 'x86_64',
+        location: 'rack1', metadata: WEB.metadata, arch: 'x86_64', nwfilter: null,
       };
       assert.deepEqual({ ...r.instance, firstSeen: 0, lastUpdate: 0 }, { ...expected, firstSeen: 0, lastUpdate: 0 });
       assert.ok(Math.abs(r.instance.firstSeen - Date.now()) < 60_000, 'first seen now, in milliseconds');
@@ -100,6 +100,19 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(store.byName('web 1')?.arch, 'aarch64');
       assert.equal(store.byName('web 1')?.location, 'rack9');
       assert.ok(store.generation > before);
+    });
+
+    test("the interface's nwfilter is kept, and adding, changing or removing it is a change", async () => {
+      assert.equal((await register(WEB)).instance.nwfilter, null);
+      for (const nwfilter of ['clean-traffic', 'my-filter', null]) {
+        const r = await register({ ...WEB, nwfilter });
+        assert.deepEqual([r.changed, r.instance.nwfilter, store.byName('web 1')?.nwfilter], [true, nwfilter, nwfilter]);
+      }
+      assert.equal((await register({ ...WEB, nwfilter: null })).changed, false);
+      const reopened = await s.reopen();
+      await register({ ...WEB, nwfilter: 'clean-traffic' });
+      assert.equal(reopened.byName('web 1')?.nwfilter, 'clean-traffic', 'stored, not only held in memory');
+      reopened.close();
     });
 
     test('a known uuid under a new name is renamed, keeping its address', async () => {

@@ -126,7 +126,7 @@ describe('mdserver sysinfo prints the elements for a style', () => {
   test('bad arguments and bad documents are refused with a reason', () => {
     const dir = tempDir();
     const cases: [string[], number, RegExp][] = [
-      [['x.xml'], 2, /--style is required/],
+      [['x.xml'], 2, /--style or --filter is required/],
       [['--style', 'azure', 'x.xml'], 2, /unknown style "azure"/],
       [['--style', 'ec2'], 2, /expected one domain XML file/],
       [['--style', 'ec2', '--force', 'x.xml'], 2, /unknown option --force/],

@@ -33,6 +33,8 @@ export interface Vm {
   readonly ns: Netns;
   /** The address mdserver allocated, configured on the VM's eth0. */
   readonly ipv4: string;
+  /** Its bridge port (the host end of its veth), where the host's layer-2 filters see its frames. */
+  readonly hostIf: string;
 }
 
 export interface HttpReply {
@@ -178,8 +180,9 @@ export class VmNet {
     const ipv4 = /ipv4=(\S+)/.exec(r.body)?.[1];
     if (r.status >= 300 || !ipv4) throw new Error(`upload of ${spec.name} failed: ${r.status} ${r.body}`);
     const ns = Netns.create('mdsvm');
+    let hostIf: string;
     try {
-      const hostIf = veth(this.host, ns, spec.mac);
+      hostIf = veth(this.host, ns, spec.mac);
       this.host.ip('link', 'set', hostIf, 'master', BRIDGE);
       ns.ip('addr', 'add', `${ipv4}/${this.network.prefix}`, 'dev', 'eth0');
       ns.ip('route', 'add', `${MDS_ADDRESS}/32`, 'via', this.network.gateway, 'dev', 'eth0');
@@ -193,7 +196,7 @@ export class VmNet {
       ns.delete();
       throw e;
     }
-    const vm = { spec, ns, ipv4 };
+    const vm = { spec, ns, ipv4, hostIf };
     this.vms.push(vm);
     return vm;
   }

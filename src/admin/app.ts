@@ -6,6 +6,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { errorHandler } from '../http/errorReply.js';
+import { unfilteredSummary } from '../metadata/isolation.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
 import type { ReloadReport } from '../reload.js';
@@ -41,6 +42,8 @@ export function statusReport(d: AdminDeps): StatusReport {
     lastReload: d.lastReload(),
     dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
+    // Not problems of the server (it stays healthy), but what the admin should know about.
+    warnings: [unfilteredSummary(d.services.registry.list(), cfg.mdserver)].filter((w): w is string => w !== null),
   };
 }
 
@@ -65,19 +68,19 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.services.registry.list().map(instanceJson));
+    res.json(d.services.registry.list().map((i) => instanceJson(i, d.services.config().mdserver)));
   });
 
   app.get('/instances/:name', (req, res) => {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceJson(i));
+    res.json(instanceJson(i, d.services.config().mdserver));
   });
 
   app.delete('/instances/:name', async (req, res) => {
     const gone = await d.services.registry.delete(name(req));
     if (!gone) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceJson(gone));
+    res.json(instanceJson(gone, d.services.config().mdserver));
   });
 
   // `mdserver instances rekey`: the domain was defined again under a new uuid (the ec2 recipe);
@@ -87,7 +90,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
     if (typeof uuid !== 'string') throw new MdsError('BAD_REQUEST', 'expected {"uuid": "<the new uuid>"}');
     const r = await d.services.registry.rekey(name(req), uuid);
     if (!r) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    const reply: RekeyJson = { previousUuid: r.previousUuid, instance: instanceJson(r.instance) };
+    const reply: RekeyJson = { previousUuid: r.previousUuid, instance: instanceJson(r.instance, d.services.config().mdserver) };
     res.json(reply);
   });
 
@@ -103,7 +106,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.post('/instances', body, async (req, res) => {
     if (typeof req.body !== 'string') throw new MdsError('BAD_DOMAIN_XML', 'expected a libvirt domain XML document');
     const r = await d.services.registry.register(req.body);
-    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceJson(r.instance) });
+    res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceJson(r.instance, d.services.config().mdserver) });
   });
 
   app.post('/reload', (_req, res) => {

@@ -1,6 +1,7 @@
 // The admin API's answers as they travel over the socket: one declaration each, shared by the
 // server side (src/admin/) that builds them and the command line (src/cli/) that prints them.
 
+import { filterProblem, type FilterSettings } from '../metadata/isolation.js';
 import type { Instance } from '../store/store.js';
 
 /** An instance, as `mdserver instances show --json` prints it. */
@@ -13,6 +14,10 @@ export interface InstanceJson {
   ipv6: string | null;
   location: string;
   arch: string | null;
+  /** The `<filterref filter>` of its metadata interface, or null. */
+  nwfilter: string | null;
+  /** Whether that filter is one of `trusted_filters` now (a reload may change it). */
+  filtered: boolean;
   metadata: Readonly<Record<string, string>>;
   firstSeen: string;
   lastUpdate: string;
@@ -45,10 +50,12 @@ export interface StatusReport {
     files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
   };
   logfile: { file: string | null; writable: boolean };
+  /** What the admin should know that does not make the server unhealthy (unfiltered VMs). */
+  warnings: string[];
 }
 
-/** Pure: the JSON form of a stored instance. */
-export function instanceJson(i: Instance): InstanceJson {
+/** Pure: the JSON form of a stored instance, judged by the filter settings in force. */
+export function instanceJson(i: Instance, filters: FilterSettings): InstanceJson {
   return {
     name: i.name,
     hostName: i.hostName,
@@ -58,6 +65,8 @@ export function instanceJson(i: Instance): InstanceJson {
     ipv6: i.ipv6,
     location: i.location,
     arch: i.arch,
+    nwfilter: i.nwfilter,
+    filtered: filterProblem(i, filters) === null,
     metadata: i.metadata,
     firstSeen: new Date(i.firstSeen).toISOString(),
     lastUpdate: new Date(i.lastUpdate).toISOString(),

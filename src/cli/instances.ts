@@ -15,6 +15,9 @@ An upload whose name is an instance's but whose uuid is not is refused (a new VM
 over an old one's address and instance id). When the domain was defined again under a new uuid
 (as the ec2 style needs), rekey moves its record to that uuid, keeping its address and instance
 id; when it is another VM, delete the old record first.
+NWFILTER is the libvirt network filter on the VM's interface: NONE (or NOT TRUSTED, when it is
+not one of [mdserver] trusted_filters) means another VM could copy its MAC and address and read
+its data.
 Options:
       --json         print JSON, for scripts
       --uuid UUID    the domain's new uuid (rekey)
@@ -29,6 +32,12 @@ function show(i: InstanceJson): string {
   for (const [k, v] of Object.entries(i.metadata)) lines.push([`metadata.${k}`, v]);
   const w = Math.max(...lines.map(([k]) => k.length));
   return lines.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n');
+}
+
+/** The filter as the admin should read it: its name, and whether it is trusted to stop spoofing. */
+function filterColumn(i: InstanceJson): string {
+  if (i.nwfilter === null) return 'NONE';
+  return i.filtered ? i.nwfilter : `${i.nwfilter} (NOT TRUSTED)`;
 }
 
 const ACTIONS: Record<string, { needsName: boolean; method: string }> = {
@@ -55,8 +64,8 @@ function printList(list: InstanceJson[], json: boolean): void {
     return;
   }
   out(formatTable(
-    ['NAME', 'IPV4', 'MAC', 'UUID', 'LAST UPDATE'],
-    list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.lastUpdate]),
+    ['NAME', 'IPV4', 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER'],
+    list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.lastUpdate, filterColumn(i)]),
   ) + `${list.length} instance(s)`);
 }
 

@@ -37,6 +37,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     ['dnsmasq signal', f.hupError ? `failing: ${f.hupError}` : f.lastHup ? `last SIGHUP ${f.lastHup}` : 'not sent yet'],
     ['logfile', s.logfile.file ? `${s.logfile.file}${s.logfile.writable ? '' : ' (CANNOT BE WRITTEN)'}` : 'none'],
     ...s.problems.map((p): [string, string] => ['problem', p]),
+    ...s.warnings.map((w): [string, string] => ['warning', w]),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   out(rows.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n'));

@@ -1,21 +1,32 @@
 // `mdserver sysinfo`: prints the libvirt elements that make cloud-init in a domain find mdserver
-// in the chosen style, or writes them into a domain XML file in place (--apply).
+// in the chosen style, and the clean-traffic filter for its metadata interface (--filter), or
+// writes them into a domain XML file in place (--apply).
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { writeAtomic } from '../atomic.js';
 import { describe } from '../errors.js';
+import type { InterfaceMatch } from '../libvirt/domain.js';
+import { addCleanTraffic, CLEAN_TRAFFIC } from '../libvirt/filterref.js';
 import { applySysinfo, DEFAULT_NOCLOUD_URL, planSysinfo, STYLES, sysinfoSnippet, type Style, type SysinfoPlan } from '../libvirt/sysinfo.js';
 
-export const SYSINFO_USAGE = `Usage: mdserver sysinfo --style ec2|openstack|nocloud [--apply] [--url URL] <domain.xml | domain name>
+/** Where mdserver looks for the metadata interface unless told otherwise: the configuration's defaults. */
+const DEFAULT_MATCH: InterfaceMatch = { network: 'mds', bridge: 'br-mds' };
 
-Prints the <sysinfo> and <os><smbios mode='sysinfo'/></os> elements that make cloud-init in the
-domain find mdserver:
+export const SYSINFO_USAGE = `Usage: mdserver sysinfo [--style ec2|openstack|nocloud] [--filter] [--apply] [--url URL]
+                        [--network NAME] [--bridge NAME] <domain.xml | domain name>
+
+--style prints the <sysinfo> and <os><smbios mode='sysinfo'/></os> elements that make cloud-init
+in the domain find mdserver:
   ec2        pretend to be AWS: SMBIOS serial and uuid equal and starting with "ec2" (this
              changes the domain uuid, so the domain must be defined anew)
   openstack  SMBIOS product "OpenStack Nova": the OpenStack metadata format
   nocloud    SMBIOS serial "ds=nocloud-net;s=${DEFAULT_NOCLOUD_URL}": the NoCloud seed
+--filter prints <filterref filter='clean-traffic'/> for the domain's interface on the metadata
+network (--network, default ${DEFAULT_MATCH.network}, or --bridge, default ${DEFAULT_MATCH.bridge}): libvirt then drops the
+VM's frames whose MAC, IP or ARP data are not its own, so that no VM can copy another's MAC and
+address to read its data (see [mdserver] require_filter).
 With --apply, rewrites the domain XML file in place, changing nothing else in it. A domain name
 instead of a file is read with "virsh dumpxml --inactive". --url sets the NoCloud seed URL.`;
 
@@ -38,31 +49,38 @@ const defaultIo: Io = {
 };
 
 interface Args {
-  style: Style;
+  style: Style | null;
+  filter: boolean;
   apply: boolean;
   url: string | undefined;
+  match: InterfaceMatch;
   target: string;
 }
 
 function parseArgs(argv: string[]): Args | string {
-  let style: string | undefined;
-  let apply = false;
-  let url: string | undefined;
+  const opts: Record<string, string | undefined> = {};
+  const flags = new Set<string>();
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    if (flag === '--style') style = value();
-    else if (flag === '--url') url = value();
-    else if (flag === '--apply' && inline === undefined) apply = true;
+    if (['--style', '--url', '--network', '--bridge'].includes(flag)) opts[flag] = inline ?? argv[++i];
+    else if ((flag === '--apply' || flag === '--filter') && inline === undefined) flags.add(flag);
     else if (a.startsWith('-') && a !== '-') return `unknown option ${a}`;
     else positional.push(a);
   }
-  if (style === undefined) return '--style is required';
-  if (!(STYLES as readonly string[]).includes(style)) return `unknown style "${style}" (expected ${STYLES.join(', ')})`;
+  const style = opts['--style'];
+  if (style === undefined && !flags.has('--filter')) return '--style or --filter is required';
+  if (style !== undefined && !(STYLES as readonly string[]).includes(style)) return `unknown style "${style}" (expected ${STYLES.join(', ')})`;
   if (positional.length !== 1) return 'expected one domain XML file or domain name';
-  return { style: style as Style, apply, url, target: positional[0] as string };
+  return {
+    style: (style ?? null) as Style | null,
+    filter: flags.has('--filter'),
+    apply: flags.has('--apply'),
+    url: opts['--url'],
+    match: { network: opts['--network'] ?? DEFAULT_MATCH.network, bridge: opts['--bridge'] ?? DEFAULT_MATCH.bridge },
+    target: positional[0] as string,
+  };
 }
 
 /** A file is anything that exists, or anything that looks like a path; else a domain name. */
@@ -76,11 +94,10 @@ function writeInPlace(file: string, text: string): void {
 }
 
 /** What to do after editing the XML in `file` (the domain's own definition when null). */
-function nextSteps(plan: SysinfoPlan, file: string | null): string[] {
-  const name = plan.name || '<name>';
+function nextSteps(plan: SysinfoPlan | null, filter: boolean, name: string, file: string | null): string[] {
   const xml = file ?? `${name}.xml`;
   const lines: string[] = [];
-  if (plan.style === 'ec2' && plan.oldUuid !== plan.uuid) {
+  if (plan?.style === 'ec2' && plan.oldUuid !== plan.uuid) {
     lines.push(
       `libvirt cannot change the uuid of a defined domain, so define ${name} anew under ${plan.uuid}:`,
       ...(file ? [] : [`  virsh dumpxml --inactive ${name} > ${xml}   (then edit it, or use --apply on it)`]),
@@ -94,8 +111,46 @@ function nextSteps(plan: SysinfoPlan, file: string | null): string[] {
   } else {
     lines.push(file ? `Then: virsh define ${xml}` : `Edit the definition with: virsh edit ${name}`);
   }
-  lines.push('The guest sees the new SMBIOS data when the domain is next started: shut it down and start it (a reboot inside the guest is not enough).');
+  lines.push('The guest sees the change when the domain is next started: shut it down and start it (a reboot inside the guest is not enough).');
+  if (filter) lines.push("mdserver records the filter from the domain's next upload, which the hook makes when it starts.");
   return lines;
+}
+
+/** Without --apply: the elements to add, on stdout, and where they go, on stderr. */
+function printSnippets(args: Args, plan: SysinfoPlan | null, name: string, file: string | null, io: Io): void {
+  const where: string[] = [];
+  if (plan) {
+    io.out(sysinfoSnippet(plan));
+    where.push(`Put <sysinfo> in the definition of ${plan.name || 'the domain'} next to <os>, and <smbios mode='sysinfo'/> inside its <os>` +
+      `${plan.style === 'ec2' ? ', with the domain <uuid> shown' : ''}.`);
+  }
+  if (args.filter) {
+    io.out(`<filterref filter='${CLEAN_TRAFFIC}'/>\n`);
+    where.push(`Put <filterref> inside the <interface> whose source is network "${args.match.network}" (or bridge "${args.match.bridge}").`);
+  }
+  io.err(`${where.join('\n')}\n(Or use --apply on an XML file.)\n${nextSteps(plan, args.filter, name, file).join('\n')}\n`);
+}
+
+/** With --apply: the edited document written in place; what was done, on stdout. */
+function applyEdits(args: Args, xml: string, plan: SysinfoPlan | null, name: string, io: Io): void {
+  const done: string[] = [];
+  let updated = xml;
+  if (plan) {
+    const next = applySysinfo(updated, plan);
+    done.push(next === updated ? `already has the ${plan.style} sysinfo` : `set the ${plan.style} sysinfo`);
+    updated = next;
+  }
+  if (args.filter) {
+    const next = addCleanTraffic(updated, args.match);
+    done.push(next === updated ? `its interface already has the ${CLEAN_TRAFFIC} filter` : `added <filterref filter='${CLEAN_TRAFFIC}'/> to its interface on the metadata network`);
+    updated = next;
+  }
+  if (updated === xml) {
+    io.out(`${args.target}: ${done.join('; ')}; nothing changed\n`);
+    return;
+  }
+  writeInPlace(args.target, updated);
+  io.out(`${args.target}: ${done.join('; ')}\n${nextSteps(plan, args.filter, name, args.target).join('\n')}\n`);
 }
 
 export function sysinfoCommand(argv: string[], io: Io = defaultIo): number {
@@ -118,27 +173,14 @@ export function sysinfoCommand(argv: string[], io: Io = defaultIo): number {
   }
   try {
     const xml = fileTarget ? fs.readFileSync(args.target, 'utf8') : io.dumpxml(args.target);
-    const plan = planSysinfo(xml, args.style, {
+    const plan = args.style === null ? null : planSysinfo(xml, args.style, {
       ...(args.url !== undefined ? { nocloudUrl: args.url } : {}),
       randomUuid: randomUUID,
     });
-    for (const w of plan.warnings) io.err(`warning: ${w}\n`);
-    if (!args.apply) {
-      io.out(sysinfoSnippet(plan));
-      io.err(
-        `Put <sysinfo> in the definition of ${plan.name || 'the domain'} next to <os>, and <smbios mode='sysinfo'/> inside its <os>` +
-          `${plan.style === 'ec2' ? ', with the domain <uuid> shown' : ''} (or use --apply on an XML file).\n` +
-          nextSteps(plan, fileTarget ? args.target : null).join('\n') + '\n',
-      );
-      return 0;
-    }
-    const updated = applySysinfo(xml, plan);
-    if (updated === xml) {
-      io.out(`${args.target} already has the ${args.style} sysinfo; nothing changed\n`);
-      return 0;
-    }
-    writeInPlace(args.target, updated);
-    io.out(`${args.target}: set the ${args.style} sysinfo\n${nextSteps(plan, args.target).join('\n')}\n`);
+    for (const w of plan?.warnings ?? []) io.err(`warning: ${w}\n`);
+    const name = plan?.name || (fileTarget ? '<name>' : args.target);
+    if (args.apply) applyEdits(args, xml, plan, name, io);
+    else printSnippets(args, plan, name, fileTarget ? args.target : null, io);
     return 0;
   } catch (e) {
     io.err(`mdserver sysinfo: ${describe(e)}\n`);

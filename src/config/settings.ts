@@ -6,6 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { isPrefixName } from '../names.js';
+import { NWFILTER_NAME } from '../ids.js';
 import { VERSION } from '../version.js';
 import { fileText, jsonFile } from './fileParsers.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
@@ -40,6 +41,8 @@ export interface SettingsSection {
 
 export type EntryKind = 'base' | 'prefix' | 'domain';
 export type TokenMode = 'optional' | 'required';
+/** What is done about a VM whose metadata interface carries no trusted nwfilter. */
+export type FilterPolicy = 'no' | 'warn' | 'yes';
 /** What the OpenStack and NoCloud network documents tell a VM: its allocated address, or DHCP. */
 export type NetworkMode = 'static' | 'dhcp';
 
@@ -111,6 +114,13 @@ const prefixNames: Parser<readonly string[]> = (s, ctx) => {
   return names;
 };
 
+/** nwfilter names, separated by spaces or commas. */
+const filterNames: Parser<readonly string[]> = (s, ctx) => {
+  const names = s.split(/[\s,]+/).filter(Boolean);
+  for (const n of names) if (!NWFILTER_NAME.test(n)) ctx.fail(`"${n}" is not an nwfilter name (letters, digits and _ . : -)`);
+  return names;
+};
+
 const hostShortName = (): string => os.hostname().split('.')[0] ?? os.hostname();
 const NETWORK_MODES = ['static', 'dhcp'] as const satisfies readonly NetworkMode[];
 
@@ -150,6 +160,10 @@ export const SETTINGS = {
       doc: 'the admin interface unix socket; empty: <run_dir>/admin.sock, no: none' },
     verifyMac: { key: 'verify_mac', default: 'no', parse: bool,
       doc: "refuse a caller whose MAC in the neighbour table is not its instance's" },
+    requireFilter: { key: 'require_filter', default: 'warn', parse: choice<FilterPolicy>(['warn', 'no', 'yes']),
+      doc: 'a VM without a trusted nwfilter: no (serve it), warn (serve, log, flag), yes (403)' },
+    trustedFilters: { key: 'trusted_filters', default: 'clean-traffic clean-traffic-gateway', parse: filterNames,
+      doc: 'nwfilters that stop MAC, IP and ARP spoofing (clean-traffic, or filters that include it)' },
     rateLimit: { key: 'rate_limit', default: '0', parse: int(0, 1_000_000),
       doc: 'requests per second each VM may make; 0: no limit' },
     rateBurst: { key: 'rate_burst', default: '200', parse: int(1, 1_000_000),

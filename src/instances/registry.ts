@@ -6,6 +6,7 @@ import type { DnsmasqFiles } from '../dnsmasq/files.js';
 import { moduleLogger } from '../log.js';
 import { MdsError } from '../errors.js';
 import { canonicalUuid } from '../ids.js';
+import { UnfilteredWarnings } from '../metadata/isolation.js';
 import { isPrefixName } from '../names.js';
 import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
@@ -24,6 +25,7 @@ export class Registry {
   private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
   /** The host name collisions last reported, so that each is logged once, not at every rewrite. */
   private reportedCollisions = '[]';
+  private readonly unfiltered = new UnfilteredWarnings();
 
   constructor(
     private readonly config: ConfigSource,
@@ -40,7 +42,7 @@ export class Registry {
   async register(xml: string): Promise<RegisterResult> {
     const cfg = this.config();
     const info = await this.parser.parse(xml, { network: cfg.dnsmasq.netName, bridge: cfg.dnsmasq.interface });
-    const { name, uuid, mac, metadata, arch } = info;
+    const { name, uuid, mac, metadata, arch, nwfilter } = info;
     const prefix = metadata['userdata_prefix'];
     // Refused here rather than when the VM asks: the host's hook learns of it, and no record is
     // stored that could only ever answer its user-data with an error.
@@ -51,7 +53,7 @@ export class Registry {
           `${cfg.mdserver.userdataPrefixDir}/ of the userdata directory (letters, digits, ".", "_" and "-", not starting with ".")`,
       );
     }
-    return await this.commits.submit({ name, uuid, mac, metadata, arch, location: cfg.service.location });
+    return await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location });
   }
 
   /**
@@ -152,5 +154,12 @@ export class Registry {
     });
     // Said once per change, not on every repeat upload of the same domain.
     if (result.changed) for (const problem of metadataWarnings(reg.metadata)) log.warn(problem, { name: i.name });
+    const m = this.config().mdserver;
+    const unfiltered = this.unfiltered.check(i, m);
+    if (unfiltered) {
+      log.warn('instance without a trusted nwfilter: a VM that copies its MAC and address can pass for it', {
+        name: i.name, problem: unfiltered, require_filter: m.requireFilter,
+      });
+    }
   }
 }

@@ -4,6 +4,7 @@
 // entity declarations (libvirt writes neither, and they are refused rather than guessed at).
 
 import { MdsError } from '../errors.js';
+import { decodeXmlText } from './entities.js';
 
 export interface XmlElement {
   readonly name: string;
@@ -35,16 +36,6 @@ const ATTR = /\s+([A-Za-z_:][-A-Za-z0-9_.:]*)\s*=\s*("([^"<]*)"|'([^'<]*)')/y;
 function bad(message: string, text: string, at: number): MdsError {
   const line = text.slice(0, at).split('\n').length;
   return new MdsError('BAD_DOMAIN_XML', `malformed XML at line ${line}: ${message}`);
-}
-
-export function decodeEntities(s: string): string {
-  return s.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);/g, (_m, e: string) => {
-    if (e[0] === '#') {
-      const cp = e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-      return cp <= 0x10ffff ? String.fromCodePoint(cp) : '';
-    }
-    return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[e] ?? '';
-  });
 }
 
 export function escapeText(s: string): string {
@@ -101,7 +92,7 @@ export function scanXml(text: string): XmlElement {
         const a = ATTR.exec(text);
         if (!a) break;
         if (attrs.has(a[1] as string)) throw bad(`attribute ${a[1]} repeated`, text, i);
-        attrs.set(a[1] as string, decodeEntities(a[3] ?? a[4] ?? ''));
+        attrs.set(a[1] as string, decodeXmlText(a[3] ?? a[4] ?? ''));
         i = ATTR.lastIndex;
       }
       while (/\s/.test(text[i] ?? '')) i++;
@@ -127,7 +118,7 @@ export function scanXml(text: string): XmlElement {
 export function textOf(text: string, el: XmlElement): string | null {
   if (el.children.length > 0) return null;
   const inner = text.slice(el.openEnd, el.closeStart);
-  return decodeEntities(inner.replace(/<!\[CDATA\[([\s\S]*?)\]\]>/g, (_m, c: string) => escapeText(c)).replace(/<!--[\s\S]*?-->/g, ''));
+  return decodeXmlText(inner.replace(/<!\[CDATA\[([\s\S]*?)\]\]>/g, (_m, c: string) => escapeText(c)).replace(/<!--[\s\S]*?-->/g, ''));
 }
 
 export function child(el: XmlElement, name: string, pred: (c: XmlElement) => boolean = () => true): XmlElement | undefined {

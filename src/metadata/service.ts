@@ -8,6 +8,7 @@ import { NeighbourTable } from '../net/neighbours.js';
 import type { Store } from '../store/store.js';
 import { ec2Tree } from './ec2.js';
 import { instanceData, type InstanceData } from './instanceData.js';
+import { isWithheld, WITHHELD_MESSAGE } from './isolation.js';
 import { nocloudTree } from './nocloud.js';
 import { openstackTree } from './openstack.js';
 import type { Dir } from './tree.js';
@@ -75,12 +76,17 @@ export class MetadataService {
    * The view for a request from `ip`, for every path that serves instance data: an unknown
    * address is UNKNOWN_CLIENT (400); with `verify_mac`, an address whose MAC in the host's
    * neighbour table is not the instance's MAC is FORBIDDEN (403), so a VM that takes another
-   * VM's address learns nothing about it.
+   * VM's address learns nothing about it; with `require_filter = yes`, so is an instance whose
+   * interface has no trusted nwfilter.
    */
   caller(ip: string): ClientView {
     const view = this.forAddress(ip);
     if (!view) throw new MdsError('UNKNOWN_CLIENT', `Unknown client: ${ip}`);
-    if (this.config().mdserver.verifyMac) {
+    const m = this.config().mdserver;
+    // Without a trusted nwfilter another VM could copy this one's MAC and address and pass the
+    // check below; require_filter = yes serves such an instance nothing (see isolation.ts).
+    if (m.requireFilter === 'yes' && isWithheld(view.data.instance, m)) throw new MdsError('FORBIDDEN', WITHHELD_MESSAGE);
+    if (m.verifyMac) {
       const seen = this.neighbours.macOf(ip);
       if (seen !== view.data.mac) {
         log.warn('refused a caller whose MAC does not match the instance', {

@@ -1,7 +1,8 @@
 // Pure: a small YAML writer for the documents mdserver generates (NoCloud meta-data and
-// network-config). Only block mappings, block sequences and scalars are written. Every string
-// is written double-quoted in JSON's escaping, which YAML reads the same way, so no value (a
-// host name like `yes`, a key with `: ` or `#`, a leading `*`) can change the document's shape.
+// network-config), and the quoting templates use. Only block mappings, block sequences and scalars
+// are written. Every string is written double-quoted in JSON's escaping, which YAML reads the same
+// way, so no value (a host name like `yes`, a key with `: ` or `#`, a leading `*`, a line
+// separator) can change the document's shape.
 
 export type YamlValue = string | number | boolean | null | readonly YamlValue[] | { readonly [key: string]: YamlValue };
 
@@ -10,6 +11,22 @@ const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 /** YAML 1.1 words that a reader would turn into a boolean or null even as a key. */
 const RESERVED = /^(y|n|yes|no|on|off|true|false|null)$/i;
 
+/**
+ * Characters JSON leaves as they are but a YAML reader does not: DEL and the C1 controls (PyYAML
+ * refuses the whole document over one), U+0085, U+2028 and U+2029 (line breaks to YAML 1.1, folded
+ * into a space inside quotes), the byte-order mark and the two non-characters U+FFFE and U+FFFF.
+ */
+const NOT_YAML_PRINTABLE = /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g;
+
+/**
+ * `s` as a YAML double-quoted scalar that every reader takes back as exactly `s`, on one line,
+ * whatever it holds: JSON's escaping (which YAML shares), plus `\uXXXX` for what YAML would not
+ * keep. Written where a template or a generated document puts a value into YAML.
+ */
+export function yamlQuote(s: string): string {
+  return JSON.stringify(s).replace(NOT_YAML_PRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function scalar(v: string | number | boolean | null): string {
   if (v === null) return 'null';
   if (typeof v === 'boolean') return v ? 'true' : 'false';
@@ -17,11 +34,11 @@ function scalar(v: string | number | boolean | null): string {
     if (!Number.isFinite(v)) throw new Error('YAML output cannot hold a non-finite number');
     return String(v);
   }
-  return JSON.stringify(v);
+  return yamlQuote(v);
 }
 
 function key(k: string): string {
-  return PLAIN_KEY.test(k) && !RESERVED.test(k) ? k : JSON.stringify(k);
+  return PLAIN_KEY.test(k) && !RESERVED.test(k) ? k : yamlQuote(k);
 }
 
 function isScalar(v: YamlValue): v is string | number | boolean | null {

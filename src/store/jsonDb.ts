@@ -61,7 +61,7 @@ export function convertJsonDb(data: unknown, now = Date.now()): { rows: NewInsta
       name, uuid, mac, ipv4,
       ipv6: typeof r['mds_ipv6'] === 'string' ? r['mds_ipv6'] : null,
       location: typeof r['location'] === 'string' ? r['location'] : '',
-      metadata, arch: null, firstSeen, lastUpdate: toMillis(r['last_update'], firstSeen),
+      metadata, arch: null, nwfilter: null, firstSeen, lastUpdate: toMillis(r['last_update'], firstSeen),
     });
   }
   return { rows, skipped };

@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** What makes two host names the same name in DNS: case does not count. */
 export function hostKey(name: string, uuid: string): string {
@@ -50,6 +50,8 @@ const MIGRATIONS: Record<number, Migration> = {
       set.run(hostKey(r.name, r.uuid), r.id);
     }
   },
+  // The nwfilter of the metadata interface (tenant isolation): null for records made before it.
+  3: `ALTER TABLE instances ADD COLUMN nwfilter TEXT;`,
 };
 
 /** Brings the database in `file` up to SCHEMA_VERSION, one transaction per version. */

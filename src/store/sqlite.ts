@@ -16,6 +16,7 @@ interface Row {
   location: string;
   metadata: string;
   arch: string | null;
+  nwfilter: string | null;
   first_seen: number;
   last_update: number;
 }
@@ -39,6 +40,7 @@ function toInstance(r: Row): Instance {
     location: r.location,
     metadata,
     arch: r.arch,
+    nwfilter: r.nwfilter,
     firstSeen: r.first_seen,
     lastUpdate: r.last_update,
   };
@@ -82,13 +84,13 @@ function prepare(db: Database.Database) {
     byHostKey: db.prepare<[string, string], Pick<Row, 'name' | 'uuid'>>('SELECT name, uuid FROM instances WHERE host_key = ? AND uuid != ? LIMIT 1'),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
     insert: db.prepare(
-      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, first_seen, last_update, host_key)
-       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @firstSeen, @lastUpdate, @hostKey)`,
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, first_seen, last_update, host_key)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @firstSeen, @lastUpdate, @hostKey)`,
     ),
     rekey: db.prepare<[string, string, number, string]>('UPDATE instances SET uuid = ?, host_key = ?, last_update = ? WHERE uuid = ?'),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-       metadata = @metadata, arch = @arch, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
+       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
     ),
     deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
     getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -238,11 +240,15 @@ export class SqliteStore implements Store {
   private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
     const now = Date.now();
     const metadata = JSON.stringify(reg.metadata);
+    const nwfilter = reg.nwfilter ?? null;
     const changed = existing.name !== reg.name || existing.uuid !== reg.uuid || existing.mac !== reg.mac ||
-      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location;
-    const row: Row = { ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, last_update: now };
+      existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location ||
+      existing.nwfilter !== nwfilter;
+    const row: Row = {
+      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, last_update: now,
+    };
     this.q.update.run({
-      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch,
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter,
       lastUpdate: now, oldUuid: existing.uuid, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: false, changed };
@@ -252,11 +258,11 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row: Row = {
       name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, ipv6: null, location: reg.location,
-      metadata: JSON.stringify(reg.metadata), arch: reg.arch, first_seen: now, last_update: now,
+      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, first_seen: now, last_update: now,
     };
     this.q.insert.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
-      arch: row.arch, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
+      arch: row.arch, nwfilter: row.nwfilter, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: true, changed: true };
   }

@@ -21,6 +21,8 @@ export interface Instance {
   readonly location: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly arch: string | null;
+  /** The `<filterref filter>` of its interface on the metadata network, or null for none. */
+  readonly nwfilter: string | null;
   /** Milliseconds since the epoch. */
   readonly firstSeen: number;
   readonly lastUpdate: number;
@@ -37,6 +39,8 @@ export interface Registration {
   readonly mac: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly arch: string | null;
+  /** The nwfilter on that interface; absent or null for none. */
+  readonly nwfilter?: string | null;
   /** The `[service] location` of the host that registered it. */
   readonly location: string;
 }

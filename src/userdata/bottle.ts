@@ -3,20 +3,14 @@
 // Existing templates use `{{expr}}` (HTML-escaped, as Bottle does) and `{{!expr}}` (raw), where
 // expr is a Python expression. Each placeholder is parsed here into a small expression tree that
 // is evaluated with Python's semantics for the subset templates use (names, subscripts, string
-// methods, `or`/`and`/`not`, `+`, `==`, literals), and replaced by an eta output tag that calls
+// methods, `or`/`and`/`not`, `+`, `==`, literals, `yaml_quote(...)`), and replaced by an eta output tag that calls
 // the evaluator. Nothing from the template is ever turned into JavaScript source. Bottle's `%`
 // code lines run arbitrary Python and cannot be carried over: they are refused, naming the line.
 
 import { MdsError } from '../errors.js';
+import { evaluate, htmlEscape, isTemplateFunction, pyStr, Verbatim, type Expr } from './pyeval.js';
 
-type Expr =
-  | { t: 'lit'; v: unknown }
-  | { t: 'name'; name: string }
-  | { t: 'index'; obj: Expr; key: Expr }
-  | { t: 'attr'; obj: Expr; name: string }
-  | { t: 'call'; obj: Expr; name: string; args: Expr[] }
-  | { t: 'or' | 'and' | '+' | '==' | '!='; a: Expr; b: Expr }
-  | { t: 'not'; a: Expr };
+export { evaluate, htmlEscape, pyStr, type Expr } from './pyeval.js';
 
 type Tok = { k: 'name' | 'str' | 'num' | 'op'; v: string };
 
@@ -125,14 +119,7 @@ class Parser {
         if (!n || n.k !== 'name') throw new Error('expected a name after "."');
         this.i++;
         if (this.isOp('(')) {
-          this.i++;
-          const args: Expr[] = [];
-          while (!this.isOp(')')) {
-            args.push(this.or());
-            if (!this.isOp(')')) this.expect(',');
-          }
-          this.i++;
-          e = { t: 'call', obj: e, name: n.v, args };
+          e = { t: 'call', obj: e, name: n.v, args: this.args() };
         } else {
           e = { t: 'attr', obj: e, name: n.v };
         }
@@ -140,6 +127,17 @@ class Parser {
         return e;
       }
     }
+  }
+  /** The arguments of a call, from its `(` to its `)`. */
+  private args(): Expr[] {
+    this.expect('(');
+    const args: Expr[] = [];
+    while (!this.isOp(')')) {
+      args.push(this.or());
+      if (!this.isOp(')')) this.expect(',');
+    }
+    this.i++;
+    return args;
   }
   private primary(): Expr {
     const t = this.peek();
@@ -152,6 +150,11 @@ class Parser {
       if (t.v === 'True') return { t: 'lit', v: true };
       if (t.v === 'False') return { t: 'lit', v: false };
       if (['or', 'and', 'not'].includes(t.v)) throw new Error(`unexpected "${t.v}"`);
+      // A bare call is one of mdserver's template functions (see pyeval.ts), never a name from the data.
+      if (this.isOp('(')) {
+        if (!isTemplateFunction(t.v)) throw new Error(`${t.v}() is not a function templates may call (only yaml_quote)`);
+        return { t: 'fn', name: t.v, args: this.args() };
+      }
       return { t: 'name', name: t.v };
     }
     if (t.v === '(') {
@@ -165,136 +168,6 @@ class Parser {
 
 export function parseExpression(src: string): Expr {
   return new Parser(tokenize(src)).parse();
-}
-
-function truthy(v: unknown): boolean {
-  if (v === null || v === undefined || v === false || v === 0 || v === '') return false;
-  if (Array.isArray(v)) return v.length > 0;
-  if (typeof v === 'object') return Object.keys(v).length > 0;
-  return true;
-}
-
-function pyRepr(v: unknown): string {
-  if (v === null || v === undefined) return 'None';
-  if (v === true) return 'True';
-  if (v === false) return 'False';
-  if (typeof v === 'string') return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  if (Array.isArray(v)) return `[${v.map(pyRepr).join(', ')}]`;
-  if (typeof v === 'object') {
-    return `{${Object.entries(v).map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`).join(', ')}}`;
-  }
-  return typeof v === 'number' || typeof v === 'bigint' ? String(v) : typeof v;
-}
-
-/** Python's str() of a value, with Bottle's rule that None prints as nothing. */
-export function pyStr(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  if (typeof v === 'string') return v;
-  return pyRepr(v);
-}
-
-/** Bottle's html_escape, character for character. */
-export function htmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#039;');
-}
-
-function own(o: object, k: string): boolean {
-  return Object.prototype.hasOwnProperty.call(o, k);
-}
-
-function callMethod(obj: unknown, name: string, args: unknown[]): unknown {
-  if (typeof obj === 'string') {
-    const s = obj;
-    const str = (i: number): string => {
-      const a = args[i];
-      if (typeof a !== 'string') throw new Error(`str.${name}() expects a string argument`);
-      return a;
-    };
-    switch (name) {
-      case 'upper': return s.toUpperCase();
-      case 'lower': return s.toLowerCase();
-      case 'strip': return s.trim();
-      case 'lstrip': return s.trimStart();
-      case 'rstrip': return s.trimEnd();
-      case 'title': return s.replace(/[A-Za-z]+/g, (w) => w[0]!.toUpperCase() + w.slice(1).toLowerCase());
-      case 'capitalize': return s.charAt(0).toUpperCase() + s.slice(1).toLowerCase();
-      case 'replace': return s.split(str(0)).join(str(1));
-      case 'startswith': return s.startsWith(str(0));
-      case 'endswith': return s.endsWith(str(0));
-      case 'split': return args.length === 0 ? s.trim().split(/\s+/).filter(Boolean) : s.split(str(0));
-      case 'join': {
-        const list = args[0];
-        if (!Array.isArray(list)) throw new Error('str.join() expects a list');
-        return list.map((x) => {
-          if (typeof x !== 'string') throw new Error('str.join() expects a list of strings');
-          return x;
-        }).join(s);
-      }
-    }
-  } else if (obj && typeof obj === 'object' && !Array.isArray(obj)) {
-    const o = obj as Record<string, unknown>;
-    switch (name) {
-      case 'get': {
-        const k = args[0];
-        return typeof k === 'string' && own(o, k) ? o[k] : (args[1] ?? null);
-      }
-      case 'keys': return Object.keys(o);
-      case 'values': return Object.values(o);
-    }
-  }
-  throw new Error(`'${name}' is not a method that templates may call here`);
-}
-
-export function evaluate(e: Expr, data: Record<string, unknown>): unknown {
-  switch (e.t) {
-    case 'lit':
-      return e.v;
-    case 'name':
-      if (!own(data, e.name)) throw new Error(`name '${e.name}' is not defined`);
-      return data[e.name];
-    case 'index': {
-      const obj = evaluate(e.obj, data);
-      const key = evaluate(e.key, data);
-      if (Array.isArray(obj) || typeof obj === 'string') {
-        if (typeof key !== 'number') throw new Error('indices must be integers');
-        const i = key < 0 ? obj.length + key : key;
-        if (i < 0 || i >= obj.length) throw new Error('index out of range');
-        return obj[i];
-      }
-      if (obj && typeof obj === 'object' && typeof key === 'string') {
-        if (!own(obj, key)) throw new Error(`KeyError: ${pyRepr(key)}`);
-        return (obj as Record<string, unknown>)[key];
-      }
-      throw new Error('value is not subscriptable');
-    }
-    case 'attr':
-      throw new Error(`attribute '${e.name}' is not available`);
-    case 'call':
-      return callMethod(evaluate(e.obj, data), e.name, e.args.map((a) => evaluate(a, data)));
-    case 'or': {
-      const a = evaluate(e.a, data);
-      return truthy(a) ? a : evaluate(e.b, data);
-    }
-    case 'and': {
-      const a = evaluate(e.a, data);
-      return truthy(a) ? evaluate(e.b, data) : a;
-    }
-    case 'not':
-      return !truthy(evaluate(e.a, data));
-    case '==':
-    case '!=': {
-      const eq = JSON.stringify(evaluate(e.a, data)) === JSON.stringify(evaluate(e.b, data));
-      return e.t === '==' ? eq : !eq;
-    }
-    case '+': {
-      const a = evaluate(e.a, data);
-      const b = evaluate(e.b, data);
-      if (typeof a === 'string' && typeof b === 'string') return a + b;
-      if (typeof a === 'number' && typeof b === 'number') return a + b;
-      if (Array.isArray(a) && Array.isArray(b)) return [...(a as unknown[]), ...(b as unknown[])];
-      throw new Error('unsupported operand types for +');
-    }
-  }
 }
 
 export interface Placeholder {
@@ -347,8 +220,14 @@ export function convertBottle(text: string, file: string): Converted {
   return { source, placeholders };
 }
 
-/** The value a placeholder prints: Python's str(), HTML-escaped unless it was `{{!...}}`. */
+/**
+ * The value a placeholder prints: Python's str(), HTML-escaped unless it was `{{!...}}`. What a
+ * template function made for its output format (yaml_quote's quoted scalar) is printed as it is:
+ * HTML escapes would change the value it quotes.
+ */
 export function renderPlaceholder(p: Placeholder, data: Record<string, unknown>): string {
-  const s = pyStr(evaluate(p.expr, data));
+  const v = evaluate(p.expr, data);
+  if (v instanceof Verbatim) return v.text;
+  const s = pyStr(v);
   return p.raw ? s : htmlEscape(s);
 }

@@ -8,6 +8,7 @@ import type { ConfigSource } from '../config/index.js';
 import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import type { InstanceData } from '../metadata/instanceData.js';
+import { yamlQuote } from '../metadata/yaml.js';
 import { convertBottle, renderPlaceholder, type Placeholder } from './bottle.js';
 import { templateCandidates, type Candidates, type InstanceLookup } from './select.js';
 
@@ -45,6 +46,17 @@ export function compileTemplate(text: string, file: string): Compiled {
     const it = { ...data, __bottle: (i: number) => renderPlaceholder(placeholders[i] as Placeholder, data) };
     return fn.call(eta, it);
   };
+}
+
+/**
+ * `it.yaml_quote(x)` for eta templates: `x` as a YAML double-quoted scalar (see metadata/yaml.ts),
+ * a missing value as `""`. Bottle placeholders have the same as `{{yaml_quote(x)}}`.
+ */
+function etaYamlQuote(v: unknown): string {
+  if (v === undefined || v === null) return yamlQuote('');
+  if (typeof v === 'string') return yamlQuote(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return yamlQuote(String(v));
+  throw new TypeError('yaml_quote() takes a string, a number or a boolean');
 }
 
 export class UserdataRenderer {
@@ -150,6 +162,7 @@ export class UserdataRenderer {
       core[`public_key_${k.name}`] = k.key;
     }
     if (cfg.mdserver.password) core['mdserver_password'] = cfg.mdserver.password;
+    core['yaml_quote'] = etaYamlQuote;
     // Core names always win over [template-data], as in md_server.
     return Object.assign(data, core);
   }

@@ -2,6 +2,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
+import { uploadNote } from '../../metadata/isolation.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
 
@@ -46,6 +47,7 @@ export function uploadHandler(services: Services) {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
     const { instance: i, created } = await services.registry.register(xml);
-    sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n`, created ? 201 : 200);
+    const note = uploadNote(i, services.config().mdserver);
+    sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n${note ? `${note}\n` : ''}`, created ? 201 : 200);
   };
 }
