@@ -116,7 +116,9 @@ describe('yaml_quote in served user-data', () => {
       '    content: <%= it.yaml_quote(it.name) %>',
       '',
     ].join('\n');
-    fs.writeFileSync(path.join(srv.dir, 'userdata', 'quoted.yaml'), template);
+    // A userdata_prefix names a template in the prefixes directory (issue 15, item 2).
+    fs.mkdirSync(path.join(srv.dir, 'userdata', 'prefixes'), { recursive: true });
+    fs.writeFileSync(path.join(srv.dir, 'userdata', 'prefixes', 'quoted.yaml'), template);
     const role = 'yes # db: {primary: true}';
     const ip = await upload(srv.port, { ...VM1, name: 'no', metadata: { userdata_prefix: 'quoted', role } });
     const r = await request(srv.port, '/latest/user-data', { from: ip });
