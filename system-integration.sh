@@ -1,12 +1,12 @@
 #!/bin/bash
-# Installs mdserver's host integration: the configuration, the user-data directory, the systemd
-# units, the libvirt hook, /etc/default/mdserver and the logrotate snippet, and creates the
-# mdserver user. The mdserver
+# Installs mdserver's host integration: the configuration, the upload token, the user-data
+# directory, the systemd units, the libvirt hook, /etc/default/mdserver and the logrotate snippet,
+# and creates the mdserver user. The mdserver
 # command itself comes from npm (see doc/setup.md).
 #
 # Safe to run again: files that belong to mdserver (units, hook, the sample) are replaced only
 # when they differ, and the configuration files an administrator edits (mdserver.conf,
-# /etc/default/mdserver) are installed only when they do not exist yet.
+# /etc/default/mdserver) and the upload token are installed only when they do not exist yet.
 #
 # Environment:
 #   PREFIX=DIR        stage the installation under DIR (for packaging or tests); nothing outside
@@ -16,6 +16,8 @@
 #   MDSERVER_BIN=PATH the mdserver command the unit runs (default: the one on PATH, else
 #                     /usr/local/bin/mdserver, where `npm install -g` puts it)
 #   MDSERVER_URL=URL  written to /etc/default/mdserver for the hook (default http://169.254.169.254)
+#   MDSERVER_SOCKET=PATH  likewise, mdserver's admin socket (default /run/mdserver/admin.sock;
+#                     empty: the hook uses HTTP only)
 
 set -euo pipefail
 
@@ -24,6 +26,8 @@ prefix=${PREFIX:-}
 user=${MDS_USER:-${MDS_DNSMASQ_USER:-mdserver}}
 data_dir=/var/lib/mdserver
 url=${MDSERVER_URL:-http://169.254.169.254}
+socket=${MDSERVER_SOCKET-/run/mdserver/admin.sock}
+token_file=/etc/mdserver/upload-token
 bin=${MDSERVER_BIN:-$(command -v mdserver || echo /usr/local/bin/mdserver)}
 
 manage_user=yes
@@ -92,12 +96,40 @@ dir 0750 "$prefix/etc/mdserver" "${group_opts[@]}"
 dir 0750 "$prefix/etc/mdserver/userdata" "${group_opts[@]}"
 dir 0750 "$prefix/etc/mdserver/mdserver.conf.d" "${group_opts[@]}"
 put 0640 "$src/mdserver.conf.sample" "$prefix/etc/mdserver/mdserver.conf.sample"
-put_once 0640 "$src/mdserver.conf.sample" "$prefix/etc/mdserver/mdserver.conf"
 
-# The hook's settings.
+# The upload token: once the configuration names it, uploads over HTTP must carry it, so that
+# other local users cannot rewrite VMs' records. Root (the hook) and the service's group (mdserver
+# reads it at start and at each reload) may read it, no one else; an existing one is kept.
+if [ -e "$prefix$token_file" ]; then
+    say kept "$prefix$token_file (exists; not overwritten)"
+else
+    od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$tmp/token"
+    install -m 0640 "${group_opts[@]}" "$tmp/token" "$prefix$token_file"
+    say created "$prefix$token_file"
+fi
+
+# A new configuration names the token; an existing one is left as it is, but told about it.
+conf=$prefix/etc/mdserver/mdserver.conf
+if [ ! -e "$conf" ]; then
+    sed "s#^\# upload_token_file =\$#upload_token_file = $token_file#" "$src/mdserver.conf.sample" > "$tmp/mdserver.conf"
+    put_once 0640 "$tmp/mdserver.conf" "$conf"
+else
+    say kept "$conf (exists; not overwritten)"
+    if ! cat "$conf" "$prefix"/etc/mdserver/mdserver.conf.d/*.conf 2> /dev/null |
+        grep -Eq '^[[:space:]]*upload_token_file[[:space:]]*=[[:space:]]*[^[:space:]]'; then
+        say warning "$conf sets no upload_token_file: every local user can upload domains over HTTP; add 'upload_token_file = $token_file' under [mdserver] and run mdserver reload"
+    fi
+fi
+
+# The hook's settings. It sends the upload token from MDSERVER_TOKEN_FILE, by default the file
+# created above.
 cat > "$tmp/default" <<EOF
 # Settings for mdserver's libvirt hook (/etc/libvirt/hooks/qemu.d/mdserver).
+# mdserver's admin socket ([mdserver] admin_socket): the hook uploads through it first, where
+# nothing the VMs do to the metadata port can get in the way; empty for HTTP only.
+MDSERVER_SOCKET=$socket
 # Where mdserver listens: [mdserver] listen_address and port in /etc/mdserver/mdserver.conf.
+# The hook uploads there when the socket is not set or does not answer.
 MDSERVER_URL=$url
 # Seconds to wait for the connection, and for the whole upload; a VM's start waits at most this.
 MDSERVER_CONNECT_TIMEOUT=2
@@ -106,6 +138,9 @@ EOF
 dir 0755 "$prefix/etc/default"
 group_opts=()
 put_once 0644 "$tmp/default" "$prefix/etc/default/mdserver"
+if ! grep -q '^MDSERVER_SOCKET=' "$prefix/etc/default/mdserver"; then
+    say note "$prefix/etc/default/mdserver has no MDSERVER_SOCKET: the hook uploads over HTTP only; add MDSERVER_SOCKET=/run/mdserver/admin.sock to use the admin socket first"
+fi
 
 # The libvirt hook, in qemu.d (libvirt 6.5 and later) so that it runs beside any other qemu hook.
 dir 0755 "$prefix/etc/libvirt/hooks/qemu.d"

@@ -10,6 +10,8 @@ import { listenAdmin, type AdminServer } from './admin/server.js';
 import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
+import { guardConnections, openFileLimit } from './http/connections.js';
+import { RefusalLog } from './http/refusalLog.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
@@ -51,6 +53,21 @@ export interface StartOptions {
   /** Skip configuring winston from the file (tests keep their own logging). */
   keepLogging?: boolean;
 }
+
+/**
+ * The metadata listener's timeouts, short because every caller but the host is a VM, and a VM
+ * that opens connections and sends nothing must not hold them long: its request headers must be
+ * in within 5 s of connecting (checked every second; Node's default check runs every 30 s), an
+ * idle keep-alive connection is closed after 2 s (cloud-init opens one connection per request
+ * anyway), and a whole request (an upload's body included) must be in within 15 s. The host's
+ * own path, the admin socket, keeps longer ones (admin/server.ts).
+ */
+const LISTENER_TIMEOUTS: http.ServerOptions = {
+  headersTimeout: 5000,
+  keepAliveTimeout: 2000,
+  requestTimeout: 15000,
+  connectionsCheckingInterval: 1000,
+};
 
 /** Builds every service over one store; `config` is read by each of them when it needs it. */
 function buildServices(config: () => Config, store: Store): Services {
@@ -101,21 +118,24 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
       services.dnsmasq.writeAll();
     };
     applyConfig(first);
-    const server = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30000, headersTimeout: 10000 }, createApp(services));
+    const httpLog = moduleLogger('http');
+    const refusals = new RefusalLog(httpLog);
+    const server = http.createServer(LISTENER_TIMEOUTS, createApp(services, refusals));
+    const connections = guardConnections(server, { config, refusals, log: httpLog, fdLimit: openFileLimit() });
     const bound = await listen(server, cfg.mdserver.port, cfg.mdserver.listenAddress);
     log.info('listening', { address: bound.address, port: bound.port, instances: store.count() });
     const reloader = makeReload(configFile, config, services, applyConfig);
     let admin: AdminServer | null = null;
     const adminSocket = cfg.mdserver.adminSocket;
     if (adminSocket) {
-      const app = createAdminApp({ services, reload: reloader.reload, listening: bound, startedAt: new Date(), lastReload: reloader.last });
+      const app = createAdminApp({ services, reload: reloader.reload, listening: bound, startedAt: new Date(), lastReload: reloader.last, connections });
       admin = await listenAdmin(adminSocket, app).catch((e: unknown) => {
         server.close();
         server.closeAllConnections();
         throw e;
       });
     }
-    const close = closer(server, admin, services, store);
+    const close = closer(server, admin, services, store, refusals);
     return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
   } catch (e) {
     store.close();
@@ -144,7 +164,7 @@ function makeReload(configFile: string, config: () => Config, services: Services
 }
 
 /** Stops accepting, lets requests in flight finish (10 s at most), then writes and closes. */
-function closer(server: http.Server, admin: AdminServer | null, services: Services, store: Store): () => Promise<void> {
+function closer(server: http.Server, admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
   let closing: Promise<void> | null = null;
   return () => {
     closing ??= new Promise<void>((resolve) => {
@@ -158,6 +178,7 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         clearTimeout(force);
         services.dnsmasq.close();
         void services.registry.close();
+        refusals.close();
         store.close();
         log.info('stopped');
         resolve();

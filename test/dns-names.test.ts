@@ -1,4 +1,4 @@
-// Host names in DNS, with a real dnsmasq started as its unit does, from mdserver's files, in network
+// Host names in DNS, with a real dnsmasq started from the files mdserver writes, in network
 // namespaces: a domain whose DNS-safe name another instance already has (VICTIM, victim_) is
 // refused, and a name never answers with two addresses, even from a database that holds such a
 // pair from before the rule.
@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { loadConfig } from '../src/config/index.js';
+import { dnsmasqPaths, renderConf } from '../src/dnsmasq/render.js';
 import { cleanupNetns, skipUnlessNetns, waitFor } from './netns.js';
-import { MDSERVER } from './process.js';
-import { readUnit, startUnit } from './unit.js';
 import { VmNet, type Vm } from './vmnet.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -17,15 +17,17 @@ const VICTIM = { name: 'VICTIM', uuid: 'd0d0d0d0-0000-4000-8000-000000000001', m
 const COPYCAT = { name: 'victim_', uuid: 'c0c0c0c0-0000-4000-8000-000000000002', mac: '52:54:00:d0:d0:02' };
 const ASKER = { name: 'asker', uuid: 'a0a0a0a0-0000-4000-8000-000000000003', mac: '52:54:00:d0:d0:03' };
 
-/** Starts dnsmasq in the host namespace as mdserver-dnsmasq.service does, reading mdserver's files. */
+/**
+ * Starts dnsmasq in the host namespace from mdserver's files, as mdserver-dnsmasq.service does:
+ * its configuration from `mdserver dnsmasq-conf`, its pid file where mdserver looks for it.
+ */
 async function startDnsmasq(net: VmNet): Promise<void> {
-  const run = path.join(net.dir, 'run-dnsmasq');
-  startUnit(net.host, readUnit('mdserver-dnsmasq.service'), {
-    '/etc/mdserver/mdserver.conf': net.configFile,
-    '/usr/local/bin/mdserver': MDSERVER,
-    '/run/mdserver-dnsmasq': run,
-  }, ['--log-facility=-']);
-  const pidFile = path.join(run, 'mds.pid');
+  const cfg = loadConfig(net.configFile).config;
+  const conf = path.join(net.dir, 'dnsmasq.conf');
+  fs.writeFileSync(conf, renderConf(cfg));
+  const pidFile = dnsmasqPaths(cfg).pidFile;
+  fs.mkdirSync(path.dirname(pidFile), { recursive: true });
+  net.host.spawn(DNSMASQ, ['--keep-in-foreground', `--conf-file=${conf}`, '--log-facility=-']);
   await waitFor('dnsmasq to start', () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '');
 }
 
@@ -46,7 +48,7 @@ function linesNaming(file: string, name: string): string[] {
   return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.toLowerCase().split(/[ ,]/).includes(name));
 }
 
-describe('host names in DNS', skipUnlessNetns([DNSMASQ, 'busybox', 'curl', 'setpriv']), () => {
+describe('host names in DNS', skipUnlessNetns([DNSMASQ, 'busybox', 'curl']), () => {
   after(() => cleanupNetns());
 
   test('a second domain with the same DNS-safe name is refused, and the name resolves to the first VM only', async () => {

@@ -36,6 +36,8 @@ test('hostile lines in every file mdserver writes never become dnsmasq options',
   const runs: Started[] = [];
   try {
     await upload(t.port, VM1);
+    // Whatever rewrite the upload scheduled happens now, not over the hostile lines added below.
+    t.running.services.dnsmasq.flush();
     const base = path.join(dir, 'dnsmasq');
     const written = filesUnder(base);
     assert.ok(written.length >= 3, `mdserver wrote ${written.join(', ')}`);

@@ -112,6 +112,72 @@ test('a domain name carrying a status marker does not change what the hook logs'
   }
 });
 
+test('with MDSERVER_SOCKET the hook uploads over the admin socket, whatever the metadata port does', async () => {
+  const t = await startTestServer();
+  try {
+    // Nothing listens on port 9: a registration can only have come through the socket.
+    const r = await hook(t.dir, 'http://127.0.0.1:9', [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), `MDSERVER_SOCKET=${t.running.adminSocket}\n`);
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^mdserver-hook: prepare test1: registered test1 mac=52:54:00:3a:cf:41 ipv4=127\.1\.\d+\.\d+$/m);
+    const refused = await hook(t.dir, 'http://127.0.0.1:9', [VM2.name, 'prepare', 'begin', '-'], domainXml({ ...VM2, network: 'default' }), `MDSERVER_SOCKET=${t.running.adminSocket}\n`);
+    assert.match(refused.stderr, /mdserver refused the domain \(400\): domain test2 has no interface on network "mds"/);
+    assert.equal((await show(t.dir, VM2.name)).status, 1, 'a refusal is an answer: no second try over HTTP');
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook falls back to HTTP when the admin socket is missing or does not answer', async () => {
+  const t = await startTestServer();
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    const missing = path.join(t.dir, 'no-such.sock');
+    const r1 = await hook(t.dir, url, [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), `MDSERVER_SOCKET=${missing}\n`);
+    assert.match(r1.stderr, new RegExp(`registered test1 .* \\(no socket at ${missing.replace(/[.]/g, '\\.')}\\)$`, 'm'));
+    // A socket file nobody accepts on, as a crashed mdserver leaves behind.
+    const stale = path.join(t.dir, 'stale.sock');
+    const made = await run('/usr/bin/python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', stale]);
+    assert.equal(made.status, 0, made.stderr);
+    const r2 = await hook(t.dir, url, [VM2.name, 'prepare', 'begin', '-'], domainXml(VM2), `MDSERVER_SOCKET=${stale}\n`);
+    assert.match(r2.stderr, /registered test2 .* \(not through .*stale\.sock: curl: \(7\)/);
+    assert.equal((await show(t.dir, VM2.name)).status, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+test('the hook sends the upload token from MDSERVER_TOKEN_FILE, never on curl\'s command line', async () => {
+  const dir = tempDir();
+  const token = 'a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8';
+  const tokenFile = path.join(dir, 'upload-token');
+  fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o640 });
+  const t = await startTestServer({ mdserver: { upload_token_file: tokenFile } }, dir);
+  try {
+    const url = `http://127.0.0.1:${t.port}`;
+    // Without the file the upload is refused, and the hook says why.
+    const denied = await hook(t.dir, url, [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1), `MDSERVER_TOKEN_FILE=${path.join(dir, 'none')}\n`);
+    assert.match(denied.stderr, /mdserver refused the domain \(401\): Unauthorised: an upload needs the header "Authorization: Bearer/);
+    // curl as found on PATH, through a shim that writes down the arguments every local user
+    // could read in the process list, then runs the real curl.
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    const real = (await run('sh', ['-c', 'command -v curl'])).stdout.trim();
+    fs.writeFileSync(path.join(bin, 'curl'), `#!/bin/sh\nprintf '%s\\n' "$@" >> ${dir}/argv\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const defaults = path.join(dir, 'default-mdserver');
+    fs.writeFileSync(defaults, `MDSERVER_URL=${url}\nMDSERVER_TOKEN_FILE=${tokenFile}\n`);
+    const r = await run(HOOK, [VM1.name, 'prepare', 'begin', '-'], {
+      input: domainXml(VM1), env: { MDSERVER_DEFAULTS: defaults, MDSERVER_HOOK_SYSLOG: 'no', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
+    });
+    assert.match(r.stderr, /registered test1 mac=52:54:00:3a:cf:41/);
+    const argv = fs.readFileSync(path.join(dir, 'argv'), 'utf8');
+    assert.match(argv, /^-H\n@\/dev\/fd\/\d+$/m, 'the header comes from a descriptor');
+    assert.doesNotMatch(argv, new RegExp(token.slice(0, 16)));
+  } finally {
+    await t.close();
+  }
+});
+
 test('the hook gives up quickly and exits 0 when mdserver is not running', async () => {
   const dir = tempDir();
   try {
@@ -149,7 +215,7 @@ test('the hook stops waiting for a server that accepts but never answers after M
   }
 });
 
-test('the hook ignores anything but its three settings in the defaults file', async () => {
+test('the hook ignores anything but its own settings in the defaults file', async () => {
   const dir = tempDir();
   try {
     const r = await hook(dir, 'http://127.0.0.1:9', [VM1.name, 'prepare', 'begin', '-'], domainXml(VM1),

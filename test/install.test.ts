@@ -49,14 +49,24 @@ test('the installer puts config, user-data directory, units, hook and defaults u
     assert.equal(r.status, 0, r.stderr);
     const f = (p: string): string => path.join(prefix, p);
     const mode = (p: string): number => fs.statSync(f(p)).mode & 0o777;
-    assert.equal(fs.readFileSync(f('etc/mdserver/mdserver.conf'), 'utf8'), fs.readFileSync(path.join(ROOT, 'mdserver.conf.sample'), 'utf8'));
+    // The sample, with the upload token it made named: HTTP uploads are locked from the start.
+    const sample = fs.readFileSync(path.join(ROOT, 'mdserver.conf.sample'), 'utf8');
+    assert.equal(fs.readFileSync(f('etc/mdserver/mdserver.conf'), 'utf8'),
+      sample.replace(/^# upload_token_file =$/m, 'upload_token_file = /etc/mdserver/upload-token'));
+    assert.notEqual(sample.match(/^# upload_token_file =$/m), null, 'the sample documents the key as the installer expects');
     assert.equal(mode('etc/mdserver/mdserver.conf'), 0o640);
+    assert.match(fs.readFileSync(f('etc/mdserver/upload-token'), 'utf8'), /^[0-9a-f]{64}$/);
+    // Root's hook and the service's group read it (mdserver reads it at start and reload); no one else.
+    assert.equal(mode('etc/mdserver/upload-token'), 0o640);
+    assert.match(r.stdout, /created\s+.*etc\/mdserver\/upload-token/);
     assert.ok(fs.statSync(f('etc/mdserver/userdata')).isDirectory());
     assert.equal(mode('etc/mdserver/userdata'), 0o750);
     assert.ok(fs.statSync(f('etc/mdserver/mdserver.conf.d')).isDirectory());
     assert.equal(fs.readFileSync(f('etc/libvirt/hooks/qemu.d/mdserver'), 'utf8'), fs.readFileSync(path.join(ROOT, 'hooks', 'qemu'), 'utf8'));
     assert.equal(mode('etc/libvirt/hooks/qemu.d/mdserver'), 0o755);
     assert.match(fs.readFileSync(f('etc/default/mdserver'), 'utf8'), /^MDSERVER_URL=http:\/\/169\.254\.169\.254:8080$/m);
+    // The hook uploads over the admin socket first: the metadata port is shared with the VMs.
+    assert.match(fs.readFileSync(f('etc/default/mdserver'), 'utf8'), /^MDSERVER_SOCKET=\/run\/mdserver\/admin\.sock$/m);
     const unit = fs.readFileSync(f('etc/systemd/system/mdserver.service'), 'utf8');
     assert.match(unit, new RegExp(`^ExecStart=${MDSERVER.replace(/[.]/g, '\\.')} /etc/mdserver/mdserver.conf$`, 'm'));
     const dnsmasqUnit = fs.readFileSync(f('etc/systemd/system/mdserver-dnsmasq.service'), 'utf8');
@@ -87,6 +97,27 @@ test('running the installer again changes nothing and keeps an edited configurat
     assert.match(again.stdout, /kept\s+.*etc\/mdserver\/mdserver\.conf \(exists; not overwritten\)/);
     assert.match(again.stdout, /unchanged\s+.*etc\/systemd\/system\/mdserver\.service/);
     assert.match(fs.readFileSync(conf, 'utf8'), /AAAAedited/);
+  } finally {
+    fs.rmSync(prefix, { recursive: true, force: true });
+  }
+});
+
+test('an existing configuration without an upload token is kept, with a warning; the token is made for the hook', async () => {
+  const prefix = tempDir('mdserver-install-');
+  try {
+    fs.mkdirSync(path.join(prefix, 'etc/mdserver'), { recursive: true });
+    const mdServerConf = '[mdserver]\nlisten_address = 169.254.169.254\n';
+    fs.writeFileSync(path.join(prefix, 'etc/mdserver/mdserver.conf'), mdServerConf);
+    const r = await install(prefix);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(fs.readFileSync(path.join(prefix, 'etc/mdserver/mdserver.conf'), 'utf8'), mdServerConf);
+    assert.match(r.stdout, /warning\s+.*mdserver\.conf sets no upload_token_file: every local user can upload domains over HTTP/);
+    assert.match(fs.readFileSync(path.join(prefix, 'etc/mdserver/upload-token'), 'utf8'), /^[0-9a-f]{64}$/);
+    // Once a drop-in sets it, the warning goes.
+    fs.mkdirSync(path.join(prefix, 'etc/mdserver/mdserver.conf.d'), { recursive: true });
+    fs.writeFileSync(path.join(prefix, 'etc/mdserver/mdserver.conf.d/token.conf'), '[mdserver]\nupload_token_file = /etc/mdserver/upload-token\n');
+    const again = await install(prefix);
+    assert.doesNotMatch(again.stdout, /sets no upload_token_file/);
   } finally {
     fs.rmSync(prefix, { recursive: true, force: true });
   }

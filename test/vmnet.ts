@@ -26,6 +26,8 @@ export interface VmNetOptions {
   network?: { address: string; prefix: number; gateway: string };
   /** Files the server reads besides its configuration, written into its directory first (e.g. `userdata/test1.yaml`). */
   files?: Record<string, string>;
+  /** A command the server is started under, e.g. `['prlimit', '--nofile=512:512', '--']`. */
+  wrap?: string[];
 }
 
 export interface Vm {
@@ -120,7 +122,8 @@ export class VmNet {
       host.ip('addr', 'add', `${network.gateway}/${network.prefix}`, 'dev', BRIDGE);
       host.ip('addr', 'add', `${MDS_ADDRESS}/32`, 'dev', BRIDGE);
       host.ip('link', 'set', BRIDGE, 'up');
-      server = host.spawn(process.execPath, [BIN, configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const argv = [...(opts.wrap ?? []), process.execPath, BIN, configFile];
+      server = host.spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       const net = new VmNet(host, dir, configFile, network, server);
       let exited: string | null = null;
       server.once('exit', (code, signal) => {

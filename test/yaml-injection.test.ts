@@ -116,7 +116,7 @@ describe('yaml_quote in served user-data', () => {
       '    content: <%= it.yaml_quote(it.name) %>',
       '',
     ].join('\n');
-    // A userdata_prefix names a template in the prefixes directory (issue 15, item 2).
+    // A userdata_prefix names a template in the prefixes directory (see [mdserver] userdata_prefix_dir).
     fs.mkdirSync(path.join(srv.dir, 'userdata', 'prefixes'), { recursive: true });
     fs.writeFileSync(path.join(srv.dir, 'userdata', 'prefixes', 'quoted.yaml'), template);
     const role = 'yes # db: {primary: true}';

@@ -1,14 +1,19 @@
 // The admin API, served only on the host-only unix socket: list, show, register, rekey and delete
 // instances, reload the configuration, report status. Answers are JSON; errors are
-// `{"error": code, "message": ...}` with the status of the error's code.
+// `{"error": code, "message": ...}` with the status of the error's code. `POST /instance-upload`
+// is the metadata port's upload, text replies included, for the hook.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Config } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { errorHandler } from '../http/errorReply.js';
+import { sendText } from '../http/respond.js';
+import { UPLOAD_PATH, uploadHandler } from '../http/routes/upload.js';
 import { unfilteredSummary } from '../metadata/isolation.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
+import type { ConnectionCounts } from '../net/connlimit.js';
 import type { ReloadReport } from '../reload.js';
 import { VERSION } from '../version.js';
 import { instanceJson, type RekeyJson, type StatusReport } from './protocol.js';
@@ -23,6 +28,8 @@ export interface AdminDeps {
   listening: { address: string; port: number };
   startedAt: Date;
   lastReload(): { at: string; ok: boolean } | null;
+  /** The metadata listener's open VM connections. */
+  connections: ConnectionCounts;
 }
 
 export function statusReport(d: AdminDeps): StatusReport {
@@ -42,9 +49,17 @@ export function statusReport(d: AdminDeps): StatusReport {
     lastReload: d.lastReload(),
     dnsmasq: { ...h.dnsmasq, files: d.services.dnsmasq.getStatus() },
     logfile: h.logfile,
+    connections: { open: d.connections.count(), clients: d.connections.clients },
     // Not problems of the server (it stays healthy), but what the admin should know about.
-    warnings: [unfilteredSummary(d.services.registry.list(), cfg.mdserver)].filter((w): w is string => w !== null),
+    warnings: [unfilteredSummary(d.services.registry.list(), cfg.mdserver), openUploads(cfg)].filter((w): w is string => w !== null),
   };
+}
+
+/** A warning while uploads over HTTP are open to every local user (an md_server configuration). */
+function openUploads(cfg: Config): string | null {
+  if (cfg.mdserver.uploadToken !== null) return null;
+  return 'uploads over HTTP are open to every local user, who could rewrite any VM\'s record: '
+    + 'set [mdserver] upload_token_file (doc/setup.md, "Registering a domain by hand, and locking uploads")';
 }
 
 function name(req: Request): string {
@@ -109,6 +124,11 @@ export function createAdminApp(d: AdminDeps): express.Express {
     res.status(r.created ? 201 : 200).json({ created: r.created, changed: r.changed, instance: instanceJson(r.instance, d.services.config().mdserver) });
   });
 
+  // The hook's upload, as on the metadata port and with the same text replies, for when that port
+  // is busy with VMs or not reachable from the host's shell; the socket's permissions (root and
+  // the mdserver group) decide who may use it, so it needs no upload token.
+  app.post(UPLOAD_PATH, uploadHandler(d.services));
+
   app.post('/reload', (_req, res) => {
     const report = d.reload();
     res.status(report.ok ? 200 : 422).json(report);
@@ -121,7 +141,8 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.use(errorHandler({
     log,
     send: (res, reply) => {
-      res.json({ error: reply.error.code, message: reply.error.message });
+      if (res.req.path === UPLOAD_PATH) sendText(res, reply.error.message, reply.status);
+      else res.json({ error: reply.error.code, message: reply.error.message });
     },
   }));
   return app;

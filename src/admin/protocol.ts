@@ -50,7 +50,9 @@ export interface StatusReport {
     files: { ok: boolean; lastError: string | null; lastWrite: string | null; lastHup: string | null; hupError: string | null };
   };
   logfile: { file: string | null; writable: boolean };
-  /** What the admin should know that does not make the server unhealthy (unfiltered VMs). */
+  /** The metadata port's open connections from VMs, and from how many addresses. */
+  connections: { open: number; clients: number };
+  /** What the admin should know that does not make the server unhealthy (unfiltered VMs, open uploads). */
   warnings: string[];
 }
 

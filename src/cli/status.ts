@@ -31,6 +31,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     ['metadata', `${s.listen.address}:${s.listen.port}`],
     ['network', s.network],
     ['instances', String(s.instances)],
+    ['connections', `${s.connections.open} open from ${s.connections.clients} VM address(es)`],
     ['last reload', s.lastReload ? `${s.lastReload.at} (${s.lastReload.ok ? 'ok' : 'refused'})` : 'never'],
     ['dnsmasq', d.running ? `running, pid ${d.pid ?? '?'}` : 'NOT RUNNING'],
     ['dnsmasq files', f.ok ? `written ${f.lastWrite ?? 'never'}` : `FAILING: ${f.lastError ?? ''}`],

@@ -23,6 +23,7 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
   const c = new Collector(raw);
   const table = parseSettings(c, path.dirname(path.resolve(mainFile)));
   const net = checkNetwork(c, table.dnsmasq);
+  warnHeaderFormats(c, table);
   const cfg: Config = {
     ...table,
     files,
@@ -61,6 +62,19 @@ function checkNetwork(c: Collector, d: SettingValues['dnsmasq']): Net4 {
     c.fail('dnsmasq', 'gateway', `must be a host address inside ${d.netAddress}/${d.netPrefix}`);
   }
   return network;
+}
+
+/**
+ * With tokens required, the OpenStack and NoCloud paths answer only requests that carry
+ * `Metadata: true`, which stock cloud-init never sends: say so for each format still on.
+ */
+function warnHeaderFormats(c: Collector, t: SettingValues): void {
+  if (t.mdserver.imdsTokens !== 'required') return;
+  const on = [t.openstack.enabled ? 'openstack' : '', t.nocloud.enabled ? 'nocloud' : ''].filter(Boolean);
+  if (on.length === 0) return;
+  c.warn(`[mdserver] imds_tokens = required: ${on.map((f) => `/${f}/`).join(' and ')} answer only requests with the header `
+    + `"Metadata: true", which cloud-init's ${on.map((f) => (f === 'openstack' ? 'OpenStack' : 'NoCloud')).join(' and ')} `
+    + `datasource does not send; set ${on.map((f) => `[${f}] enabled = no`).join(' and ')} if no VM uses them`);
 }
 
 function publicKeys(c: Collector, raw: RawConfig): PublicKey[] {

@@ -36,3 +36,22 @@ export const jsonFile: Parser<string> = (s, ctx) => {
     return '{}';
   }
 };
+
+/** What RFC 6750 allows in a bearer token (b64token), so the file's content fits in a header. */
+const BEARER = /^[A-Za-z0-9._~+/-]+=*$/;
+
+/**
+ * A bearer token kept in a file (`upload_token_file`): its one line, surrounding whitespace
+ * removed; null when the setting is unset. A missing, unreadable or empty file, or one holding
+ * anything but a token, is a problem; one that every user may read is worth a warning.
+ */
+export const tokenFile: Parser<string | null> = (s, ctx) => {
+  const { file, text } = readText(s, ctx);
+  if (file === null || text === null) return null;
+  const token = text.trim();
+  if (token === '') ctx.fail(`${file} is empty`);
+  else if (!BEARER.test(token)) ctx.fail(`${file} must hold one token on one line: letters, digits and -._~+/ (then = padding)`);
+  else if (token.length < 16) ctx.warn(`names a short token (${token.length} characters); take 32 random bytes, e.g. \`openssl rand -hex 32\``);
+  if ((fs.statSync(file).mode & 0o004) !== 0) ctx.warn(`names ${file}, which every user can read: any of them could upload domains`);
+  return token === '' || !BEARER.test(token) ? null : token;
+};

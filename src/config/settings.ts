@@ -8,7 +8,7 @@ import path from 'node:path';
 import { isPrefixName } from '../names.js';
 import { NWFILTER_NAME } from '../ids.js';
 import { VERSION } from '../version.js';
-import { fileText, jsonFile } from './fileParsers.js';
+import { fileText, jsonFile, tokenFile } from './fileParsers.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
 import {
   adminSocket, bool, choice, filePath, int, ip, ipv4, level, list, matching, nameOrNo, optional, optionalIp,
@@ -151,11 +151,13 @@ export const SETTINGS = {
     debugUserdata: { key: 'debug_userdata', default: 'no', parse: bool,
       doc: 'write each rendered user-data to <run_dir>/<address>.userdata' },
     imdsTokens: { key: 'imds_tokens', default: 'optional', parse: choice<TokenMode>(['optional', 'required']),
-      doc: 'IMDSv2 session tokens: optional, or required (401 without one)' },
+      doc: 'IMDSv2 tokens: optional, or required (EC2: 401 without one; others need Metadata: true)' },
     // libvirt writes a few kilobytes per domain; 256 KiB leaves room for large metadata while
     // bounding what one upload can make the XML parser do.
     uploadMaxBytes: { key: 'upload_max_bytes', default: '262144', parse: int(1024, 64 * 1024 * 1024),
       doc: 'the largest domain XML /instance-upload accepts, in bytes' },
+    uploadToken: { key: 'upload_token_file', default: '', parse: tokenFile,
+      doc: 'a file whose token HTTP uploads must send (Authorization: Bearer); unset: none' },
     adminSocket: { key: 'admin_socket', default: '', parse: adminSocket, restart: 'mdserver',
       doc: 'the admin interface unix socket; empty: <run_dir>/admin.sock, no: none' },
     verifyMac: { key: 'verify_mac', default: 'no', parse: bool,
@@ -168,6 +170,10 @@ export const SETTINGS = {
       doc: 'requests per second each VM may make; 0: no limit' },
     rateBurst: { key: 'rate_burst', default: '200', parse: int(1, 1_000_000),
       doc: 'requests a VM may make at once before the rate limit applies' },
+    maxConnectionsPerClient: { key: 'max_connections_per_client', default: '32', parse: int(1, 100_000),
+      doc: 'open connections one VM (one source address) may hold; the host is not limited' },
+    maxConnections: { key: 'max_connections', default: '4096', parse: int(1, 1_000_000),
+      doc: 'open connections all VMs together may hold; the host is not limited' },
   } },
   loglevels: { section: 'loglevels', keys: {
     base: { key: 'base', default: 'info', parse: level, doc: 'the level below which nothing is logged' },

@@ -8,7 +8,9 @@ import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
 import { errorHandler, HttpError } from './errorReply.js';
+import { checkMetadataHeader, checkUploadToken, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
+import type { RefusalLog } from './refusalLog.js';
 import { sendText } from './respond.js';
 import { allowHeader, allows, RouteTable } from './router.js';
 import { publicRoutes, type Route } from './routeTable.js';
@@ -19,7 +21,11 @@ const log = moduleLogger('http');
 /** What an exact-path route gets for `segs`: those routes never read them. */
 const NO_SEGMENTS: readonly string[] = Object.freeze([]);
 
-export function createApp(services: Services): express.Express {
+/**
+ * `refusals` limits the refusal lines per client; the composition root shares it with the
+ * connection guard, so that a client's refused connections and requests count as one.
+ */
+export function createApp(services: Services, refusals: RefusalLog): express.Express {
   const app = express();
   app.disable('x-powered-by');
   // Hashing every body for an ETag costs time on the hot path and no client uses it.
@@ -37,6 +43,7 @@ export function createApp(services: Services): express.Express {
   app.use(errorHandler({
     log,
     fields: (req) => ({ client: clientAddress(req) }),
+    throttle: { refusals, client: clientAddress },
     send: (res, reply) => sendText(res, reply.error.message, reply.status),
   }));
   return app;
@@ -45,7 +52,7 @@ export function createApp(services: Services): express.Express {
 /**
  * The access log is per-request detail, so debug (info is for lifecycle and state changes): at
  * info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
- * logged at warn by the error handler.
+ * logged at warn by the error handler, at most once a minute per client.
  */
 function accessLog(req: Request, res: Response): void {
   const started = performance.now();
@@ -71,7 +78,10 @@ function rateLimit(services: Services, req: Request): void {
 
 /**
  * Finds the route and makes the checks it declares, in this order: the method (HEAD wherever
- * GET), the IMDSv2 token, then the caller (a registered instance, or the host).
+ * GET); for the host's routes, the caller; proxies' headers; the upload token; the IMDSv2 token
+ * or the `Metadata` header; then, for instance routes, the caller (a registered instance). The
+ * cheap header checks come before the instance lookup, so a refused request costs no database
+ * read, and an upload is refused before its body is read.
  */
 function dispatcher(services: Services, table: RouteTable<Config, Route>) {
   return (req: Request, res: Response, next: NextFunction): void => {
@@ -89,9 +99,12 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
       throw new HttpError('METHOD_NOT_ALLOWED', message, { Allow: allowHeader(route.methods) });
     }
     const client = clientAddress(req);
-    if (route.imdsToken) checkToken(services, req, client);
-    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));
     if (route.who === 'host' && !isHost(client, cfg)) throw new MdsError('UNAUTHORISED_CLIENT', `Unauthorised client: ${client}`);
+    if (route.who !== 'anyone' || route.refuseForwarded) refuseForwarded(req);
+    if (route.uploadToken) checkUploadToken(cfg, req);
+    if (route.imdsToken) checkToken(services, req, client);
+    if (route.metadataHeader) checkMetadataHeader(cfg, req);
+    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.caller(client));
     const done = route.handler(req, res, segs, client);
     if (done !== undefined) done.catch(next);
   };

@@ -5,6 +5,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { describe, isMdsError, MdsError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { RefusalLog } from './refusalLog.js';
 
 export const STATUS: Readonly<Record<ErrorCode, number>> = {
   CONFIG_INVALID: 500,
@@ -91,17 +92,22 @@ export interface ErrorHandlerOptions {
   send(res: Response, reply: ErrorReply): void;
   /** Fields for the refusal's log line besides its code and path (the public app names the client). */
   fields?(req: Request): Record<string, unknown>;
+  /**
+   * Limits the warning and error lines per client (the public app, where every caller may be a
+   * VM): at most one a minute, carrying the count of those left out. Debug lines are not limited.
+   */
+  throttle?: { readonly refusals: RefusalLog; client(req: Request): string };
 }
 
 /**
  * The one place where errors become replies: nothing unexpected escapes as a stack trace, and
- * every refusal is logged with its reason.
+ * every refusal is logged with its reason (at most once a minute per client where throttled).
  */
 export function errorHandler(o: ErrorHandlerOptions) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const reply = errorReply(err);
-    if (reply.unexpected) o.log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
-    o.log.log(reply.level, reply.error.message, { ...o.fields?.(req), code: reply.error.code, path: req.path.slice(0, 256) });
+    const left = reply.level === 'debug' || !o.throttle ? 0 : o.throttle.refusals.admit(o.throttle.client(req));
+    if (left !== null) logReply(o, req, err, reply, left);
     if (res.headersSent) {
       res.destroy();
       return;
@@ -110,4 +116,12 @@ export function errorHandler(o: ErrorHandlerOptions) {
     res.set(reply.headers);
     o.send(res, reply);
   };
+}
+
+/** The refusal's line (and the stack of an unexpected error); `left` counts lines left out before it. */
+function logReply(o: ErrorHandlerOptions, req: Request, err: unknown, reply: ErrorReply, left: number): void {
+  if (reply.unexpected) o.log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
+  const fields: Record<string, unknown> = { ...o.fields?.(req), code: reply.error.code, path: req.path.slice(0, 256) };
+  if (left > 0) fields['suppressed'] = left;
+  o.log.log(reply.level, reply.error.message, fields);
 }

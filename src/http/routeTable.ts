@@ -22,6 +22,15 @@ type ForAddress = (req: Request, res: Response, segs: readonly string[], client:
 export type Route = RouteSpec<Config> & {
   /** `[mdserver] imds_tokens` applies, checked before the caller is looked up (EC2 paths only). */
   readonly imdsToken?: boolean;
+  /** With `imds_tokens = required`, the header `Metadata: true` is needed (OpenStack, NoCloud). */
+  readonly metadataHeader?: boolean;
+  /**
+   * A request carrying a proxy's headers is refused (403). Always so for instance and host
+   * routes; for a route anyone may call, only where this is set (the token PUT).
+   */
+  readonly refuseForwarded?: boolean;
+  /** With `[mdserver] upload_token_file` set, the request must carry its token (the upload). */
+  readonly uploadToken?: boolean;
   /** The 405 message where a hint helps; otherwise it names the method refused. */
   readonly notAllowed?: string;
 } & (
@@ -40,16 +49,17 @@ const openstackOn = (c: Config): boolean => c.openstack.enabled;
  */
 export function publicRoutes(services: Services): Route[] {
   return [
-    { paths: [TOKEN_PATH], methods: ['PUT'], who: 'anyone', handler: tokenHandler(services),
+    { paths: [TOKEN_PATH], methods: ['PUT'], who: 'anyone', refuseForwarded: true, handler: tokenHandler(services),
       notAllowed: 'Method not allowed: use PUT to get a token' },
-    { paths: [UPLOAD_PATH], methods: ['POST'], who: 'host', handler: uploadHandler(services),
+    { paths: [UPLOAD_PATH], methods: ['POST'], who: 'host', uploadToken: true, handler: uploadHandler(services),
       notAllowed: 'Method not allowed: use POST' },
     { paths: [HEALTH_PATH], methods: GET, who: 'host', handler: healthHandler(services) },
     { paths: [CONFIGURATION_PATH, `${CONFIGURATION_PATH}/`], methods: GET, who: 'host', handler: configurationHandler(services) },
     { prefixes: ['service'], methods: GET, who: 'anyone', handler: serviceHandler(services) },
     { paths: ['/openstack', '/openstack/'], enabled: openstackOn, methods: GET, who: 'anyone', handler: openstackVersionsHandler },
-    { prefixes: ['openstack'], enabled: openstackOn, methods: GET, who: 'instance', handler: openstackHandler(services) },
-    { prefixes: [NOCLOUD_PREFIX.slice(1, -1)], enabled: (c) => c.nocloud.enabled, methods: GET, who: 'instance', handler: nocloudHandler(services) },
+    { prefixes: ['openstack'], enabled: openstackOn, methods: GET, who: 'instance', metadataHeader: true, handler: openstackHandler(services) },
+    { prefixes: [NOCLOUD_PREFIX.slice(1, -1)], enabled: (c) => c.nocloud.enabled, methods: GET, who: 'instance', metadataHeader: true,
+      handler: nocloudHandler(services) },
     { paths: ['/'], methods: GET, who: 'anyone', imdsToken: true, handler: ec2VersionsHandler(services) },
     { prefixes: (c) => c.service.ec2Versions, methods: GET, who: 'instance', imdsToken: true, handler: ec2Handler(services) },
   ];

@@ -89,7 +89,9 @@ export class MetadataService {
     if (m.verifyMac) {
       const seen = this.neighbours.macOf(ip);
       if (seen !== view.data.mac) {
-        log.warn('refused a caller whose MAC does not match the instance', {
+        // Debug: the refusal itself is logged at warning by the HTTP error handler, at most once a
+        // minute per client; a VM asking in a loop must not write a warning per request here.
+        log.debug('refused a caller whose MAC does not match the instance', {
           client: ip, instance: view.data.instance.name, expected: view.data.mac, seen: seen ?? 'none',
         });
         throw new MdsError('FORBIDDEN', `Forbidden: ${ip} is not using the MAC registered for it`);

@@ -1,5 +1,6 @@
 // The NoCloud seed: `/nocloud/meta-data`, `user-data`, `vendor-data` and `network-config`, each
-// for the calling VM. `[nocloud] enabled = no` turns these paths off.
+// for the calling VM. With `[mdserver] imds_tokens = required` they ask for the header
+// `Metadata: true` (guards.ts); `[nocloud] enabled = no` turns these paths off.
 
 import type { Request, Response } from 'express';
 import type { ClientView } from '../../metadata/service.js';

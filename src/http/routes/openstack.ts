@@ -1,6 +1,6 @@
 // The OpenStack metadata paths: `/openstack` (the version list) and `/openstack/<version>/...`.
-// There is no token here: OpenStack clients have no token protocol, so `[mdserver] imds_tokens`
-// guards the EC2 paths only; `[openstack] enabled = no` turns these paths off.
+// OpenStack clients have no token protocol: with `[mdserver] imds_tokens = required` these paths
+// ask for the header `Metadata: true` instead (guards.ts); `[openstack] enabled = no` turns them off.
 
 import type { Request, Response } from 'express';
 import type { ClientView } from '../../metadata/service.js';

@@ -8,13 +8,12 @@ import { sendText } from '../respond.js';
 
 export const TOKEN_PATH = '/latest/api/token';
 
-/** Issues a token bound to the caller's address; the route table allows PUT only. */
+/**
+ * Issues a token bound to the caller's address. The route table allows PUT only and refuses a
+ * request relayed by a proxy (an SSRF on the VM), as EC2 does.
+ */
 export function tokenHandler(services: Services) {
   return (req: Request, res: Response, _segs: readonly string[], client: string): void => {
-    // A request relayed by a proxy on the VM (an SSRF) must not get a token, as on EC2.
-    if (req.headers['x-forwarded-for'] !== undefined) {
-      throw new MdsError('FORBIDDEN', 'Forbidden: token requests may not carry X-Forwarded-For');
-    }
     const ttl = TokenIssuer.parseTtl(req.get(TTL_HEADER));
     if (ttl === null) {
       throw new MdsError('BAD_REQUEST', `Bad request: ${TTL_HEADER} must be a whole number from 1 to 21600`);
