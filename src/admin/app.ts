@@ -16,7 +16,7 @@ import { moduleLogger } from '../log.js';
 import type { ConnectionCounts } from '../net/connlimit.js';
 import type { ReloadReport } from '../reload.js';
 import { VERSION } from '../version.js';
-import { instanceJson, type StatusReport } from './protocol.js';
+import { instanceJson, type RekeyJson, type StatusReport } from './protocol.js';
 
 const log = moduleLogger('admin');
 
@@ -105,7 +105,8 @@ export function createAdminApp(d: AdminDeps): express.Express {
     if (typeof uuid !== 'string') throw new MdsError('BAD_REQUEST', 'expected {"uuid": "<the new uuid>"}');
     const r = await d.services.registry.rekey(name(req), uuid);
     if (!r) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json({ previousUuid: r.previousUuid, instance: instanceJson(r.instance, d.services.config().mdserver) });
+    const reply: RekeyJson = { previousUuid: r.previousUuid, instance: instanceJson(r.instance, d.services.config().mdserver) };
+    res.json(reply);
   });
 
   // `mdserver sync` registers domains here rather than on the metadata port, which may not be

@@ -23,6 +23,12 @@ export interface InstanceJson {
   lastUpdate: string;
 }
 
+/** A record moved to a new uuid, as `mdserver instances rekey --json` prints it. */
+export interface RekeyJson {
+  previousUuid: string;
+  instance: InstanceJson;
+}
+
 /** The server's state, as `mdserver status --json` prints it. */
 export interface StatusReport {
   healthy: boolean;

@@ -1,7 +1,7 @@
 // `mdserver instances list | show NAME | delete NAME | rekey NAME --uuid UUID`: the registered
 // VMs of a running server.
 
-import type { InstanceJson } from '../admin/protocol.js';
+import type { InstanceJson, RekeyJson } from '../admin/protocol.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket, type Parsed } from './common.js';
 import { formatTable } from './table.js';
 
@@ -76,7 +76,7 @@ function printOne(action: string, body: unknown, json: boolean): void {
     const i = body as InstanceJson;
     out(`deleted ${i.name} (${i.ipv4 ?? 'no address'}, ${i.mac}); its address is free again`);
   } else {
-    const { previousUuid, instance: i } = body as { previousUuid: string; instance: InstanceJson };
+    const { previousUuid, instance: i } = body as RekeyJson;
     out(previousUuid === i.uuid
       ? `${i.name} already has uuid ${i.uuid}; nothing changed`
       : `moved ${i.name} from uuid ${previousUuid} to ${i.uuid}; it keeps ${i.ipv4 ?? 'no address'} and its instance id`);
