@@ -11,6 +11,8 @@ import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
 import { guardConnections, openFileLimit } from './http/connections.js';
+import { ConnectionCounts } from './net/connlimit.js';
+import { ListenerSet } from './net/listeners.js';
 import { RefusalLog } from './http/refusalLog.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
@@ -82,18 +84,31 @@ function buildServices(config: () => Config, store: Store): Services {
     tokens: new TokenIssuer(),
     dnsmasq,
     limiter: new RateLimiter(() => config().mdserver),
+    listeners: new ListenerSet(),
   };
 }
 
-function listen(server: http.Server, port: number, address: string): Promise<{ address: string; port: number }> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => {
-      server.off('error', reject);
-      const a = server.address() as { address: string; port: number };
-      resolve({ address: a.address, port: a.port });
-    });
-  });
+/** OpenStack's metadata address, link-local: cloud-init's OpenStack datasource asks it (23.1+). */
+export const LINK_LOCAL_METADATA = 'fe80::a9fe:a9fe';
+
+/**
+ * The metadata listeners, each a server over the same app whose VM connections count against the
+ * same caps: the IPv4 address, which must be bound, and with `ipv6 = yes` listen_address6 and the
+ * link-local address on the bridge, which are retried until they can be (see net/listeners.ts).
+ */
+async function listenAll(cfg: Config, services: Services, newServer: () => http.Server): Promise<{ main: http.Server; bound: { address: string; port: number } }> {
+  const m = cfg.mdserver;
+  const main = newServer();
+  await services.listeners.add(main, { label: 'metadata', address: m.listenAddress, port: m.port, required: true });
+  const a = main.address() as { address: string; port: number };
+  const port = a.port;
+  if (m.ipv6) {
+    await services.listeners.add(newServer(), { label: 'metadata IPv6', address: m.listenAddress6, port });
+    if (m.listenLinklocal) {
+      await services.listeners.add(newServer(), { label: 'metadata link-local', address: `${LINK_LOCAL_METADATA}%${cfg.dnsmasq.interface}`, port });
+    }
+  }
+  return { main, bound: { address: a.address, port } };
 }
 
 export async function startServer(configFile: string, opts: StartOptions = {}): Promise<Running> {
@@ -120,22 +135,31 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     applyConfig(first);
     const httpLog = moduleLogger('http');
     const refusals = new RefusalLog(httpLog);
-    const server = http.createServer(LISTENER_TIMEOUTS, createApp(services, refusals));
-    const connections = guardConnections(server, { config, refusals, log: httpLog, fdLimit: openFileLimit() });
-    const bound = await listen(server, cfg.mdserver.port, cfg.mdserver.listenAddress);
+    const app = createApp(services, refusals);
+    const connections = new ConnectionCounts();
+    const guard = { config, refusals, log: httpLog, fdLimit: openFileLimit() };
+    const newServer = (): http.Server => {
+      const s = http.createServer(LISTENER_TIMEOUTS, app);
+      guardConnections(s, guard, connections);
+      return s;
+    };
+    const { main: server, bound } = await listenAll(cfg, services, newServer);
     log.info('listening', { address: bound.address, port: bound.port, instances: store.count() });
     const reloader = makeReload(configFile, config, services, applyConfig);
     let admin: AdminServer | null = null;
     const adminSocket = cfg.mdserver.adminSocket;
     if (adminSocket) {
-      const app = createAdminApp({ services, reload: reloader.reload, listening: bound, startedAt: new Date(), lastReload: reloader.last, connections });
-      admin = await listenAdmin(adminSocket, app).catch((e: unknown) => {
-        server.close();
-        server.closeAllConnections();
+      const adminApp = createAdminApp({ services, reload: reloader.reload, listening: bound, startedAt: new Date(), lastReload: reloader.last, connections });
+      admin = await listenAdmin(adminSocket, adminApp).catch((e: unknown) => {
+        services.listeners.stopRetrying();
+        for (const s of services.listeners.servers()) {
+          s.close();
+          (s as http.Server).closeAllConnections();
+        }
         throw e;
       });
     }
-    const close = closer(server, admin, services, store, refusals);
+    const close = closer(admin, services, store, refusals);
     return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
   } catch (e) {
     store.close();
@@ -164,16 +188,19 @@ function makeReload(configFile: string, config: () => Config, services: Services
 }
 
 /** Stops accepting, lets requests in flight finish (10 s at most), then writes and closes. */
-function closer(server: http.Server, admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
+function closer(admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
   let closing: Promise<void> | null = null;
   return () => {
     closing ??= new Promise<void>((resolve) => {
       log.info('stopping: finishing requests in flight');
       void admin?.close();
+      services.listeners.stopRetrying();
+      const servers = services.listeners.servers() as http.Server[];
+      const each = (f: (s: http.Server) => void) => (): void => servers.forEach(f);
       // Connections go as soon as they are idle: those busy now finish their request first.
-      const sweep = setInterval(() => server.closeIdleConnections(), 50);
-      const force = setTimeout(() => server.closeAllConnections(), 10000);
-      server.close(() => {
+      const sweep = setInterval(each((s) => s.closeIdleConnections()), 50);
+      const force = setTimeout(each((s) => s.closeAllConnections()), 10000);
+      void Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => {
         clearInterval(sweep);
         clearTimeout(force);
         services.dnsmasq.close();
@@ -183,7 +210,7 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         log.info('stopped');
         resolve();
       });
-      server.closeIdleConnections();
+      each((s) => s.closeIdleConnections())();
     });
     return closing;
   };

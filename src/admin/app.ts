@@ -44,6 +44,8 @@ export function statusReport(d: AdminDeps): StatusReport {
     uptimeSeconds: Math.round((Date.now() - d.startedAt.getTime()) / 1000),
     configFiles: cfg.files,
     listen: d.listening,
+    listeners: h.listeners.map(({ label, address, port, bound, error }) => ({ label, address, port, bound, error })),
+    ipv6: h.ipv6,
     instances: h.instances,
     network: `${cfg.dnsmasq.netAddress}/${cfg.dnsmasq.netPrefix}`,
     lastReload: d.lastReload(),

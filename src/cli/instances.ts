@@ -63,9 +63,11 @@ function printList(list: InstanceJson[], json: boolean): void {
     out(JSON.stringify(list, null, 2));
     return;
   }
+  // The IPv6 column only when the server serves IPv6 (some instance has an address).
+  const v6 = list.some((i) => i.ipv6 !== null);
   out(formatTable(
-    ['NAME', 'IPV4', 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER'],
-    list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.lastUpdate, filterColumn(i)]),
+    ['NAME', 'IPV4', ...(v6 ? ['IPV6'] : []), 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER'],
+    list.map((i) => [i.name, i.ipv4 ?? '-', ...(v6 ? [i.ipv6 ?? '-'] : []), i.mac, i.uuid, i.lastUpdate, filterColumn(i)]),
   ) + `${list.length} instance(s)`);
 }
 

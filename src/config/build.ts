@@ -6,6 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { broadcast, inNet, isNetworkAddress, net4, parseIPv4, type Net4 } from '../net/ip.js';
+import { inNet6, isNetworkAddress6, parseIPv6, type Plan6 } from '../net/ip6.js';
 import { RELEASE_DATE } from '../version.js';
 import { Collector } from './collector.js';
 import type { RawConfig } from './ini.js';
@@ -23,11 +24,12 @@ export function buildConfig(raw: RawConfig, files: string[], mainFile: string): 
   const c = new Collector(raw);
   const table = parseSettings(c, path.dirname(path.resolve(mainFile)));
   const net = checkNetwork(c, table.dnsmasq);
+  const plan6 = checkNetwork6(c, table, net);
   warnHeaderFormats(c, table);
   const cfg: Config = {
     ...table,
     files,
-    dnsmasq: { ...table.dnsmasq, net },
+    dnsmasq: { ...table.dnsmasq, net, plan6 },
     service: { ...table.service, releaseDate: RELEASE_DATE, hostname: os.hostname() },
     publicKeys: publicKeys(c, raw),
     templateData: templateData(c, raw),
@@ -62,6 +64,29 @@ function checkNetwork(c: Collector, d: SettingValues['dnsmasq']): Net4 {
     c.fail('dnsmasq', 'gateway', `must be a host address inside ${d.netAddress}/${d.netPrefix}`);
   }
   return network;
+}
+
+/**
+ * With `ipv6 = yes`, how instances get their IPv6 addresses (null when it is off). The prefix must
+ * be a network address, and gateway6 a host inside it; listen_address6 may be anywhere, but inside
+ * the prefix it is, like gateway6, never an instance's address.
+ */
+function checkNetwork6(c: Collector, t: SettingValues, net4: Net4): Plan6 | null {
+  const d = t.dnsmasq;
+  const network = parseIPv6(d.net6Address) ?? 0n;
+  if (c.failed('dnsmasq', 'net6_address', 'net6_prefix')) return null;
+  if (!isNetworkAddress6(network, d.net6Prefix)) {
+    c.fail('dnsmasq', 'net6_address', `has host bits set for prefix /${d.net6Prefix}`);
+    return null;
+  }
+  const gateway = parseIPv6(d.gateway6) ?? 0n;
+  if (!c.failed('dnsmasq', 'gateway6') && (!inNet6(network, d.net6Prefix, gateway) || gateway === network)) {
+    c.fail('dnsmasq', 'gateway6', `must be a host address inside ${d.net6Address}/${d.net6Prefix}`);
+  }
+  const listen = parseIPv6(t.mdserver.listenAddress6) ?? 0n;
+  if (t.mdserver.ipv6 && listen === gateway) c.fail('mdserver', 'listen_address6', 'must not be [dnsmasq] gateway6');
+  if (!t.mdserver.ipv6) return null;
+  return { network, prefix: d.net6Prefix, net4, reserved: [gateway, listen] };
 }
 
 /**

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { parseLevel, type Level } from '../log.js';
 import { formatIPv4, isIP, parseIPv4 } from '../net/ip.js';
+import { canonicalIPv6 } from '../net/ip6.js';
 
 export interface ParseContext {
   /** The main config file's directory: relative paths are taken from there. */
@@ -69,6 +70,13 @@ export const ipv4: Parser<string> = (s, ctx) => {
   const n = parseIPv4(s);
   if (n === null) ctx.fail('expected an IPv4 address');
   return formatIPv4(n ?? 0);
+};
+
+/** An IPv6 address (no zone index), in its canonical form. */
+export const ipv6: Parser<string> = (s, ctx) => {
+  const c = s.includes('%') ? null : canonicalIPv6(s);
+  if (c === null) ctx.fail('expected an IPv6 address');
+  return c ?? '::';
 };
 
 /** Paths are taken relative to the main config file's directory. */

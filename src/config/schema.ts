@@ -3,6 +3,7 @@
 // sections. Built once per load, frozen.
 
 import type { Net4 } from '../net/ip.js';
+import type { Plan6 } from '../net/ip6.js';
 import type { SettingValues } from './settings.js';
 
 export type { EntryKind, NetworkMode, TokenMode } from './settings.js';
@@ -24,6 +25,8 @@ export interface Config extends SettingValues {
   readonly dnsmasq: SettingValues['dnsmasq'] & {
     /** `net_address`/`net_prefix` as a network. */
     readonly net: Net4;
+    /** How instances get their IPv6 addresses; null unless `[mdserver] ipv6 = yes`. */
+    readonly plan6: Plan6 | null;
   };
   readonly service: SettingValues['service'] & {
     readonly releaseDate: string;

@@ -11,7 +11,7 @@ import { VERSION } from '../version.js';
 import { fileText, jsonFile, tokenFile } from './fileParsers.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
 import {
-  adminSocket, bool, choice, filePath, int, ip, ipv4, level, list, matching, nameOrNo, optional, optionalIp,
+  adminSocket, bool, choice, filePath, int, ip, ipv4, ipv6, level, list, matching, nameOrNo, optional, optionalIp,
   optionalPath, text, type Parser,
 } from './parsers.js';
 
@@ -121,6 +121,13 @@ const filterNames: Parser<readonly string[]> = (s, ctx) => {
   return names;
 };
 
+/** Host name labels, separated by spaces or commas: the names VMs may ask for mdserver by. */
+const serviceNames: Parser<readonly string[]> = (s, ctx) => {
+  const names = s.split(/[\s,]+/).filter(Boolean);
+  for (const n of names) if (!HOST_LABEL.test(n)) ctx.fail(`"${n}" is not a host name label`);
+  return names;
+};
+
 const hostShortName = (): string => os.hostname().split('.')[0] ?? os.hostname();
 const NETWORK_MODES = ['static', 'dhcp'] as const satisfies readonly NetworkMode[];
 
@@ -174,6 +181,12 @@ export const SETTINGS = {
       doc: 'open connections one VM (one source address) may hold; the host is not limited' },
     maxConnections: { key: 'max_connections', default: '4096', parse: int(1, 1_000_000),
       doc: 'open connections all VMs together may hold; the host is not limited' },
+    ipv6: { key: 'ipv6', default: 'no', parse: bool, restart: 'mdserver',
+      doc: 'serve IPv6 too: instance IPv6 addresses, listen_address6, fe80::a9fe:a9fe, DHCPv6 and RA' },
+    listenAddress6: { key: 'listen_address6', default: 'fd00:ec2::254', parse: ipv6, restart: 'mdserver',
+      doc: 'the IPv6 address the metadata server listens on with ipv6 = yes (EC2 uses fd00:ec2::254)' },
+    listenLinklocal: { key: 'listen_linklocal', default: 'yes', parse: bool, restart: 'mdserver',
+      doc: 'with ipv6 = yes, also listen on fe80::a9fe:a9fe on [dnsmasq] interface (OpenStack\'s address)' },
   } },
   loglevels: { section: 'loglevels', keys: {
     base: { key: 'base', default: 'info', parse: level, doc: 'the level below which nothing is logged' },
@@ -208,6 +221,14 @@ export const SETTINGS = {
       doc: 'a prefix for the instance names in DNS' },
     domain: { key: 'domain', default: 'no', parse: nameOrNo(DNS_NAME, 'a DNS domain name'), restart: 'mdserver-dnsmasq',
       doc: 'the DNS domain of the instances' },
+    net6Address: { key: 'net6_address', default: 'fd00:ec2::', parse: ipv6, restart: 'mdserver-dnsmasq',
+      doc: 'the IPv6 prefix instance addresses are derived in (the IPv4 host part in its last 32 bits)' },
+    net6Prefix: { key: 'net6_prefix', default: '64', parse: int(16, 64), restart: 'mdserver-dnsmasq',
+      doc: "that prefix's length (64 at most: router advertisements and DHCPv6 work on /64 links)" },
+    gateway6: { key: 'gateway6', default: 'fd00:ec2::1', parse: ipv6,
+      doc: "the host's IPv6 address on the network: the VMs' router, and their DNS server with use_dns" },
+    serviceNames: { key: 'service_names', default: 'metadata instance-data data-server', parse: serviceNames,
+      doc: 'names that resolve to the metadata addresses in dnsmasq (also under domain); empty: none' },
     entryOrder: { key: 'entry_order', default: 'base', parse: entryOrder,
       doc: 'the DNS names each instance gets, in order: base, prefix, domain (or fqdn)' },
   } },

@@ -30,9 +30,11 @@ export interface GuardOptions {
   readonly fdLimit: number | null;
 }
 
-/** Starts counting `server`'s connections; returns the counts (for status and tests). */
-export function guardConnections(server: http.Server, o: GuardOptions): ConnectionCounts {
-  const counts = new ConnectionCounts();
+/**
+ * Starts counting `server`'s connections; returns the counts (for status and tests). Listeners
+ * that pass the same `counts` share the caps: a VM holds the same allowance on all of them.
+ */
+export function guardConnections(server: http.Server, o: GuardOptions, counts = new ConnectionCounts()): ConnectionCounts {
   const caps = capsFor(o);
   caps(o.config());
   server.on('connection', (socket: net.Socket) => {

@@ -1,14 +1,15 @@
-// Pure: choosing the address of a new instance in the metadata network. IPv4 today; an IPv6
-// address belongs here too, derived from the IPv4 one so that one allocation and one conflict
-// rule cover both.
+// Pure: choosing the address of a new instance in the metadata network. Its IPv6 address is
+// derived from the IPv4 one (net/ip6.ts), so that one allocation and one conflict rule cover both:
+// the IPv4 addresses whose derived IPv6 address is the host's are never handed out.
 
 import type { Config } from '../config/index.js';
 import { broadcast, formatIPv4, parseIPv4, type Net4 } from '../net/ip.js';
+import { ipv4sReservedBy } from '../net/ip6.js';
 import type { Allocate } from '../store/store.js';
 
 /** The settings allocation reads: the network and the host's own addresses in it. */
 export interface PoolSettings {
-  readonly dnsmasq: Pick<Config['dnsmasq'], 'net' | 'gateway' | 'listenAddress'>;
+  readonly dnsmasq: Pick<Config['dnsmasq'], 'net' | 'gateway' | 'listenAddress'> & { readonly plan6?: Config['dnsmasq']['plan6'] };
   readonly mdserver: Pick<Config['mdserver'], 'listenAddress'>;
 }
 
@@ -57,7 +58,10 @@ export function pickIPv4(
 /** The store's allocator for `cfg`: a random free address in the network, none of the host's. */
 export function ipv4Allocator(cfg: PoolSettings, random: () => number = Math.random): Allocate {
   const net = cfg.dnsmasq.net;
-  const reserved = reservedAddresses([cfg.dnsmasq.gateway, cfg.mdserver.listenAddress, cfg.dnsmasq.listenAddress]);
+  const plan6 = cfg.dnsmasq.plan6 ?? null;
+  const reserved = reservedAddresses([
+    cfg.dnsmasq.gateway, cfg.mdserver.listenAddress, cfg.dnsmasq.listenAddress, ...(plan6 ? ipv4sReservedBy(plan6) : []),
+  ]);
   return (isUsed) => {
     const n = pickIPv4(net, reserved, (a) => isUsed(formatIPv4(a)), random);
     return n === null ? null : formatIPv4(n);

@@ -8,6 +8,7 @@ import { MdsError } from '../errors.js';
 import { canonicalUuid } from '../ids.js';
 import { UnfilteredWarnings } from '../metadata/isolation.js';
 import { isPrefixName } from '../names.js';
+import { withIPv6 } from '../net/ip6.js';
 import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from '../store/store.js';
 import { ipv4Allocator } from './allocation.js';
 import { DomainParser } from './domainParser.js';
@@ -53,7 +54,13 @@ export class Registry {
           `${cfg.mdserver.userdataPrefixDir}/ of the userdata directory (letters, digits, ".", "_" and "-", not starting with ".")`,
       );
     }
-    return await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location });
+    const r = await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location });
+    return { ...r, instance: this.addressed(r.instance) };
+  }
+
+  /** The record with its IPv6 address as the configuration in force derives it. */
+  private addressed(i: Instance): Instance {
+    return withIPv6(i, this.config().dnsmasq.plan6);
   }
 
   /**
@@ -61,7 +68,8 @@ export class Registry {
    * coalesced: whoever deleted it is told its lease entry is gone.
    */
   async delete(name: string): Promise<Instance | undefined> {
-    const gone = await this.store.delete(name);
+    const deleted = await this.store.delete(name);
+    const gone = deleted && this.addressed(deleted);
     if (gone) {
       log.info('deleted instance', { name: gone.name, uuid: gone.uuid, ipv4: gone.ipv4 });
       this.dnsmasq.flush();
@@ -77,7 +85,8 @@ export class Registry {
   async rekey(name: string, rawUuid: string): Promise<Rekeyed | undefined> {
     const uuid = canonicalUuid(rawUuid);
     if (!uuid) throw new MdsError('BAD_REQUEST', `"${rawUuid.slice(0, 64)}" is not a uuid`);
-    const r = await this.store.rekey(name, uuid);
+    const found = await this.store.rekey(name, uuid);
+    const r = found && { ...found, instance: this.addressed(found.instance) };
     if (r && r.previousUuid !== uuid) {
       log.info('moved instance to a new uuid', { name, from: r.previousUuid, to: uuid, ipv4: r.instance.ipv4 });
       // A name with no DNS-safe characters takes its host name from the uuid.
@@ -92,11 +101,12 @@ export class Registry {
   }
 
   list(): Instance[] {
-    return this.store.all();
+    return this.store.all().map((i) => this.addressed(i));
   }
 
   get(name: string): Instance | undefined {
-    return this.store.byName(name);
+    const i = this.store.byName(name);
+    return i && this.addressed(i);
   }
 
   count(): number {
@@ -105,7 +115,8 @@ export class Registry {
 
   /** The dnsmasq files' entries: each host name once, whatever the database holds. */
   hostEntries(): HostEntry[] {
-    const { entries, collisions } = uniqueHostNames(this.store.hostEntries());
+    const plan6 = this.config().dnsmasq.plan6;
+    const { entries, collisions } = uniqueHostNames(this.store.hostEntries().map((h) => withIPv6(h, plan6)));
     this.report(collisions);
     return entries;
   }
@@ -133,7 +144,7 @@ export class Registry {
     outcomes.forEach((o, i) => {
       if (o instanceof Error) return;
       changed ||= o.changed;
-      this.logRegistered(group[i] as Registration, o);
+      this.logRegistered(group[i] as Registration, { ...o, instance: this.addressed(o.instance) });
     });
     // Before the replies go out: when nothing was written lately the files are written at once,
     // so a lone upload is in dnsmasq's files by the time its hook returns.
@@ -150,7 +161,7 @@ export class Registry {
   private logRegistered(reg: Registration, result: RegisterResult): void {
     const i = result.instance;
     log.info(result.created ? 'registered instance' : 'updated instance', {
-      name: i.name, uuid: i.uuid, mac: i.mac, ipv4: i.ipv4, changed: result.changed,
+      name: i.name, uuid: i.uuid, mac: i.mac, ipv4: i.ipv4, ...(i.ipv6 ? { ipv6: i.ipv6 } : {}), changed: result.changed,
     });
     // Said once per change, not on every repeat upload of the same domain.
     if (result.changed) for (const problem of metadataWarnings(reg.metadata)) log.warn(problem, { name: i.name });

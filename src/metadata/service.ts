@@ -4,8 +4,10 @@
 import type { Config, ConfigSource } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { NeighbourTable } from '../net/neighbours.js';
-import type { Store } from '../store/store.js';
+import net from 'node:net';
+import { eui64Mac, ipv4ForIPv6, isLinkLocal6, withIPv6 } from '../net/ip6.js';
+import { NeighbourTable, NeighbourTable6 } from '../net/neighbours.js';
+import type { Instance, Store } from '../store/store.js';
 import { ec2Tree } from './ec2.js';
 import { instanceData, type InstanceData } from './instanceData.js';
 import { isWithheld, WITHHELD_MESSAGE } from './isolation.js';
@@ -51,9 +53,14 @@ export class MetadataService {
     private readonly config: ConfigSource,
     private readonly store: Store,
     private readonly neighbours: NeighbourTable = new NeighbourTable(),
+    private readonly neighbours6: NeighbourTable6 = new NeighbourTable6(),
   ) {}
 
-  /** The metadata of the instance whose address is `ip`, or undefined for an unknown client. */
+  /**
+   * The metadata of the instance whose address is `ip`, or undefined for an unknown client. With
+   * `ipv6 = yes` an IPv6 caller is found by its own address (derived from its IPv4 one), and a
+   * link-local caller by the MAC the neighbour table gives for it on `[dnsmasq] interface`.
+   */
   lookup(ip: string): InstanceMetadata | undefined {
     const cfg = this.config();
     if (this.generation !== this.store.generation || this.cachedFor !== cfg) {
@@ -61,15 +68,37 @@ export class MetadataService {
       this.generation = this.store.generation;
       this.cachedFor = cfg;
     }
-    const hit = this.cache.get(ip);
+    // A link-local address is cached by the MAC behind it, which can change (another VM, later).
+    const key = this.cacheKey(ip, cfg);
+    if (key === null) return undefined;
+    const hit = this.cache.get(key);
     if (hit) return hit;
-    const inst = this.store.byIPv4(ip);
+    const inst = this.find(key, cfg);
     if (!inst) return undefined;
-    const data = instanceData(inst, cfg);
+    const data = instanceData(withIPv6(inst, cfg.dnsmasq.plan6), cfg);
     const v = metadataOf(data, cfg);
     if (this.cache.size >= MAX_CACHED) this.cache = new Map();
-    this.cache.set(ip, v);
+    this.cache.set(key, v);
     return v;
+  }
+
+  /** The IPv4 address, or `mac <mac>` for a link-local caller; null when no instance can be behind it. */
+  private cacheKey(ip: string, cfg: Config): string | null {
+    if (net.isIPv4(ip)) return ip;
+    const plan = cfg.dnsmasq.plan6;
+    if (plan === null || !net.isIPv6(ip)) return null;
+    if (isLinkLocal6(ip)) {
+      const mac = this.neighbours6.macOf(ip, cfg.dnsmasq.interface);
+      return mac === undefined ? null : `mac ${mac}`;
+    }
+    return ipv4ForIPv6(plan, ip);
+  }
+
+  private find(key: string, cfg: Config): Instance | undefined {
+    if (!key.startsWith('mac ')) return this.store.byIPv4(key);
+    const inst = this.store.byMac(key.slice(4));
+    // An instance without an address in the network serves no one (as for IPv4 callers).
+    return inst && withIPv6(inst, cfg.dnsmasq.plan6).ipv6 !== null ? inst : undefined;
   }
 
   /**
@@ -87,7 +116,7 @@ export class MetadataService {
     // check below; require_filter = yes serves such an instance nothing (see isolation.ts).
     if (m.requireFilter === 'yes' && isWithheld(found.data.instance, m)) throw new MdsError('FORBIDDEN', WITHHELD_MESSAGE);
     if (m.verifyMac) {
-      const seen = this.neighbours.macOf(ip);
+      const seen = this.macSeen(ip);
       if (seen !== found.data.mac) {
         // Debug: the refusal itself is logged at warning by the HTTP error handler, at most once a
         // minute per client; a VM asking in a loop must not write a warning per request here.
@@ -98,5 +127,19 @@ export class MetadataService {
       }
     }
     return found;
+  }
+
+  /**
+   * The MAC the host sees behind `ip`, for verify_mac. A link-local caller was found by that MAC,
+   * so the check is whether its address, when it is EUI-64 (the kernel's default), names the same
+   * MAC: a VM that takes another VM's link-local address with its own MAC is refused.
+   */
+  private macSeen(ip: string): string | undefined {
+    if (net.isIPv4(ip)) return this.neighbours.macOf(ip);
+    const dev = this.config().dnsmasq.interface;
+    const mac = this.neighbours6.macOf(ip, isLinkLocal6(ip) ? dev : undefined);
+    if (!isLinkLocal6(ip)) return mac;
+    const embedded = eui64Mac(ip);
+    return embedded === null || embedded === mac ? mac : embedded;
   }
 }

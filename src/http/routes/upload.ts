@@ -48,6 +48,8 @@ export function uploadHandler(services: Services) {
     }
     const { instance: i, created } = await services.registry.register(xml);
     const note = uploadNote(i, services.config().mdserver);
-    sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n${note ? `${note}\n` : ''}`, created ? 201 : 200);
+    // ipv6= only when IPv6 is served: an md_server configuration's replies stay as they were.
+    const v6 = i.ipv6 ? ` ipv6=${i.ipv6}` : '';
+    sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}${v6}\n${note ? `${note}\n` : ''}`, created ? 201 : 200);
   };
 }
