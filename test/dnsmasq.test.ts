@@ -59,7 +59,7 @@ describe('dnsmasq files', () => {
     golden('mds.opts', renderOpts(cfg));
   });
 
-  test('dhcp-hosts has one mac,id:*,address,name,lease line per address', () => {
+  test('dhcp-hosts has one mac,id:*,ipv4,[ipv6],name,lease line per host', () => {
     golden('mds.dhcp-hosts', renderDhcpHosts(HOSTS, cfg.dnsmasq.leaseLen));
   });
 
@@ -71,7 +71,8 @@ describe('dnsmasq files', () => {
     const plain = configFor({ dnsmasq: {} });
     assert.doesNotMatch(renderConf(plain), /^domain=/m);
     assert.doesNotMatch(renderOpts(plain), /dns-server/);
-    assert.equal(renderDnsHosts(plain, HOSTS), '10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
+    assert.equal(renderDnsHosts(plain, HOSTS),
+      '169.254.169.254 metadata instance-data data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
   });
 
   test('a configured path with a newline, "#" or "," stays one quoted value: it cannot start an option', () => {

@@ -111,7 +111,7 @@ export class DnsmasqFiles {
       this.reportUnfit(hosts);
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
-      writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen));
+      writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames));
       writeAtomic(p.dnsHosts, renderDnsHosts(cfg, hosts));
       this.lastFlushAt = Date.now();
       this.lastFlushMs = this.lastFlushAt - started;

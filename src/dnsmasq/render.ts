@@ -105,12 +105,29 @@ export function renderConf(cfg: Config): string {
     `dhcp-optsfile=${quotePath(p.opts)}`,
     `hostsdir=${quotePath(p.dnsHostsDir)}`,
   );
-  if (d.domain) lines.push(`domain=${d.domain}`);
+  if (d.domain) {
+    // Names in the local domain are answered from mdserver's files only: one that does not exist
+    // is NXDOMAIN, never forwarded to a resolver that might answer every name (cloud-init drops a
+    // metadata URL whose host name resolves like a name that cannot exist).
+    lines.push(`domain=${d.domain}`, `local=/${d.domain}/`);
+  }
+  lines.push(...ipv6Conf(cfg));
   for (const line of lines) {
     // The configuration validates each of these values; this holds even if it stopped doing so.
     if (/[\n\r]/.test(line)) throw new Error(`refusing a dnsmasq configuration line with a line break: ${JSON.stringify(line)}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/**
+ * With `ipv6 = yes`: router advertisements with the managed flag (so clients ask DHCPv6, and
+ * the prefix is on-link: listen_address6 in it is reached without a router), and DHCPv6 handing
+ * out only the fixed addresses of the hosts file, as DHCPv4 does.
+ */
+function ipv6Conf(cfg: Config): string[] {
+  if (!cfg.mdserver.ipv6) return [];
+  const d = cfg.dnsmasq;
+  return ['enable-ra', `dhcp-range=${d.net6Address},static,${d.net6Prefix},${d.leaseLen}`];
 }
 
 /** An address for a data file line: an IP address and nothing else. */
@@ -145,20 +162,49 @@ export function renderOpts(cfg: Config): string {
   }
   lines.push(`option:router,${gw}`);
   if (cfg.dnsmasq.useDns) lines.push(`option:dns-server,${address(dnsServer(cfg), 'the DNS server')}`);
+  // DHCPv6 and the router advertisements' RDNSS both take it from here.
+  if (cfg.dnsmasq.useDns && cfg.mdserver.ipv6) lines.push(`option6:dns-server,[${address(cfg.dnsmasq.gateway6, '[dnsmasq] gateway6')}]`);
   return lines.join('\n') + '\n';
 }
 
+/** Whether `name` is one of the service names, which no instance may take (ignoring case). */
+function isServiceName(cfg: Config, name: string): boolean {
+  const n = name.toLowerCase();
+  return cfg.dnsmasq.serviceNames.some((s) => s.toLowerCase() === n);
+}
+
 /**
- * One `<mac>,id:*,<address>,<name>,<lease>` line per address; `id:*` ignores client ids. Entries
- * that fail isSafeHost are left out.
+ * One `<mac>,id:*,<ipv4>,[<ipv6>],<name>,<lease>` line per host (`id:*` ignores client ids;
+ * DHCPv6 finds the client's MAC through the neighbour table). Entries that fail isSafeHost are
+ * left out; a host named like a service name gets no name from DHCP, so that a tenant who calls
+ * a domain `metadata` cannot take the name VMs look mdserver up by.
  */
-export function renderDhcpHosts(hosts: readonly HostEntry[], leaseLen: number): string {
+export function renderDhcpHosts(hosts: readonly HostEntry[], leaseLen: number, serviceNames: readonly string[] = []): string {
+  const taken = new Set(serviceNames.map((s) => s.toLowerCase()));
   let out = '';
   for (const h of hosts) {
-    if (!isSafeHost(h)) continue;
-    if (h.ipv4) out += `${h.mac},id:*,${h.ipv4},${h.hostName},${leaseLen}\n`;
-    if (h.ipv6) out += `${h.mac},id:*,[${h.ipv6}],${h.hostName},${leaseLen}\n`;
+    if (!isSafeHost(h) || (!h.ipv4 && !h.ipv6)) continue;
+    const fields = [h.mac, 'id:*'];
+    if (h.ipv4) fields.push(h.ipv4);
+    if (h.ipv6) fields.push(`[${h.ipv6}]`);
+    if (!taken.has(h.hostName.toLowerCase())) fields.push(h.hostName);
+    out += `${fields.join(',')},${leaseLen}\n`;
   }
+  return out;
+}
+
+/**
+ * The service names' lines: A the IPv4 listen address (169.254.169.254), AAAA listen_address6
+ * with `ipv6 = yes`, each name also under `domain` (expand-hosts would add it; written out so the
+ * file says what is served).
+ */
+export function renderServiceNames(cfg: Config): string {
+  const d = cfg.dnsmasq;
+  const names = d.serviceNames.flatMap((n) => (d.domain ? [n, `${n}.${d.domain}`] : [n]));
+  if (names.length === 0) return '';
+  let out = '';
+  if (net.isIPv4(cfg.mdserver.listenAddress)) out += `${cfg.mdserver.listenAddress} ${names.join(' ')}\n`;
+  if (cfg.mdserver.ipv6) out += `${cfg.mdserver.listenAddress6} ${names.join(' ')}\n`;
   return out;
 }
 
@@ -175,12 +221,15 @@ export function hostNames(cfg: Config, hostName: string): string[] {
   return names;
 }
 
-/** `<address> <names...>` lines; entries that fail isSafeHost are left out. */
+/**
+ * The service names, then `<address> <names...>` lines; entries that fail isSafeHost are left
+ * out, and so are instance names that are service names (see renderDhcpHosts).
+ */
 export function renderDnsHosts(cfg: Config, hosts: readonly HostEntry[]): string {
-  let out = '';
+  let out = renderServiceNames(cfg);
   for (const h of hosts) {
     if (!isSafeHost(h)) continue;
-    const names = hostNames(cfg, h.hostName);
+    const names = hostNames(cfg, h.hostName).filter((n) => !isServiceName(cfg, n.split('.')[0] as string));
     if (names.length === 0) continue;
     if (h.ipv4) out += `${h.ipv4} ${names.join(' ')}\n`;
     if (h.ipv6) out += `${h.ipv6} ${names.join(' ')}\n`;

@@ -86,6 +86,12 @@ export function ec2Tree(d: InstanceData, cfg: Config): Dir {
                 'vpc-id': id.vpcId,
                 'vpc-ipv4-cidr-block': d.subnetCidr,
                 'vpc-ipv4-cidr-blocks': d.subnetCidr,
+                // As EC2 serves them on an instance with IPv6; cloud-init turns ipv6s into dhcp6.
+                ...(d.ipv6 ? {
+                  ipv6s: d.ipv6.address,
+                  'subnet-ipv6-cidr-blocks': d.ipv6.subnetCidr,
+                  'vpc-ipv6-cidr-blocks': d.ipv6.subnetCidr,
+                } : {}),
               }),
             ],
           ]),
@@ -100,6 +106,7 @@ export function ec2Tree(d: InstanceData, cfg: Config): Dir {
     meta.push(['public-keys', dir(keys, d.publicKeys.map((k, i) => `${i}=${k.name}`))]);
   }
   meta.push(['reservation-id', id.reservationId], ['security-groups', d.securityGroups.join('\n')]);
+  if (d.ipv6) meta.push(['ipv6', d.ipv6.address]);
   const tags = instanceTags(d.instance.metadata);
   if (tags.length > 0) meta.push(['tags', dir({ instance: dir(tags) })]);
   meta.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -30,7 +30,31 @@ export interface InstanceData {
   readonly gateway: string;
   /** What DHCP tells the VM to use for DNS (empty unless `[dnsmasq] use_dns`). */
   readonly dnsServers: readonly string[];
+  /** The instance's IPv6 side; null unless `[mdserver] ipv6 = yes` gave it an address. */
+  readonly ipv6: InstanceIPv6 | null;
   readonly publicKeys: readonly PublicKey[];
+}
+
+export interface InstanceIPv6 {
+  readonly address: string;
+  /** `net6_address/net6_prefix`. */
+  readonly subnetCidr: string;
+  readonly prefix: number;
+  readonly gateway: string;
+  /** What DHCPv6 and RA tell the VM to use for DNS (empty unless `use_dns`). */
+  readonly dnsServers: readonly string[];
+}
+
+function ipv6Of(inst: Instance, cfg: Config): InstanceIPv6 | null {
+  const d = cfg.dnsmasq;
+  if (cfg.dnsmasq.plan6 === null || inst.ipv6 === null) return null;
+  return {
+    address: inst.ipv6,
+    subnetCidr: `${d.net6Address}/${d.net6Prefix}`,
+    prefix: d.net6Prefix,
+    gateway: d.gateway6,
+    dnsServers: d.useDns ? [d.gateway6] : [],
+  };
 }
 
 function hex(s: string, n: number): string {
@@ -104,6 +128,7 @@ export function instanceData(inst: Instance, cfg: Config): InstanceData {
     netPrefix: cfg.dnsmasq.netPrefix,
     gateway: cfg.dnsmasq.gateway,
     dnsServers: cfg.dnsmasq.useDns ? [dnsServer(cfg)] : [],
+    ipv6: ipv6Of(inst, cfg),
     publicKeys: cfg.publicKeys,
   };
 }

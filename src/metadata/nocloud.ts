@@ -29,10 +29,13 @@ export function nocloudNetworkConfig(d: InstanceData, cfg: Config): YamlValue {
   const nic: Record<string, YamlValue> = { match: { macaddress: d.mac } };
   if (cfg.nocloud.network === 'dhcp' || !d.ipv4) {
     nic['dhcp4'] = true;
+    if (d.ipv6) nic['dhcp6'] = true;
   } else {
-    nic['addresses'] = [`${d.ipv4}/${d.netPrefix}`];
-    nic['routes'] = [{ to: '0.0.0.0/0', via: d.gateway }];
-    if (d.dnsServers.length > 0) nic['nameservers'] = { addresses: [...d.dnsServers] };
+    const v6 = d.ipv6;
+    nic['addresses'] = [`${d.ipv4}/${d.netPrefix}`, ...(v6 ? [`${v6.address}/${v6.prefix}`] : [])];
+    nic['routes'] = [{ to: '0.0.0.0/0', via: d.gateway }, ...(v6 ? [{ to: '::/0', via: v6.gateway }] : [])];
+    const dns = [...d.dnsServers, ...(v6?.dnsServers ?? [])];
+    if (dns.length > 0) nic['nameservers'] = { addresses: dns };
   }
   return { version: 2, ethernets: { mds0: nic } };
 }

@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/index.js';
+import { formatIPv6, prefixMask6 } from '../net/ip6.js';
 import type { InstanceData } from './instanceData.js';
 import { dir, type Dir, type Node } from './tree.js';
 
@@ -72,7 +73,7 @@ export function metaData(d: InstanceData, cfg: Config, version: string): Record<
 export function networkData(d: InstanceData, cfg: Config): Record<string, unknown> {
   const linkId = `tap${d.mac.replace(/:/g, '').slice(-8)}`;
   const networkId = uuidFrom(`network:${cfg.dnsmasq.netName}:${d.subnetCidr}`);
-  const services = d.dnsServers.map((address) => ({ type: 'dns', address }));
+  const services = [...d.dnsServers, ...(d.ipv6?.dnsServers ?? [])].map((address) => ({ type: 'dns', address }));
   const link = {
     id: linkId,
     vif_id: uuidFrom(`port:${d.mac}`),
@@ -94,7 +95,26 @@ export function networkData(d: InstanceData, cfg: Config): Record<string, unknow
           network_id: networkId,
           services,
         };
-  return { links: [link], networks: [network], services };
+  const networks: Record<string, unknown>[] = [network];
+  if (d.ipv6) networks.push(ipv6Network(d, cfg, linkId, networkId));
+  return { links: [link], networks, services };
+}
+
+/** The link's IPv6 network: DHCPv6 (the router advertisement says managed), or the address itself. */
+function ipv6Network(d: InstanceData, cfg: Config, link: string, networkId: string): Record<string, unknown> {
+  const v6 = d.ipv6 as NonNullable<InstanceData['ipv6']>;
+  if (cfg.openstack.network === 'dhcp') return { id: 'network1', type: 'ipv6_dhcp', link, network_id: networkId };
+  return {
+    id: 'network1',
+    type: 'ipv6',
+    link,
+    ip_address: v6.address,
+    // Nova writes IPv6 netmasks as addresses too (ffff:ffff:ffff:ffff::).
+    netmask: formatIPv6(prefixMask6(v6.prefix)),
+    routes: [{ network: '::', netmask: '::', gateway: v6.gateway }],
+    network_id: networkId,
+    services: v6.dnsServers.map((address) => ({ type: 'dns', address })),
+  };
 }
 
 function versionDir(d: InstanceData, cfg: Config, version: string): Dir {
