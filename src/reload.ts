@@ -42,8 +42,8 @@ export function restartNeeded(old: Config, next: Config): string[] {
     const a = settingValue(old, e);
     const b = settingValue(next, e);
     if (!e.setting.restart || sameValue(a, b)) continue;
-    if (e.setting.restart === 'mdserver-dnsmasq') dnsmasq.push(`[${e.section}] ${e.key}`);
-    else out.push(`[${e.section}] ${e.key} changed (${String(a)} -> ${String(b)}): restart ${e.setting.restart} to apply it`);
+    if (e.setting.restart !== 'mdserver') dnsmasq.push(`[${e.section}] ${e.key}`);
+    if (e.setting.restart !== 'mdserver-dnsmasq') out.push(`[${e.section}] ${e.key} changed (${String(a)} -> ${String(b)}): restart mdserver to apply it`);
   }
   if (dnsmasq.length > 0) {
     out.push(`the dnsmasq configuration changed (${dnsmasq.join(', ')}): restart mdserver-dnsmasq to apply it`);

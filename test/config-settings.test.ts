@@ -229,6 +229,10 @@ describe('what a reload cannot apply', () => {
     'instance-defaults.ami_id': 'ami-1', 'instance-defaults.account_id': '1', 'instance-defaults.security_groups': 'web',
     'openstack.enabled': 'no', 'openstack.network': 'dhcp', 'openstack.vendor_data_file': path.join(ROOT, 'package.json'),
     'openstack.vendor_data2_file': path.join(ROOT, 'package.json'),
+    // The IPv6 prefix is in dnsmasq's file only with ipv6 = yes.
+    'mdserver.ipv6': 'yes', 'mdserver.listen_address6': 'fd00:ec2::253', 'mdserver.listen_linklocal': 'no',
+    'dnsmasq.net6_address': 'fd00:1::\ngateway6 = fd00:1::1\n[mdserver]\nipv6 = yes', 'dnsmasq.net6_prefix': '60\n[mdserver]\nipv6 = yes',
+    'dnsmasq.gateway6': 'fd00:ec2::2', 'dnsmasq.service_names': 'mds',
     'nocloud.enabled': 'no', 'nocloud.network': 'dhcp', 'nocloud.vendor_data_file': path.join(ROOT, 'package.json'),
   };
 
@@ -237,7 +241,7 @@ describe('what a reload cannot apply', () => {
       const value = OTHER[id];
       assert.ok(value !== undefined, `${id} needs another value in this test`);
       const next = config(`[${section}]\n${key} = ${value}\n`);
-      assert.equal(renderConf(next) !== renderConf(base), setting.restart === 'mdserver-dnsmasq', `${id} and dnsmasq's main file`);
+      assert.equal(renderConf(next) !== renderConf(base), setting.restart === 'mdserver-dnsmasq' || setting.restart === 'both', `${id} and dnsmasq's main file`);
       assert.equal(restartNeeded(base, next).length > 0, setting.restart !== undefined, `${id} and the restart list`);
     }
   });

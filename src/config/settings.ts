@@ -15,8 +15,8 @@ import {
   optionalPath, text, type Parser,
 } from './parsers.js';
 
-/** A systemd unit that must be restarted for a change to take effect. */
-export type Unit = 'mdserver' | 'mdserver-dnsmasq';
+/** The systemd units that must be restarted for a change to take effect (`both`: each of them). */
+export type Unit = 'mdserver' | 'mdserver-dnsmasq' | 'both';
 
 export interface Setting<T> {
   /** The key's name in the ini file. */
@@ -181,7 +181,7 @@ export const SETTINGS = {
       doc: 'open connections one VM (one source address) may hold; the host is not limited' },
     maxConnections: { key: 'max_connections', default: '4096', parse: int(1, 1_000_000),
       doc: 'open connections all VMs together may hold; the host is not limited' },
-    ipv6: { key: 'ipv6', default: 'no', parse: bool, restart: 'mdserver',
+    ipv6: { key: 'ipv6', default: 'no', parse: bool, restart: 'both',
       doc: 'serve IPv6 too: instance IPv6 addresses, listen_address6, fe80::a9fe:a9fe, DHCPv6 and RA' },
     listenAddress6: { key: 'listen_address6', default: 'fd00:ec2::254', parse: ipv6, restart: 'mdserver',
       doc: 'the IPv6 address the metadata server listens on with ipv6 = yes (EC2 uses fd00:ec2::254)' },
