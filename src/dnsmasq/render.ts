@@ -164,6 +164,9 @@ export function renderOpts(cfg: Config): string {
   if (cfg.dnsmasq.useDns) lines.push(`option:dns-server,${address(dnsServer(cfg), 'the DNS server')}`);
   // DHCPv6 and the router advertisements' RDNSS both take it from here.
   if (cfg.dnsmasq.useDns && cfg.mdserver.ipv6) lines.push(`option6:dns-server,[${address(cfg.dnsmasq.gateway6, '[dnsmasq] gateway6')}]`);
+  // DHCPv4 gives the domain by itself; DHCPv6 only when told, and an IPv6-only VM's resolver then
+  // finds metadata.<domain> from the bare name too.
+  if (cfg.mdserver.ipv6 && cfg.dnsmasq.domain) lines.push(`option6:domain-search,${cfg.dnsmasq.domain}`);
   return lines.join('\n') + '\n';
 }
 
