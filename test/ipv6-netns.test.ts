@@ -18,10 +18,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { runPy, skipUnless, type DatasourceResult } from './cloudinit.js';
+import { qemuDmi, runPy, skipUnless, type DatasourceResult } from './cloudinit.js';
 import { domainXml, tempDir, writeConfig, type DomainSpec } from './helpers.js';
 import { cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
 import { MDSERVER } from './process.js';
+import { trixieCloudInit } from './trixie.js';
 import { readUnit, startUnit } from './unit.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -181,6 +182,24 @@ test('IPv6-only, link-local and dual-stack VMs find mdserver by address and by n
       assert.doesNotMatch(vm2.ip('addr', 'show', 'eth0'), /inet6 fd00|inet /);
       const r = vm2.try('curl', ['-sS', '--max-time', '5', `http://[${LL}%eth0]/openstack/latest/meta_data.json`]);
       assert.equal((JSON.parse(r.stdout || '{}') as { uuid?: string }).uuid, LINKLOCAL.uuid, `${r.stdout}${r.stderr}`);
+    });
+
+    await t.test("cloud-init 25.1's OpenStack datasource finds fe80::a9fe:a9fe with its default URLs from an IPv6-only VM", skipUnless({ cloudInit: true }), () => {
+      const lib = trixieCloudInit();
+      const work = tempDir('mdserver-v6-os-');
+      const dmi = path.join(work, 'dmi');
+      fs.mkdirSync(dmi);
+      for (const [k, v] of Object.entries({ ...qemuDmi(LINKLOCAL.uuid), product_name: 'OpenStack Nova' })) fs.writeFileSync(path.join(dmi, k), `${v}\n`);
+      const r = runPy<{ cloud_init_version: string; cloud_init_path: string; found: boolean; metadata_address?: string; uuid?: string; hostname?: string;
+        network_config?: { config?: { type: string; subnets?: { type: string }[] }[] } }>('openstack_default_urls.py', { dmi, work }, { ns: vm2, pythonPath: lib, timeoutMs: 120000 });
+      assert.match(r.cloud_init_version, /^25\.1/);
+      assert.ok(r.cloud_init_path.startsWith(lib), r.cloud_init_path);
+      assert.equal(r.found, true, r.log.slice(-3000));
+      assert.equal(r.metadata_address, `http://[${LL}%25eth0]`);
+      assert.equal(r.uuid, LINKLOCAL.uuid);
+      assert.equal(r.hostname, 'linklocal');
+      const subnets = (r.network_config?.config ?? []).flatMap((c) => c.subnets ?? []).map((s) => s.type);
+      assert.deepEqual(subnets, ['dhcp4', 'dhcp6'], JSON.stringify(r.network_config));
     });
 
     const dual = register(DUAL);
