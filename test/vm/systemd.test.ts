@@ -4,7 +4,8 @@
 // mdserver mdserver-dnsmasq` has to bring up a sandboxed server on port 80 and its dnsmasq.
 //
 //   test's network namespace: br-mds with 10.122.0.1/16 and 169.254.169.254/32 (the sample
-//                             configuration's network), shared by the container
+//                             configuration's network), and the IPv6 addresses doc/setup.md's
+//                             network hook adds (the sample turns ipv6 on); shared by the container
 //   container:                the cached image's root file system (read-only) under an overlay
 //                             that goes with the test; the host's node binary bound read-only
 //                             onto /usr/local/bin/node (Debian 12 ships Node 18)
@@ -109,6 +110,7 @@ class Container {
     ns.ip('link', 'add', 'br-mds', 'type', 'bridge');
     ns.ip('addr', 'add', GATEWAY, 'dev', 'br-mds');
     ns.ip('addr', 'add', `${MDS}/32`, 'dev', 'br-mds');
+    for (const a of ['fd00:ec2::1/64', 'fd00:ec2::254/64', 'fe80::a9fe:a9fe/64']) ns.ip('-6', 'addr', 'add', a, 'dev', 'br-mds', 'nodad');
     ns.ip('link', 'set', 'br-mds', 'up');
 
     // --register=no and --keep-unit: this machine has no systemd of its own to register with.
