@@ -21,6 +21,7 @@ import { isDir, type Dir } from '../src/metadata/tree.js';
 import { loadConfig, type Config } from '../src/config/index.js';
 import type { Instance } from '../src/store/store.js';
 import { domainXml, iniText, request, tempDir, VM1, withVms } from './helpers.js';
+import { cli } from './process.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -268,8 +269,15 @@ describe('a server with ipv6 = yes on a host without the IPv6 addresses', () => 
       assert.match(h.problems.join('\n'), /metadata IPv6 listener fd00:ec2::254 port \d+ is not bound \(retrying\)/);
       assert.match(h.problems.join('\n'), /metadata link-local listener fe80::a9fe:a9fe%lo port \d+ is not bound/);
       assert.equal(h.ipv6.prefix, 'fd00:ec2::/64');
-      const listed = srv.running.services.registry.list();
-      assert.equal(listed[0]?.ipv6, expected);
+      const config = path.join(srv.dir, 'mdserver.conf');
+      const list = await cli(['instances', 'list', '--config', config]);
+      assert.match(list.stdout, /^NAME\s+IPV4\s+IPV6\s+MAC/m, list.stderr);
+      assert.match(list.stdout, new RegExp(`^test1\\s+${ip.replace(/\./g, '\\.')}\\s+${expected}\\s`, 'm'));
+      const shown = JSON.parse((await cli(['instances', 'show', 'test1', '--json', '--config', config])).stdout) as { ipv6: string };
+      assert.equal(shown.ipv6, expected);
+      const status = await cli(['status', '--config', config]);
+      assert.equal(status.status, 1, 'degraded while the IPv6 listeners wait');
+      assert.match(status.stdout, /^metadata:\s+\[fd00:ec2::254\]:\d+ NOT BOUND \(retrying\)/m);
       const reply = await request(srv.port, '/instance-upload', { method: 'POST', body: domainXml(VM1) });
       assert.match(reply.body, new RegExp(`^updated test1 mac=52:54:00:3a:cf:41 ipv4=${ip.replace(/\./g, '\\.')} ipv6=${expected}\\n`));
     });
