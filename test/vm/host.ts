@@ -1,6 +1,7 @@
 // A libvirt host for real VMs, built inside a network namespace the test owns:
 //
-//   host namespace: br-mds (gateway and 169.254.169.254/32), mdserver on 169.254.169.254:80,
+//   host namespace: br-mds (gateway and 169.254.169.254/32; fd00:ec2::1, fd00:ec2::254 and
+//                   fe80::a9fe:a9fe), mdserver on 169.254.169.254:80 and the IPv6 addresses,
 //                   dnsmasq started from the files mdserver writes (as mdserver-dnsmasq.service),
 //                   and libvirtd, started by hand with private configuration, state and run
 //                   directories, with mdserver's hook installed by system-integration.sh
@@ -22,6 +23,9 @@ import { GiveUp, poll } from './wait.js';
 
 export const MDS = '169.254.169.254';
 export const BRIDGE = 'br-mds';
+/** The sample configuration's IPv6 gateway and metadata address. */
+export const GATEWAY6 = 'fd00:ec2::1';
+export const MDS6 = 'fd00:ec2::254';
 const DNSMASQ = '/usr/sbin/dnsmasq';
 
 export interface VmHostOptions {
@@ -105,6 +109,8 @@ export class VmHost {
         userdata_dir: path.join(dir, 'userdata'),
         db_file: path.join(dir, 'mdserver.db'),
         logfile: path.join(dir, 'mdserver.log'),
+        // As the sample configuration: the guests are dual-stack, served by DHCPv6 too.
+        ipv6: 'yes',
       },
       // The file log keeps the access log (debug), with each request's time, for failures and
       // for the benchmark's breakdown.
@@ -135,6 +141,8 @@ export class VmHost {
       ns.ip('link', 'add', BRIDGE, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
       ns.ip('addr', 'add', `${network.gateway}/${network.prefix}`, 'dev', BRIDGE);
       ns.ip('addr', 'add', `${MDS}/32`, 'dev', BRIDGE);
+      // The IPv6 addresses the network hook of doc/setup.md puts on the bridge.
+      for (const a of [`${GATEWAY6}/64`, `${MDS6}/64`, 'fe80::a9fe:a9fe/64']) ns.ip('-6', 'addr', 'add', a, 'dev', BRIDGE, 'nodad');
       ns.ip('link', 'set', BRIDGE, 'up');
       await host.startMdserver();
       await host.startDnsmasq();

@@ -53,6 +53,7 @@ interface Registered {
   name: string;
   mac: string;
   ipv4: string;
+  ipv6: string;
 }
 
 async function registered(host: VmHost, name: string): Promise<Registered> {
@@ -100,9 +101,14 @@ function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Register
     keys: 'cat ~/.ssh/authorized_keys',
     runcmd: `cat ${RUNCMD_LOG}`,
     addrs: 'ip -4 -o addr show',
+    addrs6: 'ip -6 -o addr show scope global',
     links: 'ip -o link show',
     route: 'ip -4 route show default',
     mds: `curl -sS --max-time 10 http://${MDS}/service/name`,
+    // mdserver found by name, over each protocol: dnsmasq's A and AAAA records for the service
+    // names, and the listener on fd00:ec2::254.
+    byName4: 'curl -4 -sS --max-time 10 http://metadata/service/name',
+    byName6: 'curl -6 -sS --max-time 10 http://metadata/service/name',
     name: `getent hosts ${guest.name}`,
     instance: 'cat /var/lib/cloud/data/instance-id',
   });
@@ -129,6 +135,11 @@ function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Register
   // name resolving.
   assert.match(f['route'] as string, new RegExp(`^default via ${re(host.network.gateway)} `));
   assert.equal(f['mds'], 'mdserver');
+  assert.equal(f['byName4'], 'mdserver');
+  assert.equal(f['byName6'], 'mdserver');
+
+  // Dual-stack: the guest also got its fixed IPv6 address (derived from its IPv4 one) by DHCPv6.
+  assert.match(f['addrs6'] as string, new RegExp(`inet6 ${re(reg.ipv6)}/\\d+ `), f['addrs6']);
   assert.match(f['name'] as string, new RegExp(`\\s${guest.name}(\\s|$)`));
 
   return f['instance'] as string;
