@@ -16,6 +16,7 @@ import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
 import { TokenIssuer } from './metadata/token.js';
+import { ProvisioningTracker } from './provisioning/tracker.js';
 import { RateLimiter } from './net/ratelimit.js';
 import { loadForReload, type ReloadReport } from './reload.js';
 import type { Services } from './services.js';
@@ -82,6 +83,8 @@ function buildServices(config: () => Config, store: Store): Services {
     tokens: new TokenIssuer(),
     dnsmasq,
     limiter: new RateLimiter(() => config().mdserver),
+    // Its onOutcome is where the provisioning counters attach.
+    provisioning: new ProvisioningTracker(store),
   };
 }
 
@@ -178,6 +181,7 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         clearTimeout(force);
         services.dnsmasq.close();
         void services.registry.close();
+        void services.provisioning.close();
         refusals.close();
         store.close();
         log.info('stopped');

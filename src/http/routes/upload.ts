@@ -11,7 +11,7 @@ export const UPLOAD_PATH = '/instance-upload';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Reads the whole body up to `limit` bytes, whatever its content type (curl -d sends a form type). */
-function readBody(req: Request, limit: number): Promise<Buffer> {
+export function readBody(req: Request, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
@@ -47,6 +47,8 @@ export function uploadHandler(services: Services) {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
     const { instance: i, created } = await services.registry.register(xml);
+    // The hook uploads a domain as it starts: its provisioning status starts over.
+    services.provisioning.uploaded(i.uuid);
     const note = uploadNote(i, services.config().mdserver);
     sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}\n${note ? `${note}\n` : ''}`, created ? 201 : 200);
   };
