@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { InstanceJson } from '../src/admin/protocol.js';
+import { adminRequest } from '../src/cli/common.js';
 import { request, upload, VM1, VM2, withVms, type TestServer } from './helpers.js';
 import { cli } from './process.js';
 
@@ -18,10 +19,11 @@ function post(srv: TestServer, from: string, body: unknown, headers: Record<stri
 const start = (name: string) => ({ name, description: `running ${name}`, event_type: 'start', origin: 'cloudinit', timestamp: 1.5 });
 const finish = (name: string, result = 'SUCCESS', description = `ran ${name}`) => ({ ...start(name), event_type: 'finish', result, description });
 
+/** What `mdserver instances list --json` prints, asked over the admin socket (no process to start). */
 async function listed(srv: TestServer): Promise<Record<string, InstanceJson>> {
-  const r = await cli(['instances', 'list', '--json', ...conf(srv.dir)]);
-  assert.equal(r.status, 0, r.stderr);
-  return Object.fromEntries((JSON.parse(r.stdout) as InstanceJson[]).map((i) => [i.name, i]));
+  const r = await adminRequest(srv.running.adminSocket as string, 'GET', '/instances');
+  assert.equal(r.status, 200);
+  return Object.fromEntries((r.body as InstanceJson[]).map((i) => [i.name, i]));
 }
 
 /** Waits (events are stored within 100 ms) until `name`'s status text is `text`. */
@@ -55,7 +57,9 @@ describe('provisioning status', () => {
       assert.match(shown.stdout, /finish\s+modules-config\/config-runcmd SUCCESS: ran modules-config\/config-runcmd/);
       // The hook uploads the domain as it starts again: a new boot, waiting for its first request.
       await upload(srv.port, VM1);
-      await statusBecomes(srv, 'test1', /^waiting$/);
+      const list = await cli(['instances', 'list', ...conf(srv.dir)]);
+      assert.match(list.stdout, /^NAME .* STATUS\n/);
+      assert.match(list.stdout, /^test1 .* waiting$/m);
       const timedOut = await cli(['instances', 'wait', 'test1', '--timeout', '1', ...conf(srv.dir)]);
       assert.equal(timedOut.status, 2, 'a VM that does not finish is a timeout');
       assert.match(timedOut.stderr, /test1: waiting: not finished/);
@@ -133,8 +137,8 @@ describe('provisioning status', () => {
       }
       assert.ok((codes.get(429) ?? 0) > 0, `some posts are rate limited: ${JSON.stringify([...codes])}`);
       await new Promise((r) => setTimeout(r, 300));
-      const shown = await cli(['instances', 'show', 'test1', '--json', ...conf(srv.dir)]);
-      const events = (JSON.parse(shown.stdout) as InstanceJson).events ?? [];
+      const shown = await adminRequest(srv.running.adminSocket as string, 'GET', '/instances/test1');
+      const events = (shown.body as InstanceJson).events ?? [];
       assert.equal(events.length, 200, 'only the last 200 are kept');
       assert.ok(Date.now() - started < 20000);
     });
