@@ -127,6 +127,18 @@ describe('provisioning status', () => {
     });
   });
 
+  test('the built-in user-data and the vendor-data point reporting at the address the VM reached; report_events = no turns vendor-data off', async () => {
+    const endpoint = (port: number) => `endpoint: "http://127.0.0.1:${port}/cloud-init/events"`;
+    await withVms({}, [VM1], async (srv, ip) => {
+      const ud = await request(srv.port, '/latest/user-data', { from: ip });
+      assert.match(ud.body, new RegExp(`^reporting:\\n  mdserver: \\{type: webhook, ${endpoint(srv.port)}\\}$`, 'm'));
+    });
+    await withVms({ mdserver: { report_events: 'no' } }, [VM1], async (srv, ip) => {
+      assert.equal((await request(srv.port, '/nocloud/vendor-data', { from: ip })).body, '');
+      assert.equal((await request(srv.port, '/openstack/latest/vendor_data.json', { from: ip })).body, '{}');
+    });
+  });
+
   test('a flood of events keeps the last 200, and the rate limit applies to posts', async () => {
     await withVms({ mdserver: { rate_limit: 5, rate_burst: 250 } }, [VM1], async (srv, ip) => {
       const started = Date.now();

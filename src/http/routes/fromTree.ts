@@ -4,6 +4,7 @@
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
+import { vendorDataFor } from '../../metadata/vendorData.js';
 import { isDeferred, isDir, listDir, lookup, type Dir } from '../../metadata/tree.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
@@ -31,7 +32,13 @@ export function sendFromTree(
 ): void {
   const node = lookup(root, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
-  if (isDeferred(node)) return sendText(res, services.userdata.render(meta.data, reportUrl(req)));
+  if (isDeferred(node)) {
+    if (node.deferred === 'user-data') return sendText(res, services.userdata.render(meta.data, reportUrl(req)));
+    const text = vendorDataFor(node, reportUrl(req));
+    if (node.format === 'openstack') res.status(200).type('application/json').send(text);
+    else sendText(res, text);
+    return;
+  }
   if (isDir(node)) return sendText(res, listDir(node));
   if (jsonByName && segs.length > 0 && (segs[segs.length - 1] as string).endsWith('.json')) {
     res.status(200).type('application/json').send(node);
