@@ -84,6 +84,24 @@ describe('provisioning status', () => {
     });
   });
 
+  test('the outcome observer hears each boot\'s end once (the provisioning counters attach there)', async () => {
+    await withVms({}, [VM1], async (srv, ip) => {
+      const heard: [string, number | null][] = [];
+      srv.running.services.provisioning.onOutcome = (outcome, seconds) => heard.push([outcome, seconds]);
+      await request(srv.port, '/latest/meta-data/instance-id', { from: ip });
+      await post(srv, ip, finish('modules-final'));
+      await statusBecomes(srv, 'test1', /^ready/);
+      await post(srv, ip, finish('modules-final'));
+      await new Promise((r) => setTimeout(r, 250));
+      assert.equal(heard.length, 1);
+      assert.equal(heard[0]?.[0], 'ready');
+      await request(srv.port, '/latest/meta-data/instance-id', { from: ip });
+      await post(srv, ip, finish('modules-final', 'FAIL'));
+      await statusBecomes(srv, 'test1', /^failed/);
+      assert.deepEqual(heard.map(([o]) => o), ['ready', 'failed'], 'the next boot is heard again');
+    });
+  });
+
   test('phone_home alone (form data) marks the boot ready', async () => {
     await withVms({}, [VM1], async (srv, ip) => {
       await request(srv.port, '/latest/meta-data/instance-id', { from: ip });
