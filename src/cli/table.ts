@@ -12,6 +12,5 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
  * bidirectional overrides become `?`. Events come from guests; the server cleans them too.
  */
 export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu, '?');
 }

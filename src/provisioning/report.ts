@@ -18,7 +18,6 @@ const RESULTS = new Set(['SUCCESS', 'WARN', 'FAIL']);
  * overrides: a terminal would act on them, and an event must not be able to rewrite the lines the
  * CLI prints around it. Runs of them, and of white space, become one space.
  */
-// eslint-disable-next-line no-control-regex
 const UNSAFE = /[\s\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+/gu;
 
 /** `text` on one line, without control characters, at most `max` characters. */
