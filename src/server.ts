@@ -18,6 +18,7 @@ import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
 import { TokenIssuer } from './metadata/token.js';
+import { ProvisioningTracker } from './provisioning/tracker.js';
 import { RateLimiter } from './net/ratelimit.js';
 import { loadForReload, type ReloadReport } from './reload.js';
 import type { Services } from './services.js';
@@ -85,6 +86,8 @@ function buildServices(config: () => Config, store: Store): Services {
     dnsmasq,
     limiter: new RateLimiter(() => config().mdserver),
     listeners: new ListenerSet(),
+    // Its onOutcome is where the provisioning counters attach.
+    provisioning: new ProvisioningTracker(store),
   };
 }
 
@@ -205,6 +208,7 @@ function closer(admin: AdminServer | null, services: Services, store: Store, ref
         clearTimeout(force);
         services.dnsmasq.close();
         void services.registry.close();
+        void services.provisioning.close();
         refusals.close();
         store.close();
         log.info('stopped');

@@ -6,6 +6,7 @@ import type { DnsmasqFiles } from './dnsmasq/files.js';
 import type { Registry } from './instances/registry.js';
 import type { MetadataService } from './metadata/service.js';
 import type { ListenerSet } from './net/listeners.js';
+import type { ProvisioningTracker } from './provisioning/tracker.js';
 import type { TokenIssuer } from './metadata/token.js';
 import type { RateLimiter } from './net/ratelimit.js';
 import type { UserdataRenderer } from './userdata/renderer.js';
@@ -21,4 +22,6 @@ export interface Services {
   readonly limiter: RateLimiter;
   /** The metadata listeners: the IPv4 one, and the IPv6 ones that are retried until bound. */
   readonly listeners: ListenerSet;
+  /** Each instance's boots and the events its cloud-init posts. */
+  readonly provisioning: ProvisioningTracker;
 }

@@ -19,6 +19,7 @@ const LAYERS: [string, number][] = [
   ['services.ts', 6],
   ['instances/', 5],
   ['userdata/', 5],
+  ['provisioning/', 5],
   ['metadata/', 4],
   ['health.ts', 4],
   ['reload.ts', 3],

@@ -213,7 +213,7 @@ describe('what a reload cannot apply', () => {
     'mdserver.userdata_suffixes': '.yml', 'mdserver.password': 'x', 'mdserver.default_template': '/srv/t',
     'mdserver.db_file': '/srv/db.json', 'mdserver.logfile': 'none', 'mdserver.debug': 'yes', 'mdserver.debug_userdata': 'yes',
     'mdserver.imds_tokens': 'required', 'mdserver.upload_max_bytes': '2048', 'mdserver.admin_socket': 'no',
-    'mdserver.verify_mac': 'yes', 'mdserver.require_filter': 'yes', 'mdserver.trusted_filters': 'my-filter',
+    'mdserver.verify_mac': 'yes', 'mdserver.report_events': 'no', 'mdserver.require_filter': 'yes', 'mdserver.trusted_filters': 'my-filter',
     'mdserver.rate_limit': '5', 'mdserver.rate_burst': '5',
     'mdserver.userdata_prefix_dir': 'shared', 'mdserver.legacy_prefixes': 'web',
     'mdserver.max_connections_per_client': '4', 'mdserver.max_connections': '100',

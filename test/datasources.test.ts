@@ -42,6 +42,9 @@ function runDatasource(vm: Vm, kind: 'openstack' | 'nocloud', dmi: string, dir: 
   return runPy<DsResult>('datasource.py', { kind, dmi, work }, { ns: vm.ns });
 }
 
+/** The vendor-data every style carries by default ([mdserver] report_events = yes). */
+const REPORTING = '#cloud-config\nreporting:\n  mdserver: {type: webhook, endpoint: "http://169.254.169.254/cloud-init/events"}\n';
+
 describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudInit: true, vmNet: true }), concurrency: false }, () => {
   let net: VmNet;
   let dir: string;
@@ -73,7 +76,9 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
     assert.deepEqual(r.metadata['meta'], { role: 'web' });
     assert.match(r.userdata, /^#cloud-config\n/);
     assert.match(r.userdata, /^hostname: "test1"$/m);
-    assert.equal(r.vendordata, null);
+    // vendor_data.json's "cloud-init" key, as cloud-init's convert_vendordata takes it: the
+    // reporting block, pointed at the address the VM reached.
+    assert.equal(r.vendordata, REPORTING);
     // It also crawled the EC2 tree at /latest/meta-data/ for block devices.
     assert.ok(r.ec2_metadata_keys?.includes('instance-id'), JSON.stringify(r.ec2_metadata_keys));
   });
@@ -104,7 +109,7 @@ describe('cloud-init datasources from a VM namespace', { ...skipUnless({ cloudIn
     assert.deepEqual(r.public_keys, KEYS);
     assert.match(r.userdata, /^#cloud-config\n/);
     assert.match(r.userdata, /^hostname: "test1"$/m);
-    assert.equal(r.vendordata, '');
+    assert.equal(r.vendordata, REPORTING);
   });
 
   test('with network = static, the NoCloud network-config renders as a static address on the NIC with the VM MAC', () => {

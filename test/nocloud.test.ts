@@ -38,8 +38,9 @@ describe('NoCloud seed over HTTP', () => {
     assert.equal((await get('/nocloud/user-data', ip1)).body, (await get('/latest/user-data', ip1)).body);
   });
 
-  test('vendor-data is empty unless configured', async () => {
-    assert.equal((await get('/nocloud/vendor-data', ip1)).body, '');
+  test('vendor-data turns on event reporting to the address the VM reached, unless configured', async () => {
+    assert.equal((await get('/nocloud/vendor-data', ip1)).body,
+      `#cloud-config\nreporting:\n  mdserver: {type: webhook, endpoint: "http://127.0.0.1:${srv.port}/cloud-init/events"}\n`);
   });
 
   test('cloud-init reads meta-data as the instance id, host name and SSH keys', skipUnless({ cloudInit: true }), async () => {

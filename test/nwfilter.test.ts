@@ -67,10 +67,10 @@ test('instances list and show name each VM\'s filter and whether it is trusted',
   await withVms({}, [VM1, FILTERED, { name: 'custom', uuid: '3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:44', nwfilter: 'mine' }], async (t) => {
     const table = await cli(['instances', 'list', ...conf(t.dir)]);
     assert.equal(table.status, 0, table.stderr);
-    assert.match(table.stdout, /^NAME .* NWFILTER$/m);
-    assert.match(table.stdout, /^test1 .* NONE$/m);
-    assert.match(table.stdout, /^test2 .* clean-traffic$/m);
-    assert.match(table.stdout, /^custom .* mine \(NOT TRUSTED\)$/m);
+    assert.match(table.stdout, /^NAME .* NWFILTER +STATUS$/m);
+    assert.match(table.stdout, /^test1 .* NONE +waiting$/m);
+    assert.match(table.stdout, /^test2 .* clean-traffic +waiting$/m);
+    assert.match(table.stdout, /^custom .* mine \(NOT TRUSTED\) +waiting$/m);
     const shown = await cli(['instances', 'show', 'test2', ...conf(t.dir)]);
     assert.match(shown.stdout, /^nwfilter:\s+clean-traffic$/m);
     assert.match(shown.stdout, /^filtered:\s+true$/m);

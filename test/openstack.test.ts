@@ -94,8 +94,10 @@ describe('OpenStack metadata over HTTP', () => {
     assert.match(os.body, /^hostname: "test1"$/m);
   });
 
-  test('vendor data is an empty object unless configured', async () => {
-    assert.deepEqual(await json('/openstack/latest/vendor_data.json', ip1), {});
+  test('vendor data turns on event reporting unless configured', async () => {
+    assert.deepEqual(await json('/openstack/latest/vendor_data.json', ip1), {
+      'cloud-init': `#cloud-config\nreporting:\n  mdserver: {type: webhook, endpoint: "http://127.0.0.1:${srv.port}/cloud-init/events"}\n`,
+    });
     assert.deepEqual(await json('/openstack/latest/vendor_data2.json', ip1), {});
   });
 

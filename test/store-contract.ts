@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { isMdsError } from '../src/errors.js';
-import type { Allocate, Instance, RegisterOutcome, RegisterResult, Registration, Store } from '../src/store/store.js';
+import type { Allocate, BootEvent, Instance, RegisterOutcome, RegisterResult, Registration, Store } from '../src/store/store.js';
 
 /** Fresh, empty storage for one test: the store on it, and a second handle on the same storage. */
 export interface Storage {
@@ -304,5 +304,77 @@ export function storeContract(name: string, backend: Backend): void {
       store.setMeta('k', 'two');
       assert.equal(store.getMeta('k'), 'two');
     });
+
+    bootContract(() => ({ s, store }), register);
+  });
+}
+
+function ev(name: string, kind: BootEvent['kind'] = 'start', result: string | null = null, received = 1000): BootEvent {
+  return { received, kind, name, result, description: `running ${name}` };
+}
+
+/** The provisioning part of the contract: each instance's current boot and its events. */
+function bootContract(get: () => { s: Storage; store: Store }, register: (r: Registration) => Promise<RegisterResult>): void {
+  test('a boot keeps its first request and its events, in order, across a restart', async () => {
+    const { s, store } = get();
+    await register(WEB);
+    assert.equal(store.bootRecord(WEB.uuid), undefined, 'no boot before one is begun');
+    store.beginBoot(WEB.uuid, 500, null);
+    store.markFirstRequest(WEB.uuid, 600);
+    store.markFirstRequest(WEB.uuid, 700);
+    await store.appendBootEvents(new Map([[WEB.uuid, [ev('init-network'), ev('init-network', 'finish', 'SUCCESS', 1001)]]]), 200);
+    const other = await s.reopen();
+    try {
+      assert.deepEqual(other.bootRecord(WEB.uuid), {
+        boot: 1, began: 500, firstRequest: 600,
+        events: [ev('init-network'), ev('init-network', 'finish', 'SUCCESS', 1001)],
+      });
+    } finally {
+      other.close();
+    }
+  });
+
+  test('a new boot drops the last one\'s events and counts up', async () => {
+    const { store } = get();
+    await register(WEB);
+    store.beginBoot(WEB.uuid, 500, 500);
+    await store.appendBootEvents(new Map([[WEB.uuid, [ev('modules-final', 'finish', 'SUCCESS')]]]), 200);
+    store.beginBoot(WEB.uuid, 900, null);
+    assert.deepEqual(store.bootRecord(WEB.uuid), { boot: 2, began: 900, firstRequest: null, events: [] });
+  });
+
+  test('only the last `keep` events of an instance are kept, and other instances keep theirs', async () => {
+    const { store } = get();
+    await register(WEB);
+    await register(DB);
+    store.markFirstRequest(DB.uuid, 1);
+    await store.appendBootEvents(new Map([[DB.uuid, [ev('db-event')]]]), 3);
+    for (let i = 0; i < 4; i++) {
+      await store.appendBootEvents(new Map([[WEB.uuid, [ev(`a${i}`), ev(`b${i}`)]]]), 3);
+    }
+    assert.deepEqual(store.bootRecord(WEB.uuid)?.events.map((e) => e.name), ['b2', 'a3', 'b3']);
+    assert.deepEqual(store.bootRecord(DB.uuid)?.events.map((e) => e.name), ['db-event']);
+  });
+
+  test('events of a uuid with no instance are dropped, and deleting an instance removes its boot', async () => {
+    const { store } = get();
+    await register(WEB);
+    await store.appendBootEvents(new Map([['no-such-uuid', [ev('x')]], [WEB.uuid, [ev('y')]]]), 200);
+    store.beginBoot('no-such-uuid', 1, 1);
+    assert.equal(store.bootRecord('no-such-uuid'), undefined);
+    assert.deepEqual(store.bootRecord(WEB.uuid)?.events.map((e) => e.name), ['y']);
+    await store.delete(WEB.name);
+    await register(WEB);
+    assert.equal(store.bootRecord(WEB.uuid), undefined, 'a VM registered again under the same uuid starts clean');
+  });
+
+  test('a rekeyed instance keeps its boot under the new uuid', async () => {
+    const { store } = get();
+    await register(WEB);
+    store.markFirstRequest(WEB.uuid, 42);
+    const uuid = '99999999-2222-3333-4444-555555555555';
+    await store.rekey(WEB.name, uuid);
+    assert.equal(store.bootRecord(uuid)?.firstRequest, 42);
+    assert.equal(store.bootRecord(WEB.uuid), undefined);
   });
 }

@@ -16,7 +16,7 @@ import { moduleLogger } from '../log.js';
 import type { ConnectionCounts } from '../net/connlimit.js';
 import type { ReloadReport } from '../reload.js';
 import { VERSION } from '../version.js';
-import { instanceJson, type RekeyJson, type StatusReport } from './protocol.js';
+import { bootEventJson, instanceJson, type RekeyJson, type StatusReport } from './protocol.js';
 
 const log = moduleLogger('admin');
 
@@ -85,13 +85,15 @@ export function createAdminApp(d: AdminDeps): express.Express {
   });
 
   app.get('/instances', (_req, res) => {
-    res.json(d.services.registry.list().map((i) => instanceJson(i, d.services.config().mdserver)));
+    const p = d.services.provisioning;
+    res.json(d.services.registry.list().map((i) => instanceJson(i, d.services.config().mdserver, p.status(i.uuid))));
   });
 
   app.get('/instances/:name', (req, res) => {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
-    res.json(instanceJson(i, d.services.config().mdserver));
+    const p = d.services.provisioning;
+    res.json({ ...instanceJson(i, d.services.config().mdserver, p.status(i.uuid)), events: p.events(i.uuid).map(bootEventJson) });
   });
 
   app.delete('/instances/:name', async (req, res) => {

@@ -2,7 +2,22 @@
 // server side (src/admin/) that builds them and the command line (src/cli/) that prints them.
 
 import { filterProblem, type FilterSettings } from '../metadata/isolation.js';
-import type { Instance } from '../store/store.js';
+import { statusText, type ProvisioningStatus } from '../provisioning/status.js';
+import type { BootEvent, Instance } from '../store/store.js';
+
+/** Its provisioning status, with the STATUS column's text (`ready 41s`, `failed: <module>`…). */
+export interface ProvisioningJson extends ProvisioningStatus {
+  text: string;
+}
+
+/** One event of the current boot, as `mdserver instances show` lists them. */
+export interface BootEventJson {
+  at: string;
+  kind: BootEvent['kind'];
+  name: string;
+  result: string | null;
+  description: string;
+}
 
 /** An instance, as `mdserver instances show --json` prints it. */
 export interface InstanceJson {
@@ -21,6 +36,10 @@ export interface InstanceJson {
   metadata: Readonly<Record<string, string>>;
   firstSeen: string;
   lastUpdate: string;
+  /** The current boot's provisioning status (list, show). */
+  provisioning?: ProvisioningJson;
+  /** The current boot's events, oldest first (show). */
+  events?: BootEventJson[];
 }
 
 /** A record moved to a new uuid, as `mdserver instances rekey --json` prints it. */
@@ -60,9 +79,17 @@ export interface StatusReport {
   warnings: string[];
 }
 
+export function provisioningJson(s: ProvisioningStatus): ProvisioningJson {
+  return { ...s, text: statusText(s) };
+}
+
+export function bootEventJson(e: BootEvent): BootEventJson {
+  return { at: new Date(e.received).toISOString(), kind: e.kind, name: e.name, result: e.result, description: e.description };
+}
+
 /** Pure: the JSON form of a stored instance, judged by the filter settings in force. */
-export function instanceJson(i: Instance, filters: FilterSettings): InstanceJson {
-  return {
+export function instanceJson(i: Instance, filters: FilterSettings, status?: ProvisioningStatus): InstanceJson {
+  const json: InstanceJson = {
     name: i.name,
     hostName: i.hostName,
     uuid: i.uuid,
@@ -77,4 +104,6 @@ export function instanceJson(i: Instance, filters: FilterSettings): InstanceJson
     firstSeen: new Date(i.firstSeen).toISOString(),
     lastUpdate: new Date(i.lastUpdate).toISOString(),
   };
+  if (status) json.provisioning = provisioningJson(status);
+  return json;
 }

@@ -3,12 +3,14 @@
 
 import type { InstanceJson, RekeyJson } from '../admin/protocol.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket, type Parsed } from './common.js';
-import { formatTable } from './table.js';
+import { formatTable, printable } from './table.js';
+import { DEFAULT_WAIT_SECONDS, waitCommand } from './wait.js';
 
 export const INSTANCES_USAGE = `Usage: mdserver instances list [--json] [options]
        mdserver instances show NAME [--json] [options]
        mdserver instances delete NAME [options]
        mdserver instances rekey NAME --uuid UUID [--json] [options]
+       mdserver instances wait NAME... [--timeout S] [--json] [options]
 
 Deleting frees the instance's address and removes it from dnsmasq's files at once.
 An upload whose name is an instance's but whose uuid is not is refused (a new VM must not take
@@ -18,20 +20,34 @@ id; when it is another VM, delete the old record first.
 NWFILTER is the libvirt network filter on the VM's interface: NONE (or NOT TRUSTED, when it is
 not one of [mdserver] trusted_filters) means another VM could copy its MAC and address and read
 its data.
+STATUS is what the VM's cloud-init reported of its current boot: waiting (no metadata read
+yet), no report (metadata read, no event: is reporting on?), booting: STAGE, ready 41s (from
+the first metadata read to the end of modules-final), failed: MODULE. wait returns when every
+named VM is ready or failed: exit status 0 all ready, 1 any failed, 2 timeout.
 Options:
       --json         print JSON, for scripts
       --uuid UUID    the domain's new uuid (rekey)
+      --timeout S    how long wait waits (default ${DEFAULT_WAIT_SECONDS} s)
 ${COMMON_HELP}`;
 
 function show(i: InstanceJson): string {
   const lines: [string, string][] = [];
   for (const [k, v] of Object.entries(i)) {
-    if (k === 'metadata') continue;
+    if (k === 'metadata' || k === 'provisioning' || k === 'events') continue;
     lines.push([k, v === null ? '-' : typeof v === 'string' ? v : JSON.stringify(v)]);
   }
   for (const [k, v] of Object.entries(i.metadata)) lines.push([`metadata.${k}`, v]);
+  if (i.provisioning) lines.push(['status', i.provisioning.text]);
   const w = Math.max(...lines.map(([k]) => k.length));
-  return lines.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${v}`).join('\n');
+  return [...lines.map(([k, v]) => `${(k + ':').padEnd(w + 1)} ${printable(v)}`), ...timeline(i)].join('\n');
+}
+
+/** The current boot's events, one a line: time, event, result, description. */
+function timeline(i: InstanceJson): string[] {
+  const events = i.events ?? [];
+  if (events.length === 0) return [];
+  return ['', 'events of the current boot:', ...events.map((e) =>
+    printable(`  ${e.at}  ${e.kind.padEnd(10)} ${e.name}${e.result ? ` ${e.result}` : ''}${e.description ? `: ${e.description}` : ''}`))];
 }
 
 /** The filter as the admin should read it: its name, and whether it is trusted to stop spoofing. */
@@ -66,8 +82,8 @@ function printList(list: InstanceJson[], json: boolean): void {
   // The IPv6 column only when the server serves IPv6 (some instance has an address).
   const v6 = list.some((i) => i.ipv6 !== null);
   out(formatTable(
-    ['NAME', 'IPV4', ...(v6 ? ['IPV6'] : []), 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER'],
-    list.map((i) => [i.name, i.ipv4 ?? '-', ...(v6 ? [i.ipv6 ?? '-'] : []), i.mac, i.uuid, i.lastUpdate, filterColumn(i)]),
+    ['NAME', 'IPV4', ...(v6 ? ['IPV6'] : []), 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER', 'STATUS'],
+    list.map((i) => [i.name, i.ipv4 ?? '-', ...(v6 ? [i.ipv6 ?? '-'] : []), i.mac, i.uuid, i.lastUpdate, filterColumn(i), printable(i.provisioning?.text ?? '-')]),
   ) + `${list.length} instance(s)`);
 }
 
@@ -86,11 +102,13 @@ function printOne(action: string, body: unknown, json: boolean): void {
 }
 
 export async function instancesCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, { json: { type: 'boolean' }, uuid: { type: 'string' } });
+  const p = parseCommand(args, { json: { type: 'boolean' }, uuid: { type: 'string' }, timeout: { type: 'string' } });
   if (p.values['help']) {
     out(INSTANCES_USAGE);
     return 0;
   }
+  if (p.positionals[0] === 'wait') return waitCommand(p, p.positionals.slice(1), resolveSocket(p));
+  if (p.values['timeout'] !== undefined) throw new CommandError(`--timeout is for wait\n${INSTANCES_USAGE}`, 2);
   const { action, name } = parseAction(p);
   const json = p.values['json'] === true;
   const socket = resolveSocket(p);

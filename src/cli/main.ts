@@ -34,6 +34,7 @@ const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
                                          make a domain's cloud-init find mdserver
                                          (mdserver sysinfo --help for more)
        mdserver instances list|show NAME|delete NAME|rekey NAME --uuid UUID [--json]
+       mdserver instances wait NAME... [--timeout S] [--json]   until each VM is provisioned
        mdserver reload                   re-read the configuration (as SIGHUP does)
        mdserver status [--json]          health of the running server and its dnsmasq files
        mdserver sync [--connect URI]     register every domain libvirt knows

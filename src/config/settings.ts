@@ -173,6 +173,8 @@ export const SETTINGS = {
       doc: 'a VM without a trusted nwfilter: no (serve it), warn (serve, log, flag), yes (403)' },
     trustedFilters: { key: 'trusted_filters', default: 'clean-traffic clean-traffic-gateway', parse: filterNames,
       doc: 'nwfilters that stop MAC, IP and ARP spoofing (clean-traffic, or filters that include it)' },
+    reportEvents: { key: 'report_events', default: 'yes', parse: bool,
+      doc: "OpenStack and NoCloud vendor-data turn on cloud-init's event reporting to mdserver" },
     rateLimit: { key: 'rate_limit', default: '0', parse: int(0, 1_000_000),
       doc: 'requests per second each VM may make; 0: no limit' },
     rateBurst: { key: 'rate_burst', default: '200', parse: int(1, 1_000_000),

@@ -104,8 +104,14 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
     if (route.uploadToken) checkUploadToken(cfg, req);
     if (route.imdsToken) checkToken(services, req, client);
     if (route.metadataHeader) checkMetadataHeader(cfg, req);
-    if (route.who === 'instance') return route.handler(req, res, segs, services.metadata.forCaller(client));
-    const done = route.handler(req, res, segs, client);
+    let done: void | Promise<void>;
+    if (route.who === 'instance') {
+      const found = services.metadata.forCaller(client);
+      if (req.method !== 'POST') services.provisioning.sawRequest(found.data.instance.uuid, segs);
+      done = route.handler(req, res, segs, found);
+    } else {
+      done = route.handler(req, res, segs, client);
+    }
     if (done !== undefined) done.catch(next);
   };
 }

@@ -14,9 +14,10 @@ import { openstackHandler, openstackVersionsHandler } from './routes/openstack.j
 import { CONFIGURATION_PATH, configurationHandler, serviceHandler } from './routes/service.js';
 import { TOKEN_PATH, tokenHandler } from './routes/token.js';
 import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
+import { cloudInitEventsHandler, EVENTS_PATH } from './routes/cloudInitEvents.js';
 
 /** `segs` are the request path's decoded segments, empty for routes matched by exact path. */
-type ForInstance = (req: Request, res: Response, segs: readonly string[], found: InstanceMetadata) => void;
+type ForInstance = (req: Request, res: Response, segs: readonly string[], found: InstanceMetadata) => void | Promise<void>;
 type ForAddress = (req: Request, res: Response, segs: readonly string[], client: string) => void | Promise<void>;
 
 export type Route = RouteSpec<Config> & {
@@ -53,6 +54,7 @@ export function publicRoutes(services: Services): Route[] {
       notAllowed: 'Method not allowed: use PUT to get a token' },
     { paths: [UPLOAD_PATH], methods: ['POST'], who: 'host', uploadToken: true, handler: uploadHandler(services),
       notAllowed: 'Method not allowed: use POST' },
+    { paths: [EVENTS_PATH], methods: ['POST'], who: 'instance', handler: cloudInitEventsHandler(services), notAllowed: 'Method not allowed: use POST' },
     { paths: [HEALTH_PATH], methods: GET, who: 'host', handler: healthHandler(services) },
     { paths: [CONFIGURATION_PATH, `${CONFIGURATION_PATH}/`], methods: GET, who: 'host', handler: configurationHandler(services) },
     { prefixes: ['service'], methods: GET, who: 'anyone', handler: serviceHandler(services) },

@@ -48,7 +48,7 @@ export function nocloudTree(d: InstanceData, cfg: Config): Dir {
   return dir({
     'meta-data': toYaml(nocloudMetaData(d)),
     'user-data': { deferred: 'user-data' },
-    'vendor-data': cfg.nocloud.vendorData,
+    'vendor-data': cfg.mdserver.reportEvents ? { deferred: 'vendor-data', format: 'nocloud', base: cfg.nocloud.vendorData } : cfg.nocloud.vendorData,
     'network-config': toYaml(nocloudNetworkConfig(d, cfg)),
   });
 }

@@ -123,7 +123,10 @@ function versionDir(d: InstanceData, cfg: Config, version: string): Dir {
     ['user_data', { deferred: 'user-data' }],
   ];
   // Nova's `password` (2013-04-04 on) is not offered: mdserver has no password store.
-  if (atLeast(version, HAVANA)) files.push(['vendor_data.json', cfg.openstack.vendorData]);
+  if (atLeast(version, HAVANA)) {
+    const base = cfg.openstack.vendorData;
+    files.push(['vendor_data.json', cfg.mdserver.reportEvents ? { deferred: 'vendor-data', format: 'openstack', base } : base]);
+  }
   if (atLeast(version, LIBERTY)) files.push(['network_data.json', JSON.stringify(networkData(d, cfg))]);
   if (atLeast(version, NEWTON_TWO)) files.push(['vendor_data2.json', cfg.openstack.vendorData2]);
   return dir(files);

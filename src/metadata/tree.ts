@@ -1,10 +1,10 @@
 // Pure: a metadata tree and the IMDS text protocol over it. Every path of every format is
 // answered by one generic lookup, so a listing can only name what is actually served.
 
-/** A value that the HTTP layer produces on demand (rendered user-data). */
-export interface Deferred {
-  readonly deferred: 'user-data';
-}
+import type { VendorDataNode } from './vendorData.js';
+
+/** A value that the HTTP layer produces on demand (rendered user-data, reporting vendor-data). */
+export type Deferred = { readonly deferred: 'user-data' } | VendorDataNode;
 
 export type Node = string | Dir | Deferred;
 

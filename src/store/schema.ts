@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** What makes two host names the same name in DNS: case does not count. */
 export function hostKey(name: string, uuid: string): string {
@@ -52,6 +52,26 @@ const MIGRATIONS: Record<number, Migration> = {
   },
   // The nwfilter of the metadata interface (tenant isolation): null for records made before it.
   3: `ALTER TABLE instances ADD COLUMN nwfilter TEXT;`,
+  // Provisioning status: each instance's current boot and its cloud-init events. Keyed by uuid and
+  // following the instance's record (a rekey moves them, a delete removes them).
+  4: `
+    CREATE TABLE boots (
+      uuid TEXT PRIMARY KEY REFERENCES instances (uuid) ON UPDATE CASCADE ON DELETE CASCADE,
+      boot INTEGER NOT NULL,
+      began INTEGER NOT NULL,
+      first_request INTEGER
+    );
+    CREATE TABLE boot_events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      uuid TEXT NOT NULL REFERENCES boots (uuid) ON UPDATE CASCADE ON DELETE CASCADE,
+      received INTEGER NOT NULL,
+      kind TEXT NOT NULL,
+      name TEXT NOT NULL,
+      result TEXT,
+      description TEXT NOT NULL
+    );
+    CREATE INDEX boot_events_uuid ON boot_events (uuid, seq);
+  `,
 };
 
 /** Brings the database in `file` up to SCHEMA_VERSION, one transaction per version. */

@@ -5,7 +5,8 @@ import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 import { hostKey, migrate } from './schema.js';
-import type { Allocate, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
+import { SqliteBoots } from './sqliteBoots.js';
+import type { Allocate, BootEvent, BootRecord, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
 interface Row {
   name: string;
@@ -105,6 +106,7 @@ function prepare(db: Database.Database) {
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly q;
+  private readonly boots: SqliteBoots;
   private changes = 0;
 
   constructor(readonly file: string) {
@@ -122,6 +124,7 @@ export class SqliteStore implements Store {
       throw e;
     }
     this.q = prepare(this.db);
+    this.boots = new SqliteBoots(this.db);
   }
 
   get generation(): number {
@@ -304,6 +307,22 @@ export class SqliteStore implements Store {
       this.changes++;
       return toInstance(r);
     });
+  }
+
+  bootRecord(uuid: string): BootRecord | undefined {
+    return this.boots.bootRecord(uuid);
+  }
+
+  beginBoot(uuid: string, at: number, firstRequest: number | null): void {
+    this.boots.beginBoot(uuid, at, firstRequest);
+  }
+
+  markFirstRequest(uuid: string, at: number): void {
+    this.boots.markFirstRequest(uuid, at);
+  }
+
+  appendBootEvents(batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number): Promise<void> {
+    return settled(() => this.boots.appendBootEvents(batch, keep));
   }
 
   close(): void {

@@ -82,6 +82,34 @@ export interface HostRecord extends HostEntry {
  */
 export type Allocate = (isUsed: (ipv4: string) => boolean) => string | null;
 
+/**
+ * One event of a boot as cloud-init reported it (its `reporting` webhook, or `phone_home`), its
+ * fields already bounded and cleaned (see provisioning/report.ts). The guest chooses every field:
+ * it is for display only.
+ */
+export interface BootEvent {
+  /** When mdserver received it, in milliseconds since the epoch (the host's clock). */
+  readonly received: number;
+  readonly kind: 'start' | 'finish' | 'phone-home';
+  /** cloud-init's event name: a stage (`modules-final`) or `stage/module`. */
+  readonly name: string;
+  /** SUCCESS, WARN or FAIL on a finish; null otherwise. */
+  readonly result: string | null;
+  readonly description: string;
+}
+
+/** An instance's current boot: when it was begun and first read its metadata, and its events. */
+export interface BootRecord {
+  /** Counts the instance's boots as seen by this store, from 1. */
+  readonly boot: number;
+  /** When this boot was begun (an upload, or instance-id asked after a finished boot), ms. */
+  readonly began: number;
+  /** The boot's first metadata request, ms; null while none came. */
+  readonly firstRequest: number | null;
+  /** Oldest first; at most the `keep` of the last append. */
+  readonly events: readonly BootEvent[];
+}
+
 export interface Store {
   /** Increases with every change to the instances, so that caches of derived data know to drop. */
   readonly generation: number;
@@ -125,6 +153,22 @@ export interface Store {
   rekey(name: string, uuid: string): Promise<Rekeyed | undefined>;
   /** Deletes the instance named `name`; resolves to the record removed, or undefined. */
   delete(name: string): Promise<Instance | undefined>;
+
+  /** The current boot of the instance with `uuid`, or undefined when none was ever begun. */
+  bootRecord(uuid: string): BootRecord | undefined;
+  /**
+   * Begins a new boot of the instance with `uuid` at `at` (ms), dropping the previous boot's
+   * events; `firstRequest` is its first metadata request when that is what began it. Bookkeeping:
+   * nothing waits on it. A uuid with no instance is ignored.
+   */
+  beginBoot(uuid: string, at: number, firstRequest: number | null): void;
+  /** Notes the current boot's first metadata request (begins a boot when there is none). */
+  markFirstRequest(uuid: string, at: number): void;
+  /**
+   * Appends events to the current boots of several instances in one commit, keeping only the
+   * last `keep` of each. Events for a uuid with no instance are dropped.
+   */
+  appendBootEvents(batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number): Promise<void>;
 
   close(): void;
 }

@@ -85,7 +85,7 @@ export class UserdataRenderer {
    * cost of a user-data request in `npm run bench`, and cloud-init asks for it more than once.
    */
   private readonly candidates = new WeakMap<InstanceData, Candidates>();
-  private readonly rendered = new WeakMap<InstanceData, { fn: Compiled; out: string }>();
+  private readonly rendered = new WeakMap<InstanceData, { fn: Compiled; url: string; out: string }>();
 
 
   private state(file: string): FileState {
@@ -138,7 +138,8 @@ export class UserdataRenderer {
     return null;
   }
 
-  data(d: InstanceData): Record<string, unknown> {
+  /** `reportUrl`: where the VM's cloud-init posts its events, at the address it reached mdserver on. */
+  data(d: InstanceData, reportUrl = ''): Record<string, unknown> {
     const cfg = this.config();
     const keys: Record<string, string> = {};
     const data: Record<string, unknown> = {};
@@ -162,21 +163,22 @@ export class UserdataRenderer {
       core[`public_key_${k.name}`] = k.key;
     }
     if (cfg.mdserver.password) core['mdserver_password'] = cfg.mdserver.password;
+    core['report_url'] = reportUrl;
     core['yaml_quote'] = etaYamlQuote;
     // Core names always win over [template-data], as in md_server.
     return Object.assign(data, core);
   }
 
   /** Renders user-data for `d`; throws NOT_FOUND, BAD_USERDATA_PREFIX or TEMPLATE_FAILED. */
-  render(d: InstanceData): string {
+  render(d: InstanceData, reportUrl = ''): string {
     const file = this.choose(d);
     let out: string;
     try {
       const fn = file ? this.load(file, this.state(file)) : this.builtin;
       const last = this.rendered.get(d);
-      if (last && last.fn === fn && !this.config().mdserver.debugUserdata) return last.out;
-      out = fn(this.data(d));
-      this.rendered.set(d, { fn, out });
+      if (last && last.fn === fn && last.url === reportUrl && !this.config().mdserver.debugUserdata) return last.out;
+      out = fn(this.data(d, reportUrl));
+      this.rendered.set(d, { fn, url: reportUrl, out });
     } catch (e) {
       log.error('userdata template failed', { instance: d.instance.name, file: file ?? '(built-in)', error: describe(e) });
       throw new MdsError('TEMPLATE_FAILED', `Userdata templating failure for ${d.instance.name}`, { cause: e });

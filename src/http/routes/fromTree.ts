@@ -4,9 +4,23 @@
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
+import { vendorDataFor } from '../../metadata/vendorData.js';
 import { isDeferred, isDir, listDir, lookup, type Dir } from '../../metadata/tree.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
+import { EVENTS_PATH } from './cloudInitEvents.js';
+
+/**
+ * Where the calling VM posts its cloud-init events: the address and port it reached mdserver on
+ * (the socket's own end, not the Host header), as a URL.
+ */
+export function reportUrl(req: Request): string {
+  let host = req.socket.localAddress ?? '';
+  if (host.startsWith('::ffff:')) host = host.slice(7);
+  if (host.includes(':')) host = `[${host}]`;
+  const port = req.socket.localPort;
+  return `http://${host}${port === undefined || port === 80 ? '' : `:${port}`}${EVENTS_PATH}`;
+}
 
 /**
  * Answers with the node at `segs` under `root`. With `jsonByName`, a leaf named `*.json` goes out
@@ -18,7 +32,13 @@ export function sendFromTree(
 ): void {
   const node = lookup(root, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
-  if (isDeferred(node)) return sendText(res, services.userdata.render(meta.data));
+  if (isDeferred(node)) {
+    if (node.deferred === 'user-data') return sendText(res, services.userdata.render(meta.data, reportUrl(req)));
+    const text = vendorDataFor(node, reportUrl(req));
+    if (node.format === 'openstack') res.status(200).type('application/json').send(text);
+    else sendText(res, text);
+    return;
+  }
   if (isDir(node)) return sendText(res, listDir(node));
   if (jsonByName && segs.length > 0 && (segs[segs.length - 1] as string).endsWith('.json')) {
     res.status(200).type('application/json').send(node);

@@ -11,7 +11,7 @@ export const UPLOAD_PATH = '/instance-upload';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Reads the whole body up to `limit` bytes, whatever its content type (curl -d sends a form type). */
-function readBody(req: Request, limit: number): Promise<Buffer> {
+export function readBody(req: Request, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
@@ -47,6 +47,8 @@ export function uploadHandler(services: Services) {
       throw new MdsError('BAD_DOMAIN_XML', 'The body is not UTF-8 text');
     }
     const { instance: i, created } = await services.registry.register(xml);
+    // The hook uploads a domain as it starts: its provisioning status starts over.
+    services.provisioning.uploaded(i.uuid);
     const note = uploadNote(i, services.config().mdserver);
     // ipv6= only when IPv6 is served: an md_server configuration's replies stay as they were.
     const v6 = i.ipv6 ? ` ipv6=${i.ipv6}` : '';
