@@ -182,6 +182,10 @@ test('IPv6-only, link-local and dual-stack VMs find mdserver by address and by n
       assert.doesNotMatch(vm2.ip('addr', 'show', 'eth0'), /inet6 fd00|inet /);
       const r = vm2.try('curl', ['-sS', '--max-time', '5', `http://[${LL}%eth0]/openstack/latest/meta_data.json`]);
       assert.equal((JSON.parse(r.stdout || '{}') as { uuid?: string }).uuid, LINKLOCAL.uuid, `${r.stdout}${r.stderr}`);
+      // Its cloud-init is told to report to the global address: a link-local URL would need the
+      // guest's own interface name.
+      const v = vm2.try('curl', ['-sS', '--max-time', '5', `http://[${LL}%eth0]/openstack/latest/vendor_data.json`]);
+      assert.match(v.stdout, /http:\/\/\[fd00:ec2::254\]\/cloud-init\/events/, `${v.stdout}${v.stderr}`);
     });
 
     await t.test("cloud-init 25.1's OpenStack datasource finds fe80::a9fe:a9fe with its default URLs from an IPv6-only VM", skipUnless({ cloudInit: true }), () => {

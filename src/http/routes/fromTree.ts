@@ -12,11 +12,14 @@ import { EVENTS_PATH } from './cloudInitEvents.js';
 
 /**
  * Where the calling VM posts its cloud-init events: the address and port it reached mdserver on
- * (the socket's own end, not the Host header), as a URL.
+ * (the socket's own end, not the Host header), as a URL. A link-local address would need the
+ * guest's own interface name as its zone, which only the guest knows; a VM that asked there has
+ * its DHCPv6 address by the time it reports, so it is sent to `listen_address6` instead.
  */
-export function reportUrl(req: Request): string {
+export function reportUrl(req: Request, listenAddress6: string): string {
   let host = req.socket.localAddress ?? '';
   if (host.startsWith('::ffff:')) host = host.slice(7);
+  if (/^fe80:/i.test(host)) host = listenAddress6;
   if (host.includes(':')) host = `[${host}]`;
   const port = req.socket.localPort;
   return `http://${host}${port === undefined || port === 80 ? '' : `:${port}`}${EVENTS_PATH}`;
@@ -33,8 +36,8 @@ export function sendFromTree(
   const node = lookup(root, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
   if (isDeferred(node)) {
-    if (node.deferred === 'user-data') return sendText(res, services.userdata.render(meta.data, reportUrl(req)));
-    const text = vendorDataFor(node, reportUrl(req));
+    if (node.deferred === 'user-data') return sendText(res, services.userdata.render(meta.data, reportUrl(req, services.config().mdserver.listenAddress6)));
+    const text = vendorDataFor(node, reportUrl(req, services.config().mdserver.listenAddress6));
     if (node.format === 'openstack') res.status(200).type('application/json').send(text);
     else sendText(res, text);
     return;
