@@ -9,4 +9,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   dnsmasq-base cloud-init amazon-ec2-utils busybox isc-dhcp-client iproute2 nftables curl procps shellcheck systemd \
-  libvirt-clients python3 logrotate
+  libvirt-clients python3 logrotate python3-prometheus-client

@@ -5,6 +5,7 @@ import type { ConfigSource } from './config/index.js';
 import type { DnsmasqFiles } from './dnsmasq/files.js';
 import type { Registry } from './instances/registry.js';
 import type { MetadataService } from './metadata/service.js';
+import type { Metrics } from './metrics/metrics.js';
 import type { TokenIssuer } from './metadata/token.js';
 import type { RateLimiter } from './net/ratelimit.js';
 import type { UserdataRenderer } from './userdata/renderer.js';
@@ -18,4 +19,6 @@ export interface Services {
   readonly tokens: TokenIssuer;
   readonly dnsmasq: DnsmasqFiles;
   readonly limiter: RateLimiter;
+  /** Counters for `GET /metrics`; the parts count at their boundaries (doc/operations.md). */
+  readonly metrics: Metrics;
 }

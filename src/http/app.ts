@@ -8,6 +8,7 @@ import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { clientAddress, isHost } from './client.js';
 import { errorHandler, HttpError } from './errorReply.js';
+import { countError, countRequest } from './observe.js';
 import { checkMetadataHeader, checkUploadToken, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
 import type { RefusalLog } from './refusalLog.js';
@@ -37,6 +38,7 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
   // request (doc/benchmarks.md).
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (isLogged('debug')) accessLog(req, res);
+    countRequest(services, req, res);
     if (services.limiter.enabled) rateLimit(services, req);
     dispatch(req, res, next);
   });
@@ -44,6 +46,7 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
     log,
     fields: (req) => ({ client: clientAddress(req) }),
     throttle: { refusals, client: clientAddress },
+    observe: (reply) => countError(services.metrics, reply),
     send: (res, reply) => sendText(res, reply.error.message, reply.status),
   }));
   return app;
