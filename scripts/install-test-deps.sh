@@ -3,7 +3,8 @@
 # amazon-ec2-utils (as clients only: their services are never enabled), a DHCP client, iproute2
 # for network namespaces, nftables (its bridge rules stand in for libvirt's clean-traffic nwfilter),
 # shellcheck and systemd-analyze, logrotate (to run the shipped snippet), and virsh
-# (libvirt-clients, whose test driver stands in for a libvirt host in the sync test). Needs root.
+# (libvirt-clients, whose test driver stands in for a libvirt host in the sync test), and
+# prometheus_client (its text-format parser reads /metrics as Prometheus does). Needs root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
