@@ -26,11 +26,17 @@ export type ErrorCode =
 
 export class MdsError extends Error {
   readonly code: ErrorCode;
+  /**
+   * A finer, stable name for what was refused within the code (a FORBIDDEN for a spoofed MAC or
+   * for a proxy's headers), for the metrics: the message is for people and may change.
+   */
+  readonly reason: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; reason?: string } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MdsError';
     this.code = code;
+    this.reason = options.reason;
   }
 }
 

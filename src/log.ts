@@ -8,12 +8,17 @@ import winston from 'winston';
 export type Level = 'error' | 'warn' | 'info' | 'debug';
 export type Logger = winston.Logger;
 
+/** `text`: md_server's lines; `json`: one JSON object per line (journald, Loki). */
+export type LogFormat = 'text' | 'json';
+
 export interface LogSettings {
   base: Level;
   stream: Level;
   file: Level;
   debug: boolean;
   logfile: string | null;
+  /** Text unless set. */
+  format?: LogFormat;
 }
 
 const ORDER: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
@@ -52,9 +57,29 @@ const lineFormat = winston.format.printf((info) => {
   return `${String(timestamp)} ${where}[${String(level).toUpperCase()}]: ${String(message)}${fields ? ' ' + fields : ''}`;
 });
 
+/**
+ * One JSON object per line: time, level, module and message first, then the call's own fields as
+ * they were given (numbers stay numbers), for log stores that index fields (Loki, journald's
+ * JSON export). A field named like one of the four is kept under `field_<name>`.
+ */
+const jsonFormat = winston.format.printf((info) => {
+  const { level, message, timestamp, module: mod, ...rest } = info as Record<string, unknown>;
+  const line: Record<string, unknown> = { time: timestamp, level, module: typeof mod === 'string' ? `mdserver.${mod}` : 'mdserver', message };
+  for (const [k, v] of Object.entries(rest)) {
+    if (k === 'splat') continue;
+    line[k in line ? `field_${k}` : k] = v;
+  }
+  return JSON.stringify(line);
+});
+
+const FORMATS: Record<LogFormat, winston.Logform.Format> = {
+  text: winston.format.combine(winston.format.timestamp(), lineFormat),
+  json: winston.format.combine(winston.format.timestamp(), jsonFormat),
+};
+
 const root = winston.createLogger({
   level: 'info',
-  format: winston.format.combine(winston.format.timestamp(), lineFormat),
+  format: FORMATS.text,
   transports: [new winston.transports.Console({ level: 'info', stderrLevels: [] })],
 });
 
@@ -110,6 +135,7 @@ export function configureLogging(s: LogSettings): void {
   const stream = s.debug ? 'debug' : stricter(s.base, s.stream);
   const file = s.debug ? 'debug' : stricter(s.base, s.file);
   root.level = s.debug ? 'debug' : ORDER[stream] > ORDER[file] ? stream : file;
+  root.format = FORMATS[s.format ?? 'text'];
   for (const t of root.transports) {
     if (t instanceof winston.transports.Console) t.level = stream;
   }

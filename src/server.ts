@@ -17,11 +17,13 @@ import { RefusalLog } from './http/refusalLog.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
+import { Metrics } from './metrics/metrics.js';
 import { TokenIssuer } from './metadata/token.js';
 import { ProvisioningTracker } from './provisioning/tracker.js';
 import { RateLimiter } from './net/ratelimit.js';
 import { loadForReload, type ReloadReport } from './reload.js';
 import type { Services } from './services.js';
+import { reportingFaults } from './store/faults.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { UserdataRenderer } from './userdata/renderer.js';
@@ -73,12 +75,23 @@ const LISTENER_TIMEOUTS: http.ServerOptions = {
 };
 
 /** Builds every service over one store; `config` is read by each of them when it needs it. */
-function buildServices(config: () => Config, store: Store): Services {
+function buildServices(config: () => Config, rawStore: Store): Services {
   let registry: Registry | null = null;
-  const dnsmasq = new DnsmasqFiles(config, () => registry?.hostEntries() ?? []);
+  let dnsmasq: DnsmasqFiles | null = null;
+  const metrics = new Metrics({
+    instances: () => registry?.count() ?? 0,
+    dnsmasq: () => dnsmasq?.getStatus() ?? { ok: true, lastHup: null },
+  });
+  const store = reportingFaults(rawStore, metrics.storeError);
+  dnsmasq = new DnsmasqFiles(config, () => registry?.hostEntries() ?? [], undefined, {
+    rewritten: metrics.dnsmasqRewritten, writeFailed: metrics.dnsmasqWriteFailed, signalFailed: metrics.dnsmasqSignalFailed,
+  });
   registry = new Registry(config, store, dnsmasq);
+  const provisioning = new ProvisioningTracker(store);
+  provisioning.onOutcome = metrics.provisioned;
   return {
     config,
+    metrics,
     metadata: new MetadataService(config, store),
     registry,
     userdata: new UserdataRenderer(config, fs.readFileSync(BUILTIN_TEMPLATE, 'utf8'), store),
@@ -86,8 +99,7 @@ function buildServices(config: () => Config, store: Store): Services {
     dnsmasq,
     limiter: new RateLimiter(() => config().mdserver),
     listeners: new ListenerSet(),
-    // Its onOutcome is where the provisioning counters attach.
-    provisioning: new ProvisioningTracker(store),
+    provisioning,
   };
 }
 

@@ -7,6 +7,7 @@ import type { Registry } from './instances/registry.js';
 import type { MetadataService } from './metadata/service.js';
 import type { ListenerSet } from './net/listeners.js';
 import type { ProvisioningTracker } from './provisioning/tracker.js';
+import type { Metrics } from './metrics/metrics.js';
 import type { TokenIssuer } from './metadata/token.js';
 import type { RateLimiter } from './net/ratelimit.js';
 import type { UserdataRenderer } from './userdata/renderer.js';
@@ -24,4 +25,6 @@ export interface Services {
   readonly listeners: ListenerSet;
   /** Each instance's boots and the events its cloud-init posts. */
   readonly provisioning: ProvisioningTracker;
+  /** Counters for `GET /metrics`; the parts count at their boundaries (doc/operations.md). */
+  readonly metrics: Metrics;
 }

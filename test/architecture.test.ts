@@ -31,6 +31,7 @@ const LAYERS: [string, number][] = [
   ['net/', 1],
   ['errors.ts', 1],
   ['log.ts', 1],
+  ['metrics/', 1],
   ['atomic.ts', 1],
   ['ids.ts', 1],
   ['names.ts', 1],

@@ -218,7 +218,7 @@ describe('what a reload cannot apply', () => {
     'mdserver.userdata_prefix_dir': 'shared', 'mdserver.legacy_prefixes': 'web',
     'mdserver.max_connections_per_client': '4', 'mdserver.max_connections': '100',
     'mdserver.upload_token_file': path.join(ROOT, 'test', 'fixtures', 'upload-token'),
-    'loglevels.base': 'debug', 'loglevels.stream': 'error', 'loglevels.file': 'info',
+    'loglevels.base': 'debug', 'loglevels.stream': 'error', 'loglevels.file': 'info', 'loglevels.format': 'json',
     'dnsmasq.user': 'nobody', 'dnsmasq.base_dir': '/srv/dnsmasq', 'dnsmasq.run_dir': '/run/mds', 'dnsmasq.net_name': 'lab',
     'dnsmasq.net_address': '10.0.0.0\nnet_prefix = 8', 'dnsmasq.net_prefix': '15', 'dnsmasq.gateway': '10.122.0.9',
     'dnsmasq.use_dns': 'yes', 'dnsmasq.interface': 'br-lab', 'dnsmasq.listen_address': '10.122.0.2', 'dnsmasq.lease_len': '3600',

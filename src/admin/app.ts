@@ -9,6 +9,7 @@ import { MdsError } from '../errors.js';
 import { health } from '../health.js';
 import { errorHandler } from '../http/errorReply.js';
 import { sendText } from '../http/respond.js';
+import { METRICS_PATH, metricsHandler } from '../http/routes/metrics.js';
 import { UPLOAD_PATH, uploadHandler } from '../http/routes/upload.js';
 import { unfilteredSummary } from '../metadata/isolation.js';
 import type { Services } from '../services.js';
@@ -83,6 +84,8 @@ export function createAdminApp(d: AdminDeps): express.Express {
   app.get('/status', (_req, res) => {
     res.json(statusReport(d));
   });
+
+  app.get(METRICS_PATH, metricsHandler(d.services.metrics));
 
   app.get('/instances', (_req, res) => {
     const p = d.services.provisioning;

@@ -194,6 +194,8 @@ export const SETTINGS = {
     base: { key: 'base', default: 'info', parse: level, doc: 'the level below which nothing is logged' },
     stream: { key: 'stream', default: 'info', parse: level, doc: 'the level of the stdout log' },
     file: { key: 'file', default: 'debug', parse: level, doc: 'the level of the log file' },
+    format: { key: 'format', default: 'text', parse: choice(['text', 'json'] as const),
+      doc: 'text lines, or one JSON object per line (level, module, message, fields) for journald or Loki' },
   } },
   dnsmasq: { section: 'dnsmasq', keys: {
     user: { key: 'user', default: 'mdserver', parse: matching(/^[a-z_][a-z0-9_-]*\$?$/i, 'a user name'),

@@ -38,6 +38,13 @@ export interface DnsmasqStatus {
   hupError: string | null;
 }
 
+/** What the metrics hear of: each rewrite of the host files, and each write or signal that failed. */
+export interface DnsmasqEvents {
+  rewritten?(): void;
+  writeFailed?(): void;
+  signalFailed?(): void;
+}
+
 export class DnsmasqFiles {
   private pending: NodeJS.Timeout | null = null;
   private lastFlushAt = 0;
@@ -52,6 +59,7 @@ export class DnsmasqFiles {
     private readonly config: ConfigSource,
     private readonly hosts: () => HostEntry[],
     private readonly retryMs = 5000,
+    private readonly events: DnsmasqEvents = {},
   ) {}
 
   getStatus(): DnsmasqStatus {
@@ -120,6 +128,7 @@ export class DnsmasqFiles {
       this.status.lastError = null;
       this.status.lastWrite = new Date().toISOString();
       log.debug('wrote dnsmasq host files', { hosts: hosts.length, ms: this.lastFlushMs });
+      this.events.rewritten?.();
     } catch (e) {
       this.failed(e);
       return false;
@@ -144,6 +153,7 @@ export class DnsmasqFiles {
   private failed(e: unknown): void {
     this.status.ok = false;
     this.status.lastError = describe(e);
+    this.events.writeFailed?.();
     log.error('cannot write dnsmasq files; will retry', { dir: this.config().dnsmasq.baseDir, error: describe(e) });
     if (!this.pending) {
       this.pending = setTimeout(() => {
@@ -166,6 +176,7 @@ export class DnsmasqFiles {
       log.debug('sent SIGHUP to dnsmasq', { pid });
     } catch (e) {
       this.status.hupError = describe(e);
+      this.events.signalFailed?.();
       log.warn('cannot signal dnsmasq', { pidFile, error: describe(e) });
     }
   }

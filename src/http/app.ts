@@ -6,12 +6,14 @@ import type { Config } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
+import { wantsJson } from './accept.js';
 import { clientAddress, isHost } from './client.js';
 import { errorHandler, HttpError } from './errorReply.js';
+import { countError, countRequest } from './observe.js';
 import { checkMetadataHeader, checkUploadToken, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
 import type { RefusalLog } from './refusalLog.js';
-import { sendText } from './respond.js';
+import { sendJson, sendText } from './respond.js';
 import { allowHeader, allows, RouteTable } from './router.js';
 import { publicRoutes, type Route } from './routeTable.js';
 import { checkToken } from './routes/ec2.js';
@@ -37,6 +39,7 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
   // request (doc/benchmarks.md).
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (isLogged('debug')) accessLog(req, res);
+    countRequest(services, req, res);
     if (services.limiter.enabled) rateLimit(services, req);
     dispatch(req, res, next);
   });
@@ -44,7 +47,11 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
     log,
     fields: (req) => ({ client: clientAddress(req) }),
     throttle: { refusals, client: clientAddress },
-    send: (res, reply) => sendText(res, reply.error.message, reply.status),
+    observe: (reply) => countError(services.metrics, reply),
+    // A client that asked for JSON gets its error as JSON too, with the same status.
+    send: (res, reply) => wantsJson(res.req.headers.accept)
+      ? sendJson(res, { error: reply.error.code, message: reply.error.message }, reply.status)
+      : sendText(res, reply.error.message, reply.status),
   }));
   return app;
 }

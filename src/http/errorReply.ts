@@ -97,6 +97,8 @@ export interface ErrorHandlerOptions {
    * VM): at most one a minute, carrying the count of those left out. Debug lines are not limited.
    */
   throttle?: { readonly refusals: RefusalLog; client(req: Request): string };
+  /** Told of every error reply (the metrics count refusals and failures by kind). */
+  observe?(reply: ErrorReply): void;
 }
 
 /**
@@ -106,6 +108,7 @@ export interface ErrorHandlerOptions {
 export function errorHandler(o: ErrorHandlerOptions) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const reply = errorReply(err);
+    o.observe?.(reply);
     const left = reply.level === 'debug' || !o.throttle ? 0 : o.throttle.refusals.admit(o.throttle.client(req));
     if (left !== null) logReply(o, req, err, reply, left);
     if (res.headersSent) {

@@ -27,7 +27,7 @@ export function refuseForwarded(req: Request): void {
   const h = req.headers;
   for (const name of FORWARDING_HEADERS) {
     if (h[name] !== undefined) {
-      throw new MdsError('FORBIDDEN', `Forbidden: the request carries ${FORWARDING_NAMES[name]}, so it came through a proxy`);
+      throw new MdsError('FORBIDDEN', `Forbidden: the request carries ${FORWARDING_NAMES[name]}, so it came through a proxy`, { reason: 'proxied' });
     }
   }
 }
@@ -46,7 +46,7 @@ export function checkMetadataHeader(cfg: Config, req: Request): void {
   if (cfg.mdserver.imdsTokens !== 'required') return;
   const v = req.headers[METADATA_HEADER];
   if (typeof v === 'string' && v.toLowerCase() === 'true') return;
-  throw new MdsError('FORBIDDEN', 'Forbidden: with imds_tokens = required, OpenStack and NoCloud requests need the header "Metadata: true"');
+  throw new MdsError('FORBIDDEN', 'Forbidden: with imds_tokens = required, OpenStack and NoCloud requests need the header "Metadata: true"', { reason: 'metadata_header' });
 }
 
 const BEARER = /^Bearer +([^\s]+) *$/i;

@@ -14,3 +14,12 @@ export function sendText(res: Response, body: string, status = 200): void {
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(body);
 }
+
+/** Writes a JSON answer (`Accept: application/json` on the EC2 paths, see accept.ts). */
+export function sendJson(res: Response, value: unknown, status = 200): void {
+  const body = JSON.stringify(value);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}

@@ -9,6 +9,7 @@ import type { Services } from '../services.js';
 import type { RouteSpec } from './router.js';
 import { ec2Handler, ec2VersionsHandler } from './routes/ec2.js';
 import { HEALTH_PATH, healthHandler } from './routes/health.js';
+import { METRICS_PATH, metricsHandler } from './routes/metrics.js';
 import { nocloudHandler } from './routes/nocloud.js';
 import { openstackHandler, openstackVersionsHandler } from './routes/openstack.js';
 import { CONFIGURATION_PATH, configurationHandler, serviceHandler } from './routes/service.js';
@@ -56,6 +57,7 @@ export function publicRoutes(services: Services): Route[] {
       notAllowed: 'Method not allowed: use POST' },
     { paths: [EVENTS_PATH], methods: ['POST'], who: 'instance', handler: cloudInitEventsHandler(services), notAllowed: 'Method not allowed: use POST' },
     { paths: [HEALTH_PATH], methods: GET, who: 'host', handler: healthHandler(services) },
+    { paths: [METRICS_PATH], methods: GET, who: 'host', handler: metricsHandler(services.metrics) },
     { paths: [CONFIGURATION_PATH, `${CONFIGURATION_PATH}/`], methods: GET, who: 'host', handler: configurationHandler(services) },
     { prefixes: ['service'], methods: GET, who: 'anyone', handler: serviceHandler(services) },
     { paths: ['/openstack', '/openstack/'], enabled: openstackOn, methods: GET, who: 'anyone', handler: openstackVersionsHandler },

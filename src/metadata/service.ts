@@ -114,7 +114,7 @@ export class MetadataService {
     const m = this.config().mdserver;
     // Without a trusted nwfilter another VM could copy this one's MAC and address and pass the
     // check below; require_filter = yes serves such an instance nothing (see isolation.ts).
-    if (m.requireFilter === 'yes' && isWithheld(found.data.instance, m)) throw new MdsError('FORBIDDEN', WITHHELD_MESSAGE);
+    if (m.requireFilter === 'yes' && isWithheld(found.data.instance, m)) throw new MdsError('FORBIDDEN', WITHHELD_MESSAGE, { reason: 'unfiltered' });
     if (m.verifyMac) {
       const seen = this.macSeen(ip);
       if (seen !== found.data.mac) {
@@ -123,7 +123,7 @@ export class MetadataService {
         log.debug('refused a caller whose MAC does not match the instance', {
           client: ip, instance: found.data.instance.name, expected: found.data.mac, seen: seen ?? 'none',
         });
-        throw new MdsError('FORBIDDEN', `Forbidden: ${ip} is not using the MAC registered for it`);
+        throw new MdsError('FORBIDDEN', `Forbidden: ${ip} is not using the MAC registered for it`, { reason: 'spoofing' });
       }
     }
     return found;

@@ -6,7 +6,10 @@ import { MdsError } from '../../errors.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
 import { TOKEN_HEADER } from '../../metadata/token.js';
 import type { Services } from '../../services.js';
-import { sendText } from '../respond.js';
+import { lookup } from '../../metadata/tree.js';
+import { treeJson } from '../../metadata/treeJson.js';
+import { wantsJson } from '../accept.js';
+import { sendJson, sendText } from '../respond.js';
 import { sendFromTree } from './fromTree.js';
 
 /**
@@ -25,16 +28,29 @@ export function checkToken(services: Services, req: Request, client: string): vo
   if (check !== 'valid') throw new MdsError('TOKEN_INVALID', `Unauthorized: the session token is ${check}`);
 }
 
-/** `/`: the configured versions, each as a directory. */
+/**
+ * `/`: the configured versions, each as a directory; as JSON, the list of their names (anyone may
+ * ask here, so there is no instance's tree to put under them).
+ */
 export function ec2VersionsHandler(services: Services) {
-  return (_req: Request, res: Response): void => {
-    sendText(res, services.config().service.ec2Versions.map((v) => `${v}/`).join('\n'));
+  return (req: Request, res: Response): void => {
+    const versions = services.config().service.ec2Versions;
+    if (wantsJson(req.headers.accept)) return sendJson(res, versions);
+    sendText(res, versions.map((v) => `${v}/`).join('\n'));
   };
 }
 
 /** `/<version>/...`: the same tree for every version, as the paths cloud-init reads are. */
 export function ec2Handler(services: Services) {
   return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
+    if (wantsJson(req.headers.accept)) return sendTreeJson(services, req, res, meta, segs.slice(1));
     sendFromTree(services, req, res, meta, meta.ec2, segs.slice(1), false);
   };
+}
+
+/** The node at `segs` of the caller's EC2 tree as JSON (Firecracker's MMDS does the same). */
+function sendTreeJson(services: Services, req: Request, res: Response, meta: InstanceMetadata, segs: readonly string[]): void {
+  const node = lookup(meta.ec2, segs);
+  if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
+  sendJson(res, treeJson(node, () => services.userdata.render(meta.data)));
 }

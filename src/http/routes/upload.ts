@@ -1,7 +1,7 @@
 // POST /instance-upload: the libvirt hook (or an admin) registers a domain from its XML.
 
 import type { Request, Response } from 'express';
-import { MdsError } from '../../errors.js';
+import { isMdsError, MdsError } from '../../errors.js';
 import { uploadNote } from '../../metadata/isolation.js';
 import type { Services } from '../../services.js';
 import { sendText } from '../respond.js';
@@ -36,9 +36,25 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
   });
 }
 
-/** Registers the domain in the body; the route table allows POST from the host only. */
+/**
+ * Registers the domain in the body; the route table allows POST from the host only. Both apps
+ * mount it, so uploads and their failures are counted here, by error code.
+ */
 export function uploadHandler(services: Services) {
+  const upload = register(services);
   return async (req: Request, res: Response): Promise<void> => {
+    try {
+      services.metrics.uploaded(await upload(req, res));
+    } catch (e) {
+      services.metrics.uploadFailed(isMdsError(e) ? e.code : 'INTERNAL');
+      throw e;
+    }
+  };
+}
+
+/** Answers the upload; resolves to whether the domain was new. */
+function register(services: Services) {
+  return async (req: Request, res: Response): Promise<boolean> => {
     const body = await readBody(req, services.config().mdserver.uploadMaxBytes);
     let xml: string;
     try {
@@ -53,5 +69,6 @@ export function uploadHandler(services: Services) {
     // ipv6= only when IPv6 is served: an md_server configuration's replies stay as they were.
     const v6 = i.ipv6 ? ` ipv6=${i.ipv6}` : '';
     sendText(res, `${created ? 'registered' : 'updated'} ${i.name} mac=${i.mac} ipv4=${i.ipv4 ?? ''}${v6}\n${note ? `${note}\n` : ''}`, created ? 201 : 200);
+    return created;
   };
 }
