@@ -102,6 +102,20 @@ describe('provisioning status', () => {
     });
   });
 
+  test('GET /metrics counts the reports and each boot\'s outcome', async () => {
+    await withVms({}, [VM1], async (srv, ip) => {
+      await request(srv.port, '/latest/meta-data/instance-id', { from: ip });
+      await post(srv, ip, finish('modules-final'));
+      await statusBecomes(srv, 'test1', /^ready/);
+      const m = await request(srv.port, '/metrics', { from: '127.0.0.1' });
+      assert.equal(m.status, 200);
+      assert.match(m.body, /^mdserver_provisioning_total\{outcome="ready"\} 1$/m);
+      assert.match(m.body, /^mdserver_provisioning_total\{outcome="failed"\} 0$/m);
+      assert.match(m.body, /^mdserver_provisioning_ready_seconds_count 1$/m);
+      assert.match(m.body, /^mdserver_requests_total\{format="events",status="2xx"\} 1$/m);
+    });
+  });
+
   test('phone_home alone (form data) marks the boot ready', async () => {
     await withVms({}, [VM1], async (srv, ip) => {
       await request(srv.port, '/latest/meta-data/instance-id', { from: ip });
