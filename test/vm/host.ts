@@ -276,8 +276,8 @@ export class VmHost {
   }
 
   /** `mdserver ARGS --config <this host's config>`, talking to the server over its admin socket. */
-  mdserver(args: string[]): Promise<Ran> {
-    return run(process.execPath, [MDSERVER, ...args, '--config', this.configFile]);
+  mdserver(args: string[], timeoutMs?: number): Promise<Ran> {
+    return run(process.execPath, [MDSERVER, ...args, '--config', this.configFile], { timeoutMs });
   }
 
   /** `mdserver ARGS` for the commands that read no configuration (sysinfo). */

@@ -12,7 +12,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DATASOURCE, Guest, type Style } from './guest.js';
+import { BOOT_TIMEOUT_MS, DATASOURCE, Guest, type Style } from './guest.js';
 import { MDS, VmHost, vmHostUnavailable } from './host.js';
 import { ensureImage, selectedSuites, type Image, type Suite } from './image.js';
 import { poll } from './wait.js';
@@ -34,15 +34,18 @@ const STYLES: Style[] = (() => {
 const SECOND_BOOT: Style[] = process.env['MDSERVER_VM_SECOND_BOOT'] === 'all' ? STYLES : ['ec2'];
 const RUNCMD_LOG = '/var/tmp/mdserver-runcmd';
 
-// The administrator's user-data: what the built-in template does (host name, keys, /etc/hosts),
-// plus a runcmd that leaves a line per run, so the test can tell first-boot modules ran once.
+// The administrator's user-data: what the built-in template does (host name, keys, /etc/hosts,
+// cloud-init reporting its progress to mdserver), plus a runcmd that leaves a line per run, so
+// the test can tell first-boot modules ran once.
 const TEMPLATE = `#cloud-config
 hostname: <%= it.hostname %>
 fqdn: <%= it.hostname %>.localdomain
 manage_etc_hosts: true
 ssh_authorized_keys:
 <% for (const key of Object.values(it.public_keys)) { %>  - <%= key %>
-<% } %>runcmd:
+<% } %>reporting:
+  mdserver: {type: webhook, endpoint: <%= it.yaml_quote(it.report_url) %>}
+runcmd:
   - [sh, -c, 'echo "<%= it.name %> $(cat /proc/sys/kernel/random/boot_id)" >> ${RUNCMD_LOG}']
 `;
 
@@ -163,7 +166,12 @@ async function runStyle(t: TestContext, host: VmHost, image: Image, style: Style
       const started = guest.start();
       reg = await registered(host, name);
       assert.match(reg.ipv4, /^10\.198\.0\.\d+$/);
-      const finished = await guest.waitFinished(0);
+      // As an operator's script would: the guest's own cloud-init reports to mdserver, and
+      // `mdserver instances wait` returns when it has finished (0: every stage succeeded).
+      const waited = await host.mdserver(['instances', 'wait', name, '--timeout', String(BOOT_TIMEOUT_MS / 1000)], BOOT_TIMEOUT_MS + 30000);
+      assert.equal(waited.status, 0, `mdserver instances wait ${name}: ${waited.stdout}${waited.stderr}`);
+      const finished = Date.now();
+      assert.match(guest.serial(), /Cloud-init v\. \S+ finished at/);
       timings.push({ suite: image.suite, style, boot: 1, seconds: (finished - started) / 1000 });
       await guest.waitSsh(reg.ipv4);
     });
