@@ -6,12 +6,15 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAdminApp } from './admin/app.js';
+import { RetryingListeners, type ListenerSpec } from './cloudstackListeners.js';
 import { listenAdmin, type AdminServer } from './admin/server.js';
 import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
 import { guardConnections, openFileLimit } from './http/connections.js';
+import { createPasswordApp } from './http/passwordApp.js';
 import { RefusalLog } from './http/refusalLog.js';
+import { Passwords } from './instances/passwords.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
@@ -38,6 +41,8 @@ export interface Running {
   readonly server: http.Server;
   /** The address and port actually bound. */
   readonly address: { address: string; port: number };
+  /** The gateway and password server listeners of `[cloudstack] enabled`, or null. */
+  readonly cloudstack: RetryingListeners | null;
   /** The admin socket's path, or null when it is disabled. */
   readonly adminSocket: string | null;
   /**
@@ -82,6 +87,7 @@ function buildServices(config: () => Config, store: Store): Services {
     tokens: new TokenIssuer(),
     dnsmasq,
     limiter: new RateLimiter(() => config().mdserver),
+    passwords: new Passwords(config, store),
   };
 }
 
@@ -120,27 +126,53 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     applyConfig(first);
     const httpLog = moduleLogger('http');
     const refusals = new RefusalLog(httpLog);
-    const server = http.createServer(LISTENER_TIMEOUTS, createApp(services, refusals));
+    const app = createApp(services, refusals);
+    const server = http.createServer(LISTENER_TIMEOUTS, app);
     const connections = guardConnections(server, { config, refusals, log: httpLog, fdLimit: openFileLimit() });
     const bound = await listen(server, cfg.mdserver.port, cfg.mdserver.listenAddress);
     log.info('listening', { address: bound.address, port: bound.port, instances: store.count() });
+    let cloudstack: RetryingListeners | null = null;
+    if (cfg.cloudstack.enabled) {
+      const servers = cloudstackServers(cfg, bound.port, app, createPasswordApp(services, refusals));
+      for (const s of servers) guardConnections(s.server, { config, refusals, log: httpLog, fdLimit: openFileLimit(), counts: connections });
+      cloudstack = new RetryingListeners(servers);
+      await services.passwords.purge();
+      await cloudstack.start();
+    }
     const reloader = makeReload(configFile, config, services, applyConfig);
     let admin: AdminServer | null = null;
     const adminSocket = cfg.mdserver.adminSocket;
     if (adminSocket) {
-      const app = createAdminApp({ services, reload: reloader.reload, listening: bound, startedAt: new Date(), lastReload: reloader.last, connections });
-      admin = await listenAdmin(adminSocket, app).catch((e: unknown) => {
+      const adminApp = createAdminApp({ services, reload: reloader.reload, listening: bound, startedAt: new Date(), lastReload: reloader.last, connections });
+      admin = await listenAdmin(adminSocket, adminApp).catch((e: unknown) => {
+        void cloudstack?.close();
         server.close();
         server.closeAllConnections();
         throw e;
       });
     }
-    const close = closer(server, admin, services, store, refusals);
-    return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
+    const close = closer(server, admin, cloudstack, services, store, refusals);
+    return { configFile, config, store, services, server, address: bound, cloudstack, adminSocket, reload: reloader.reload, close };
   } catch (e) {
     store.close();
     throw e;
   }
+}
+
+/**
+ * What `[cloudstack] enabled` listens on besides the metadata address: the metadata app on the
+ * gateway (its port as bound, so a test's port 0 serves both), and the password server on both.
+ */
+function cloudstackServers(cfg: Config, port: number, app: http.RequestListener, passwords: http.RequestListener): ListenerSpec[] {
+  const { listenAddress } = cfg.mdserver;
+  const { gateway } = cfg.dnsmasq;
+  const pwPort = cfg.cloudstack.passwordPort;
+  const specs: ListenerSpec[] = [];
+  if (gateway !== listenAddress) specs.push({ role: 'metadata', address: gateway, port, server: http.createServer(LISTENER_TIMEOUTS, app) });
+  for (const address of new Set([listenAddress, gateway])) {
+    specs.push({ role: 'password', address, port: pwPort, server: http.createServer(LISTENER_TIMEOUTS, passwords) });
+  }
+  return specs;
 }
 
 /** `reload` re-reads `configFile` and applies it when valid; `last` says when it last ran. */
@@ -164,12 +196,15 @@ function makeReload(configFile: string, config: () => Config, services: Services
 }
 
 /** Stops accepting, lets requests in flight finish (10 s at most), then writes and closes. */
-function closer(server: http.Server, admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
+function closer(
+  server: http.Server, admin: AdminServer | null, cloudstack: RetryingListeners | null, services: Services, store: Store, refusals: RefusalLog,
+): () => Promise<void> {
   let closing: Promise<void> | null = null;
   return () => {
     closing ??= new Promise<void>((resolve) => {
       log.info('stopping: finishing requests in flight');
       void admin?.close();
+      void cloudstack?.close();
       // Connections go as soon as they are idle: those busy now finish their request first.
       const sweep = setInterval(() => server.closeIdleConnections(), 50);
       const force = setTimeout(() => server.closeAllConnections(), 10000);

@@ -3,6 +3,7 @@
 
 import type { ConfigSource } from './config/index.js';
 import type { DnsmasqFiles } from './dnsmasq/files.js';
+import type { Passwords } from './instances/passwords.js';
 import type { Registry } from './instances/registry.js';
 import type { MetadataService } from './metadata/service.js';
 import type { TokenIssuer } from './metadata/token.js';
@@ -18,4 +19,6 @@ export interface Services {
   readonly tokens: TokenIssuer;
   readonly dnsmasq: DnsmasqFiles;
   readonly limiter: RateLimiter;
+  /** CloudStack's one-time passwords (`[cloudstack]`). */
+  readonly passwords: Passwords;
 }

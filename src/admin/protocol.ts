@@ -19,6 +19,8 @@ export interface InstanceJson {
   /** Whether that filter is one of `trusted_filters` now (a reload may change it). */
   filtered: boolean;
   metadata: Readonly<Record<string, string>>;
+  /** "pending" while a one-time password waits for the VM (`[cloudstack]`); never the password. */
+  password: 'pending' | null;
   firstSeen: string;
   lastUpdate: string;
 }
@@ -57,7 +59,7 @@ export interface StatusReport {
 }
 
 /** Pure: the JSON form of a stored instance, judged by the filter settings in force. */
-export function instanceJson(i: Instance, filters: FilterSettings): InstanceJson {
+export function instanceJson(i: Instance, filters: FilterSettings, passwordPending = false): InstanceJson {
   return {
     name: i.name,
     hostName: i.hostName,
@@ -70,6 +72,7 @@ export function instanceJson(i: Instance, filters: FilterSettings): InstanceJson
     nwfilter: i.nwfilter,
     filtered: filterProblem(i, filters) === null,
     metadata: i.metadata,
+    password: passwordPending ? 'pending' : null,
     firstSeen: new Date(i.firstSeen).toISOString(),
     lastUpdate: new Date(i.lastUpdate).toISOString(),
   };

@@ -28,11 +28,13 @@ export interface GuardOptions {
   readonly log: Logger;
   /** The open-file limit the total cap must stay below; null when unknown. */
   readonly fdLimit: number | null;
+  /** Counts shared with another listener, so that a VM's connections to both count together. */
+  readonly counts?: ConnectionCounts;
 }
 
 /** Starts counting `server`'s connections; returns the counts (for status and tests). */
 export function guardConnections(server: http.Server, o: GuardOptions): ConnectionCounts {
-  const counts = new ConnectionCounts();
+  const counts = o.counts ?? new ConnectionCounts();
   const caps = capsFor(o);
   caps(o.config());
   server.on('connection', (socket: net.Socket) => {

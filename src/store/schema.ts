@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** What makes two host names the same name in DNS: case does not count. */
 export function hostKey(name: string, uuid: string): string {
@@ -52,6 +52,13 @@ const MIGRATIONS: Record<number, Migration> = {
   },
   // The nwfilter of the metadata interface (tenant isolation): null for records made before it.
   3: `ALTER TABLE instances ADD COLUMN nwfilter TEXT;`,
+  // CloudStack-style one-time passwords, one per instance, gone with the instance; `expires` is
+  // milliseconds since the epoch.
+  4: `CREATE TABLE passwords (
+        instance_id INTEGER PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+        password TEXT NOT NULL,
+        expires INTEGER NOT NULL
+      );`,
 };
 
 /** Brings the database in `file` up to SCHEMA_VERSION, one transaction per version. */

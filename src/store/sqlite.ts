@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 import { hostKey, migrate } from './schema.js';
+import { SqlitePasswords } from './sqlitePasswords.js';
 import type { Allocate, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
 interface Row {
@@ -105,6 +106,7 @@ function prepare(db: Database.Database) {
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly q;
+  private readonly passwords: SqlitePasswords;
   private changes = 0;
 
   constructor(readonly file: string) {
@@ -122,6 +124,7 @@ export class SqliteStore implements Store {
       throw e;
     }
     this.q = prepare(this.db);
+    this.passwords = new SqlitePasswords(this.db);
   }
 
   get generation(): number {
@@ -304,6 +307,22 @@ export class SqliteStore implements Store {
       this.changes++;
       return toInstance(r);
     });
+  }
+
+  setPassword(name: string, password: string, expires: number): Promise<boolean> {
+    return settled(() => this.passwords.set(name, password, expires));
+  }
+
+  password(name: string, now: number): string | undefined {
+    return this.passwords.get(name, now);
+  }
+
+  deletePassword(name: string): Promise<boolean> {
+    return settled(() => this.passwords.delete(name));
+  }
+
+  purgePasswords(now: number): Promise<number> {
+    return settled(() => this.passwords.purge(now));
   }
 
   close(): void {

@@ -3,6 +3,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
+import { plainPublicKeys } from '../../metadata/cloudstack.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
 import { TOKEN_HEADER } from '../../metadata/token.js';
 import type { Services } from '../../services.js';
@@ -35,6 +36,10 @@ export function ec2VersionsHandler(services: Services) {
 /** `/<version>/...`: the same tree for every version, as the paths cloud-init reads are. */
 export function ec2Handler(services: Services) {
   return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
+    if (services.config().cloudstack.enabled && meta.data.publicKeys.length > 0) {
+      const plain = plainPublicKeys(meta.data, req.path);
+      if (plain !== null) return sendText(res, plain);
+    }
     sendFromTree(services, req, res, meta, meta.ec2, segs.slice(1), false);
   };
 }
