@@ -175,12 +175,26 @@ export function hostNames(cfg: Config, hostName: string): string[] {
   return names;
 }
 
-/** `<address> <names...>` lines; entries that fail isSafeHost are left out. */
+/**
+ * The names of the metadata service itself: with `[cloudstack] enabled`, `data-server` (the name
+ * cloud-init's CloudStack datasource looks up first, relative so the search domain applies).
+ */
+export function serviceNames(cfg: Config): string[] {
+  return cfg.cloudstack.enabled ? ['data-server'] : [];
+}
+
+/**
+ * `<address> <names...>` lines: the service's names first, then each instance's. Entries that fail
+ * isSafeHost are left out, and so are instance names that are a service name (ignoring case): a
+ * domain called `data-server` must not become the server other VMs read their metadata from.
+ */
 export function renderDnsHosts(cfg: Config, hosts: readonly HostEntry[]): string {
-  let out = '';
+  const service = serviceNames(cfg);
+  let out = service.length > 0 ? `${cfg.mdserver.listenAddress} ${service.join(' ')}\n` : '';
+  const taken = new Set(service);
   for (const h of hosts) {
     if (!isSafeHost(h)) continue;
-    const names = hostNames(cfg, h.hostName);
+    const names = hostNames(cfg, h.hostName).filter((n) => !taken.has(n.toLowerCase()));
     if (names.length === 0) continue;
     if (h.ipv4) out += `${h.ipv4} ${names.join(' ')}\n`;
     if (h.ipv6) out += `${h.ipv6} ${names.join(' ')}\n`;
