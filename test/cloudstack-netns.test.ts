@@ -78,7 +78,7 @@ test('cloud-init 22.4\'s CloudStack datasource finds mdserver by data-server, by
       await waitFor('mdserver on the gateway', () => host.try('curl', ['-sf', '--max-time', '2', `http://${GATEWAY}/service/name`]).status === 0, 30000);
     };
     const stopMdserver = async (): Promise<void> => {
-      const m = mdserver as ChildProcess | null;
+      const m = mdserver;
       if (!m || m.exitCode !== null) return;
       const gone = new Promise((r) => m.once('exit', r));
       m.kill('SIGTERM');
