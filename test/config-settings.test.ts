@@ -230,6 +230,7 @@ describe('what a reload cannot apply', () => {
     'openstack.enabled': 'no', 'openstack.network': 'dhcp', 'openstack.vendor_data_file': path.join(ROOT, 'package.json'),
     'openstack.vendor_data2_file': path.join(ROOT, 'package.json'),
     'nocloud.enabled': 'no', 'nocloud.network': 'dhcp', 'nocloud.vendor_data_file': path.join(ROOT, 'package.json'),
+    'cloudstack.enabled': 'yes', 'cloudstack.password_ttl': '600', 'cloudstack.password_port': '8081',
   };
 
   test("exactly the settings in dnsmasq's main file are flagged for a dnsmasq restart; every flagged change is named", () => {
