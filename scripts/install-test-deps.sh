@@ -9,5 +9,5 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
-  dnsmasq-base cloud-init amazon-ec2-utils busybox isc-dhcp-client iproute2 nftables curl procps shellcheck systemd \
+  dnsmasq-base cloud-init amazon-ec2-utils busybox isc-dhcp-client iproute2 nftables curl wget procps shellcheck systemd \
   libvirt-clients python3 logrotate python3-prometheus-client

@@ -6,6 +6,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAdminApp } from './admin/app.js';
+import { RetryingListeners, type ListenerSpec } from './cloudstackListeners.js';
 import { listenAdmin, type AdminServer } from './admin/server.js';
 import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
@@ -13,7 +14,9 @@ import { createApp } from './http/app.js';
 import { guardConnections, openFileLimit } from './http/connections.js';
 import { ConnectionCounts } from './net/connlimit.js';
 import { ListenerSet } from './net/listeners.js';
+import { createPasswordApp } from './http/passwordApp.js';
 import { RefusalLog } from './http/refusalLog.js';
+import { Passwords } from './instances/passwords.js';
 import { Registry } from './instances/registry.js';
 import { configureLogging, moduleLogger } from './log.js';
 import { MetadataService } from './metadata/service.js';
@@ -43,6 +46,8 @@ export interface Running {
   readonly server: http.Server;
   /** The address and port actually bound. */
   readonly address: { address: string; port: number };
+  /** The gateway and password server listeners of `[cloudstack] enabled`, or null. */
+  readonly cloudstack: RetryingListeners | null;
   /** The admin socket's path, or null when it is disabled. */
   readonly adminSocket: string | null;
   /**
@@ -100,6 +105,7 @@ function buildServices(config: () => Config, rawStore: Store): Services {
     limiter: new RateLimiter(() => config().mdserver),
     listeners: new ListenerSet(),
     provisioning,
+    passwords: new Passwords(config, store),
   };
 }
 
@@ -160,6 +166,14 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     };
     const { main: server, bound } = await listenAll(cfg, services, newServer);
     log.info('listening', { address: bound.address, port: bound.port, instances: store.count() });
+    let cloudstack: RetryingListeners | null = null;
+    if (cfg.cloudstack.enabled) {
+      const servers = cloudstackServers(cfg, bound.port, app, createPasswordApp(services, refusals));
+      for (const s of servers) guardConnections(s.server, guard, connections);
+      cloudstack = new RetryingListeners(servers);
+      await services.passwords.purge();
+      await cloudstack.start();
+    }
     const reloader = makeReload(configFile, config, services, applyConfig);
     let admin: AdminServer | null = null;
     const adminSocket = cfg.mdserver.adminSocket;
@@ -171,15 +185,32 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
           s.close();
           (s as http.Server).closeAllConnections();
         }
+        void cloudstack?.close();
         throw e;
       });
     }
-    const close = closer(admin, services, store, refusals);
-    return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
+    const close = closer(admin, cloudstack, services, store, refusals);
+    return { configFile, config, store, services, server, address: bound, cloudstack, adminSocket, reload: reloader.reload, close };
   } catch (e) {
     store.close();
     throw e;
   }
+}
+
+/**
+ * What `[cloudstack] enabled` listens on besides the metadata address: the metadata app on the
+ * gateway (its port as bound, so a test's port 0 serves both), and the password server on both.
+ */
+function cloudstackServers(cfg: Config, port: number, app: http.RequestListener, passwords: http.RequestListener): ListenerSpec[] {
+  const { listenAddress } = cfg.mdserver;
+  const { gateway } = cfg.dnsmasq;
+  const pwPort = cfg.cloudstack.passwordPort;
+  const specs: ListenerSpec[] = [];
+  if (gateway !== listenAddress) specs.push({ role: 'metadata', address: gateway, port, server: http.createServer(LISTENER_TIMEOUTS, app) });
+  for (const address of new Set([listenAddress, gateway])) {
+    specs.push({ role: 'password', address, port: pwPort, server: http.createServer(LISTENER_TIMEOUTS, passwords) });
+  }
+  return specs;
 }
 
 /** `reload` re-reads `configFile` and applies it when valid; `last` says when it last ran. */
@@ -203,12 +234,13 @@ function makeReload(configFile: string, config: () => Config, services: Services
 }
 
 /** Stops accepting, lets requests in flight finish (10 s at most), then writes and closes. */
-function closer(admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
+function closer(admin: AdminServer | null, cloudstack: RetryingListeners | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
   let closing: Promise<void> | null = null;
   return () => {
     closing ??= new Promise<void>((resolve) => {
       log.info('stopping: finishing requests in flight');
       void admin?.close();
+      void cloudstack?.close();
       services.listeners.stopRetrying();
       const servers = services.listeners.servers() as http.Server[];
       const each = (f: (s: http.Server) => void) => (): void => servers.forEach(f);

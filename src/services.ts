@@ -3,6 +3,7 @@
 
 import type { ConfigSource } from './config/index.js';
 import type { DnsmasqFiles } from './dnsmasq/files.js';
+import type { Passwords } from './instances/passwords.js';
 import type { Registry } from './instances/registry.js';
 import type { MetadataService } from './metadata/service.js';
 import type { ListenerSet } from './net/listeners.js';
@@ -27,4 +28,6 @@ export interface Services {
   readonly provisioning: ProvisioningTracker;
   /** Counters for `GET /metrics`; the parts count at their boundaries (doc/operations.md). */
   readonly metrics: Metrics;
+  /** CloudStack's one-time passwords (`[cloudstack]`). */
+  readonly passwords: Passwords;
 }

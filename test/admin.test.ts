@@ -188,7 +188,7 @@ test('the admin commands explain a usage error and a server that is not running'
   try {
     const usage = await cli(['instances', 'frobnicate']);
     assert.equal(usage.status, 2);
-    assert.match(usage.stderr, /expected list, show NAME, delete NAME or rekey NAME --uuid UUID/);
+    assert.match(usage.stderr, /expected list, show NAME, delete NAME, rekey NAME --uuid UUID or password NAME/);
     const flag = await cli(['status', '--colour']);
     assert.equal(flag.status, 2);
     assert.match(flag.stderr, /Unknown option '--colour'/);

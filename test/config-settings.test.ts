@@ -234,6 +234,7 @@ describe('what a reload cannot apply', () => {
     'dnsmasq.net6_address': 'fd00:1::\ngateway6 = fd00:1::1\n[mdserver]\nipv6 = yes', 'dnsmasq.net6_prefix': '60\n[mdserver]\nipv6 = yes',
     'dnsmasq.gateway6': 'fd00:ec2::2', 'dnsmasq.service_names': 'mds',
     'nocloud.enabled': 'no', 'nocloud.network': 'dhcp', 'nocloud.vendor_data_file': path.join(ROOT, 'package.json'),
+    'cloudstack.enabled': 'yes', 'cloudstack.password_ttl': '600', 'cloudstack.password_port': '8081',
   };
 
   test("exactly the settings in dnsmasq's main file are flagged for a dnsmasq restart; every flagged change is named", () => {

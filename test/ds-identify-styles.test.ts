@@ -15,6 +15,7 @@ describe('ds-identify picks the datasource of each sysinfo style', () => {
     ['ec2', 'Ec2', /ec2 platform is 'AWS'/],
     ['openstack', 'OpenStack', /check for 'OpenStack' returned found/],
     ['nocloud', 'NoCloud', /check for 'NoCloud' returned found/],
+    ['cloudstack', 'CloudStack', /check for 'CloudStack' returned found/],
   ];
   for (const [style, ds, why] of cases) {
     test(`the ${style} style enables cloud-init with only ${ds}`, skipUnless({ cloudInit: true }), () => {

@@ -72,7 +72,7 @@ test('instances rekey refuses an unknown name, a bad uuid, a uuid in use, and a 
     assert.deepEqual([inUse.status, inUse.stderr], [1, `mdserver instances: uuid ${NEWCOMER.uuid} already belongs to the instance other\n`]);
     const usage = await cli(['instances', 'rekey', 'test1', ...conf(srv.dir)]);
     assert.equal(usage.status, 2);
-    assert.match(usage.stderr, /expected list, show NAME, delete NAME or rekey NAME --uuid UUID/);
+    assert.match(usage.stderr, /expected list, show NAME, delete NAME, rekey NAME --uuid UUID or password NAME/);
     const shown = await cli(['instances', 'show', 'test1', '--json', ...conf(srv.dir)]);
     assert.equal((JSON.parse(shown.stdout) as { uuid: string }).uuid, VM1.uuid);
   });

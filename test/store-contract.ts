@@ -298,6 +298,50 @@ export function storeContract(name: string, backend: Backend): void {
       }
     });
 
+    test('a password is kept for its instance until it expires, replaced by a newer one, and deleted once', async () => {
+      await register(WEB);
+      await register(DB);
+      const now = Date.now();
+      assert.equal(await store.setPassword('nobody', 'x', now + 1000), false);
+      assert.equal(await store.setPassword('web 1', 'first', now + 60_000), true);
+      assert.equal(await store.setPassword('web 1', 'second', now + 60_000), true);
+      assert.equal(store.password('web 1', now), 'second');
+      assert.equal(store.password('db', now), undefined, 'another instance never reads it');
+      assert.equal(store.password('web 1', now + 60_000), undefined, 'expired at its expiry time');
+      assert.equal(await store.deletePassword('web 1'), true);
+      assert.equal(await store.deletePassword('web 1'), false);
+      assert.equal(store.password('web 1', now), undefined);
+    });
+
+    test('a password follows its record through a rename and a rekey, and goes when the record is deleted', async () => {
+      const now = Date.now();
+      await register(WEB);
+      await store.setPassword('web 1', 'pw', now + 60_000);
+      await register({ ...WEB, name: 'web 2' });
+      assert.equal(store.password('web 2', now), 'pw');
+      await store.rekey('web 2', '11111111-2222-3333-4444-555555555555');
+      assert.equal(store.password('web 2', now), 'pw');
+      await store.delete('web 2');
+      await register(WEB);
+      assert.equal(store.password('web 1', now), undefined, 'a new record under the old name starts without one');
+    });
+
+    test('purging deletes the expired passwords only, and what is stored survives a reopen', async () => {
+      const now = Date.now();
+      await register(WEB);
+      await register(DB);
+      await store.setPassword('web 1', 'old', now - 1);
+      await store.setPassword('db', 'fresh', now + 60_000);
+      assert.equal(await store.purgePasswords(now), 1);
+      assert.equal(await store.deletePassword('web 1'), false);
+      const other = await s.reopen();
+      try {
+        assert.equal(other.password('db', now), 'fresh');
+      } finally {
+        other.close();
+      }
+    });
+
     test('meta values are replaced, not added', async () => {
       assert.equal(store.getMeta('k'), undefined);
       store.setMeta('k', 'one');

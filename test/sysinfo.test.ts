@@ -184,6 +184,14 @@ describe('mdserver sysinfo --apply edits the domain XML in place', () => {
         // Already OpenStack: only <smbios> had to change.
         assert.deepEqual(removed, ['<smbios mode="host"/>']);
         assert.deepEqual(added, ["<smbios mode='sysinfo'/>"]);
+      } else if (style === 'cloudstack') {
+        // The product is replaced in place and the other style's manufacturer goes; nothing else.
+        assert.deepEqual(removed, [
+          '<entry name="manufacturer">OpenStack Foundation</entry>',
+          '<entry name="product">OpenStack Nova</entry>',
+          '<smbios mode="host"/>',
+        ]);
+        assert.deepEqual(added, ['<entry name="product">CloudStack KVM Hypervisor</entry>', "<smbios mode='sysinfo'/>"]);
       } else {
         assert.deepEqual(removed, [
           '<entry name="manufacturer">OpenStack Foundation</entry>',

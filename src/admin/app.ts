@@ -96,7 +96,17 @@ export function createAdminApp(d: AdminDeps): express.Express {
     const i = d.services.registry.get(name(req));
     if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
     const p = d.services.provisioning;
-    res.json({ ...instanceJson(i, d.services.config().mdserver, p.status(i.uuid)), events: p.events(i.uuid).map(bootEventJson) });
+    res.json({ ...instanceJson(i, d.services.config().mdserver, p.status(i.uuid), d.services.passwords.pending(i.name)), events: p.events(i.uuid).map(bootEventJson) });
+  });
+
+  // `mdserver instances password`: the body is the password itself, so it is in no URL and no
+  // log line; the answer says only that it is pending.
+  app.post('/instances/:name/password', express.text({ type: () => true, limit: 4096 }), async (req, res) => {
+    if (typeof req.body !== 'string') throw new MdsError('BAD_REQUEST', 'expected the password as the request body');
+    await d.services.passwords.set(name(req), req.body);
+    const i = d.services.registry.get(name(req));
+    if (!i) throw new MdsError('NOT_FOUND', `no instance named ${JSON.stringify(name(req))}`);
+    res.json(instanceJson(i, d.services.config().mdserver, d.services.provisioning.status(i.uuid), d.services.passwords.pending(i.name)));
   });
 
   app.delete('/instances/:name', async (req, res) => {

@@ -34,6 +34,8 @@ export interface InstanceJson {
   /** Whether that filter is one of `trusted_filters` now (a reload may change it). */
   filtered: boolean;
   metadata: Readonly<Record<string, string>>;
+  /** "pending" while a one-time password waits for the VM (`[cloudstack]`); never the password. */
+  password: 'pending' | null;
   firstSeen: string;
   lastUpdate: string;
   /** The current boot's provisioning status (list, show). */
@@ -88,7 +90,7 @@ export function bootEventJson(e: BootEvent): BootEventJson {
 }
 
 /** Pure: the JSON form of a stored instance, judged by the filter settings in force. */
-export function instanceJson(i: Instance, filters: FilterSettings, status?: ProvisioningStatus): InstanceJson {
+export function instanceJson(i: Instance, filters: FilterSettings, status?: ProvisioningStatus, passwordPending = false): InstanceJson {
   const json: InstanceJson = {
     name: i.name,
     hostName: i.hostName,
@@ -101,6 +103,7 @@ export function instanceJson(i: Instance, filters: FilterSettings, status?: Prov
     nwfilter: i.nwfilter,
     filtered: filterProblem(i, filters) === null,
     metadata: i.metadata,
+    password: passwordPending ? 'pending' : null,
     firstSeen: new Date(i.firstSeen).toISOString(),
     lastUpdate: new Date(i.lastUpdate).toISOString(),
   };

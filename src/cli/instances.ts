@@ -1,7 +1,8 @@
-// `mdserver instances list | show NAME | delete NAME | rekey NAME --uuid UUID`: the registered
-// VMs of a running server.
+// `mdserver instances list | show NAME | delete NAME | rekey NAME --uuid UUID | password NAME`:
+// the registered VMs of a running server.
 
 import type { InstanceJson, RekeyJson } from '../admin/protocol.js';
+import { generatePassword } from '../instances/passwords.js';
 import { adminRequest, COMMON_HELP, CommandError, errorMessage, out, parseCommand, resolveSocket, type Parsed } from './common.js';
 import { formatTable, printable } from './table.js';
 import { DEFAULT_WAIT_SECONDS, waitCommand } from './wait.js';
@@ -11,6 +12,7 @@ export const INSTANCES_USAGE = `Usage: mdserver instances list [--json] [options
        mdserver instances delete NAME [options]
        mdserver instances rekey NAME --uuid UUID [--json] [options]
        mdserver instances wait NAME... [--timeout S] [--json] [options]
+       mdserver instances password NAME [--generate] [options]
 
 Deleting frees the instance's address and removes it from dnsmasq's files at once.
 An upload whose name is an instance's but whose uuid is not is refused (a new VM must not take
@@ -24,10 +26,15 @@ STATUS is what the VM's cloud-init reported of its current boot: waiting (no met
 yet), no report (metadata read, no event: is reporting on?), booting: STAGE, ready 41s (from
 the first metadata read to the end of modules-final), failed: MODULE. wait returns when every
 named VM is ready or failed: exit status 0 all ready, 1 any failed, 2 timeout.
+password sets a one-time password that the VM's CloudStack password client fetches once from
+port 8080 ([cloudstack] enabled): read from standard input (one line), or with --generate a new
+random one, printed. It is deleted when the VM acknowledges it or after [cloudstack] password_ttl;
+show says "pending" meanwhile and never shows it.
 Options:
       --json         print JSON, for scripts
       --uuid UUID    the domain's new uuid (rekey)
       --timeout S    how long wait waits (default ${DEFAULT_WAIT_SECONDS} s)
+      --generate     make up the password and print it (password)
 ${COMMON_HELP}`;
 
 function show(i: InstanceJson): string {
@@ -61,6 +68,7 @@ const ACTIONS: Record<string, { needsName: boolean; method: string }> = {
   show: { needsName: true, method: 'GET' },
   delete: { needsName: true, method: 'DELETE' },
   rekey: { needsName: true, method: 'POST' },
+  password: { needsName: true, method: 'POST' },
 };
 
 /** The action and instance name, or a usage error (exit status 2). */
@@ -69,7 +77,7 @@ function parseAction(p: Parsed): { action: string; name: string | undefined } {
   const spec = action === undefined ? undefined : ACTIONS[action];
   const uuidGiven = typeof p.values['uuid'] === 'string';
   if (!action || !spec || rest.length > 0 || (spec.needsName ? !name : name !== undefined) || uuidGiven !== (action === 'rekey')) {
-    throw new CommandError(`expected list, show NAME, delete NAME or rekey NAME --uuid UUID\n${INSTANCES_USAGE}`, 2);
+    throw new CommandError(`expected list, show NAME, delete NAME, rekey NAME --uuid UUID or password NAME\n${INSTANCES_USAGE}`, 2);
   }
   return { action, name };
 }
@@ -102,7 +110,7 @@ function printOne(action: string, body: unknown, json: boolean): void {
 }
 
 export async function instancesCommand(args: string[]): Promise<number> {
-  const p = parseCommand(args, { json: { type: 'boolean' }, uuid: { type: 'string' }, timeout: { type: 'string' } });
+  const p = parseCommand(args, { json: { type: 'boolean' }, uuid: { type: 'string' }, timeout: { type: 'string' }, generate: { type: 'boolean' } });
   if (p.values['help']) {
     out(INSTANCES_USAGE);
     return 0;
@@ -119,10 +127,28 @@ export async function instancesCommand(args: string[]): Promise<number> {
     return 0;
   }
   const target = `/instances/${encodeURIComponent(name as string)}`;
+  if (action === 'password') return await setPassword(socket, target, p.values['generate'] === true);
   const r = action === 'rekey'
     ? await adminRequest(socket, 'POST', `${target}/rekey`, JSON.stringify({ uuid: p.values['uuid'] }), 'application/json')
     : await adminRequest(socket, (ACTIONS[action] as { method: string }).method, target);
   if (r.status !== 200) throw new CommandError(errorMessage(r.body));
   printOne(action, r.body, json);
+  return 0;
+}
+
+/** Standard input up to its end, without the line end a shell's echo or here-string adds. */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+async function setPassword(socket: string, target: string, generate: boolean): Promise<number> {
+  const password = generate ? generatePassword() : await readStdin();
+  const r = await adminRequest(socket, 'POST', `${target}/password`, password, 'text/plain');
+  if (r.status !== 200) throw new CommandError(errorMessage(r.body));
+  const i = r.body as InstanceJson;
+  if (generate) out(password);
+  else out(`password set for ${i.name}: pending until its VM fetches it`);
   return 0;
 }

@@ -14,7 +14,7 @@ import { applySysinfo, DEFAULT_NOCLOUD_URL, planSysinfo, STYLES, sysinfoSnippet,
 /** Where mdserver looks for the metadata interface unless told otherwise: the configuration's defaults. */
 const DEFAULT_MATCH: InterfaceMatch = { network: 'mds', bridge: 'br-mds' };
 
-export const SYSINFO_USAGE = `Usage: mdserver sysinfo [--style ec2|openstack|nocloud] [--filter] [--apply] [--url URL]
+export const SYSINFO_USAGE = `Usage: mdserver sysinfo [--style ec2|openstack|nocloud|cloudstack] [--filter] [--apply] [--url URL]
                         [--network NAME] [--bridge NAME] <domain.xml | domain name>
 
 --style prints the <sysinfo> and <os><smbios mode='sysinfo'/></os> elements that make cloud-init
@@ -23,6 +23,8 @@ in the domain find mdserver:
              changes the domain uuid, so the domain must be defined anew)
   openstack  SMBIOS product "OpenStack Nova": the OpenStack metadata format
   nocloud    SMBIOS serial "ds=nocloud-net;s=${DEFAULT_NOCLOUD_URL}": the NoCloud seed
+  cloudstack SMBIOS product "CloudStack KVM Hypervisor": cloud-init's CloudStack datasource,
+             which finds mdserver as data-server, its DHCP server or its gateway ([cloudstack])
 --filter prints <filterref filter='clean-traffic'/> for the domain's interface on the metadata
 network (--network, default ${DEFAULT_MATCH.network}, or --bridge, default ${DEFAULT_MATCH.bridge}): libvirt then drops the
 VM's frames whose MAC, IP or ARP data are not its own, so that no VM can copy another's MAC and

@@ -269,6 +269,14 @@ export const SETTINGS = {
       doc: "how network-config gives the VM's address: static or dhcp" },
     vendorData: { key: 'vendor_data_file', default: '', parse: fileText, doc: 'a file served as vendor-data as it is; unset: empty' },
   } },
+  cloudstack: { section: 'cloudstack', keys: {
+    enabled: { key: 'enabled', default: 'no', parse: bool, restart: 'mdserver',
+      doc: "act as CloudStack's virtual router: also listen on the gateway, serve its keys and passwords" },
+    passwordTtl: { key: 'password_ttl', default: '86400', parse: int(1, 365 * 86400),
+      doc: 'seconds a password set for a VM waits to be fetched before it is deleted' },
+    passwordPort: { key: 'password_port', default: '8080', parse: int(0, 65535), restart: 'mdserver',
+      doc: 'the port of the password server (CloudStack guests ask 8080; 0: any free port, for tests)' },
+  } },
 } satisfies Record<string, SettingsSection>;
 
 type Table = typeof SETTINGS;

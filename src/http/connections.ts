@@ -28,13 +28,17 @@ export interface GuardOptions {
   readonly log: Logger;
   /** The open-file limit the total cap must stay below; null when unknown. */
   readonly fdLimit: number | null;
+  /** Counts shared with another listener, so that a VM's connections to both count together. */
+  readonly counts?: ConnectionCounts;
 }
 
 /**
  * Starts counting `server`'s connections; returns the counts (for status and tests). Listeners
- * that pass the same `counts` share the caps: a VM holds the same allowance on all of them.
+ * that pass the same `counts` (as an argument or in `o.counts`) share the caps: a VM holds the
+ * same allowance on all of them.
  */
-export function guardConnections(server: http.Server, o: GuardOptions, counts = new ConnectionCounts()): ConnectionCounts {
+export function guardConnections(server: http.Server, o: GuardOptions, shared?: ConnectionCounts): ConnectionCounts {
+  const counts = shared ?? o.counts ?? new ConnectionCounts();
   const caps = capsFor(o);
   caps(o.config());
   server.on('connection', (socket: net.Socket) => {

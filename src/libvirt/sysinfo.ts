@@ -8,8 +8,11 @@ import { canonicalUuid, UUID } from '../ids.js';
 import { appendChildren, childIndent, indentStep, lineIndent, removeElement, splice, type Edit } from './xmledit.js';
 import { child, escapeText, scanXml, textOf, type XmlElement } from './xmlspan.js';
 
-export const STYLES = ['ec2', 'openstack', 'nocloud'] as const;
+export const STYLES = ['ec2', 'openstack', 'nocloud', 'cloudstack'] as const;
 export type Style = (typeof STYLES)[number];
+
+/** What CloudStack's KVM hosts put in the SMBIOS product name. */
+export const CLOUDSTACK_PRODUCT = 'CloudStack KVM Hypervisor';
 
 export const DEFAULT_NOCLOUD_URL = 'http://169.254.169.254/nocloud/';
 
@@ -121,6 +124,10 @@ export function planSysinfo(xml: string, style: Style, opts: PlanOptions = {}): 
         set: [['manufacturer', OPENSTACK_VENDOR], ['product', 'OpenStack Nova']],
         drop: [['serial', (v) => /^(ds=nocloud|ec2)/i.test(v.trim())]],
       };
+    case 'cloudstack':
+      // ds-identify selects CloudStack when the DMI product name starts with "CloudStack"; the
+      // product replaces another style's, and nothing else of the domain changes.
+      return { style, warnings, name, oldUuid, uuid: oldUuid ?? '', set: [['product', CLOUDSTACK_PRODUCT]], drop: [['manufacturer', isOpenStackVendor]] };
     case 'nocloud': {
       const url = opts.nocloudUrl ?? DEFAULT_NOCLOUD_URL;
       if (!/^https?:\/\/[^\s;]+\/$/.test(url)) {

@@ -2,6 +2,7 @@
 
 import type { Config } from '../config/index.js';
 import { dir, type Dir, type Node } from './tree.js';
+import { cloudstackEntries } from './cloudstack.js';
 import { ids, type InstanceData } from './instanceData.js';
 
 /** Characters EC2 allows in a tag key once tags are exposed in instance metadata. */
@@ -109,6 +110,7 @@ export function ec2Tree(d: InstanceData, cfg: Config): Dir {
   if (d.ipv6) meta.push(['ipv6', d.ipv6.address]);
   const tags = instanceTags(d.instance.metadata);
   if (tags.length > 0) meta.push(['tags', dir({ instance: dir(tags) })]);
+  if (cfg.cloudstack.enabled) meta.push(...cloudstackEntries(d, cfg));
   meta.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
   return dir({

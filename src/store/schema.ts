@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** What makes two host names the same name in DNS: case does not count. */
 export function hostKey(name: string, uuid: string): string {
@@ -72,6 +72,13 @@ const MIGRATIONS: Record<number, Migration> = {
     );
     CREATE INDEX boot_events_uuid ON boot_events (uuid, seq);
   `,
+  // CloudStack-style one-time passwords, one per instance, gone with the instance; `expires` is
+  // milliseconds since the epoch.
+  5: `CREATE TABLE passwords (
+        instance_id INTEGER PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+        password TEXT NOT NULL,
+        expires INTEGER NOT NULL
+      );`,
 };
 
 /** Brings the database in `file` up to SCHEMA_VERSION, one transaction per version. */

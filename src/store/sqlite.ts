@@ -6,6 +6,7 @@ import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 import { hostKey, migrate } from './schema.js';
 import { SqliteBoots } from './sqliteBoots.js';
+import { SqlitePasswords } from './sqlitePasswords.js';
 import type { Allocate, BootEvent, BootRecord, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
 interface Row {
@@ -107,6 +108,7 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly q;
   private readonly boots: SqliteBoots;
+  private readonly passwords: SqlitePasswords;
   private changes = 0;
 
   constructor(readonly file: string) {
@@ -125,6 +127,7 @@ export class SqliteStore implements Store {
     }
     this.q = prepare(this.db);
     this.boots = new SqliteBoots(this.db);
+    this.passwords = new SqlitePasswords(this.db);
   }
 
   get generation(): number {
@@ -323,6 +326,22 @@ export class SqliteStore implements Store {
 
   appendBootEvents(batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number): Promise<void> {
     return settled(() => this.boots.appendBootEvents(batch, keep));
+  }
+
+  setPassword(name: string, password: string, expires: number): Promise<boolean> {
+    return settled(() => this.passwords.set(name, password, expires));
+  }
+
+  password(name: string, now: number): string | undefined {
+    return this.passwords.get(name, now);
+  }
+
+  deletePassword(name: string): Promise<boolean> {
+    return settled(() => this.passwords.delete(name));
+  }
+
+  purgePasswords(now: number): Promise<number> {
+    return settled(() => this.passwords.purge(now));
   }
 
   close(): void {

@@ -169,6 +169,19 @@ export interface Store {
    * last `keep` of each. Events for a uuid with no instance are dropped.
    */
   appendBootEvents(batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number): Promise<void>;
+  /**
+   * Sets the one-time password of the instance named `name` (replacing one not fetched yet), kept
+   * until `expires` (milliseconds since the epoch) unless deleted before. Resolves false when no
+   * record has that name. The password follows the record through a rename or a rekey and goes
+   * with it when it is deleted.
+   */
+  setPassword(name: string, password: string, expires: number): Promise<boolean>;
+  /** The instance's password, unless none is set or it expired by `now` (ms since the epoch). */
+  password(name: string, now: number): string | undefined;
+  /** Deletes the instance's password; resolves true when there was one (expired or not). */
+  deletePassword(name: string): Promise<boolean>;
+  /** Deletes every password expired by `now`; resolves how many went. */
+  purgePasswords(now: number): Promise<number>;
 
   close(): void;
 }

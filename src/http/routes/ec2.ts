@@ -3,6 +3,7 @@
 
 import type { Request, Response } from 'express';
 import { MdsError } from '../../errors.js';
+import { plainPublicKeys } from '../../metadata/cloudstack.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
 import { TOKEN_HEADER } from '../../metadata/token.js';
 import type { Services } from '../../services.js';
@@ -44,6 +45,10 @@ export function ec2VersionsHandler(services: Services) {
 export function ec2Handler(services: Services) {
   return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
     if (wantsJson(req.headers.accept)) return sendTreeJson(services, req, res, meta, segs.slice(1));
+    if (services.config().cloudstack.enabled && meta.data.publicKeys.length > 0) {
+      const plain = plainPublicKeys(meta.data, req.path);
+      if (plain !== null) return sendText(res, plain);
+    }
     sendFromTree(services, req, res, meta, meta.ec2, segs.slice(1), false);
   };
 }
