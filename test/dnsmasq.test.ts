@@ -75,10 +75,10 @@ describe('dnsmasq files', () => {
       '169.254.169.254 metadata instance-data data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
   });
 
-  test('with [cloudstack] enabled, data-server names the metadata address, and no VM can take that name', () => {
+  test('data-server (CloudStack\'s name) names the metadata address, and no VM can take that name', () => {
     const cs = configFor({ dnsmasq: {}, cloudstack: { enabled: 'yes' } });
     const rogue: HostEntry = { hostName: 'Data-Server', mac: '52:54:00:00:00:99', ipv4: '10.122.9.9', ipv6: null };
-    assert.equal(renderDnsHosts(cs, [rogue, ...HOSTS]), '169.254.169.254 data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
+    assert.equal(renderDnsHosts(cs, [rogue, ...HOSTS]), '169.254.169.254 metadata instance-data data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
   });
 
   test('a configured path with a newline, "#" or "," stays one quoted value: it cannot start an option', () => {
