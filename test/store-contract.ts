@@ -11,6 +11,11 @@ export interface Storage {
   readonly store: Store;
   /** Another store on the same storage, as after a restart (the caller closes it). */
   reopen(): Promise<Store>;
+  /**
+   * Waits until `other` (from reopen) has every change made through `store` so far: a networked
+   * backend's other handle follows a moment later, as another host does. Absent: at once.
+   */
+  caughtUp?(other: Store): Promise<void>;
   /** Closes what it opened and removes the storage. */
   dispose(): Promise<void>;
 }
@@ -111,6 +116,7 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal((await register({ ...WEB, nwfilter: null })).changed, false);
       const reopened = await s.reopen();
       await register({ ...WEB, nwfilter: 'clean-traffic' });
+      await s.caughtUp?.(reopened);
       assert.equal(reopened.byName('web 1')?.nwfilter, 'clean-traffic', 'stored, not only held in memory');
       reopened.close();
     });

@@ -4,6 +4,7 @@
 import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
+import { hostNameTaken, macTaken, nameTaken, renameTaken, uuidTaken } from './conflicts.js';
 import { hostKey, migrate } from './schema.js';
 import type { Allocate, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
@@ -44,19 +45,6 @@ function toInstance(r: Row): Instance {
     firstSeen: r.first_seen,
     lastUpdate: r.last_update,
   };
-}
-
-/**
- * A domain that is not the registered one by its uuid, under that one's name: a new VM reusing
- * the name must not inherit the old one's address and instance id, so the host decides.
- */
-function nameTaken(reg: Registration, holder: Row): MdsError {
-  return new MdsError(
-    'CONFLICT',
-    `name ${reg.name} of domain ${reg.uuid} already belongs to the instance of domain ${holder.uuid} (address ${holder.ipv4 ?? 'none'}), ` +
-      `which is left as it is: if this is that VM defined again, move its record to the new uuid (mdserver instances rekey ${reg.name} --uuid ${reg.uuid}); ` +
-      `otherwise delete the old record first (mdserver instances delete ${reg.name})`,
-  );
 }
 
 function asError(e: unknown): Error {
@@ -204,11 +192,11 @@ export class SqliteStore implements Store {
       if (sameName) throw nameTaken(reg, sameName);
       const macOwner = this.q.byMac.get(reg.mac);
       if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
-        throw new MdsError('CONFLICT', `MAC ${reg.mac} of domain ${reg.name} (${reg.uuid}) already belongs to domain ${macOwner.name} (${macOwner.uuid})`);
+        throw macTaken(reg, macOwner);
       }
       const nameOwner = existing && existing.name !== reg.name ? this.q.byName.get(reg.name) : undefined;
       if (nameOwner) {
-        throw new MdsError('CONFLICT', `name ${reg.name} of domain ${reg.uuid} already belongs to domain ${nameOwner.uuid}`);
+        throw renameTaken(reg, nameOwner);
       }
       this.checkHostName(reg, existing);
       const ipv4 = existing?.ipv4 ?? allocate((ip) => this.q.ipv4Used.get(ip) !== undefined);
@@ -229,12 +217,7 @@ export class SqliteStore implements Store {
     if (existing && hostKey(existing.name, existing.uuid) === key) return;
     const holder = this.q.byHostKey.get(key, existing?.uuid ?? reg.uuid);
     if (!holder) return;
-    const hostName = safeHostName(reg.name, reg.uuid);
-    throw new MdsError(
-      'CONFLICT',
-      `host name ${hostName} of domain ${reg.name} (${reg.uuid}) is already the host name of domain ${holder.name} (${holder.uuid}): ` +
-        'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
-    );
+    throw hostNameTaken(reg, { ...holder, ipv4: null });
   }
 
   private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
@@ -285,7 +268,7 @@ export class SqliteStore implements Store {
         if (!row) return undefined;
         if (row.uuid === uuid) return { instance: toInstance(row), previousUuid: uuid };
         const other = this.q.byUuid.get(uuid);
-        if (other) throw new MdsError('CONFLICT', `uuid ${uuid} already belongs to the instance ${other.name}`);
+        if (other) throw uuidTaken(uuid, other);
         // Only a name that maps to nothing takes its host name from the uuid; it must stay unique.
         this.checkHostName({ name, uuid }, row);
         const now = Date.now();
