@@ -19,7 +19,7 @@ import { TokenIssuer } from './metadata/token.js';
 import { RateLimiter } from './net/ratelimit.js';
 import { loadForReload, type ReloadReport } from './reload.js';
 import type { Services } from './services.js';
-import { openStore } from './store/open.js';
+import { openConfiguredStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { UserdataRenderer } from './userdata/renderer.js';
 import { VERSION } from './version.js';
@@ -74,6 +74,8 @@ function buildServices(config: () => Config, store: Store): Services {
   let registry: Registry | null = null;
   const dnsmasq = new DnsmasqFiles(config, () => registry?.hostEntries() ?? []);
   registry = new Registry(config, store, dnsmasq);
+  // Another host's uploads and deletions change this host's dnsmasq files too.
+  store.onExternalChange?.(() => dnsmasq.scheduleWrite());
   return {
     config,
     metadata: new MetadataService(config, store),
@@ -106,7 +108,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
   logging(first);
   for (const w of warnings) log.warn(w);
   log.info('starting mdserver', { version: VERSION, config: cfg.files.join(', ') });
-  const store = openStore(cfg.mdserver.dbFile);
+  const store = await openConfiguredStore({ dbFile: cfg.mdserver.dbFile, ...cfg.store });
   try {
     const services = buildServices(config, store);
     /** Puts `next` in force: the one path taken at start and at every reload. */
@@ -179,9 +181,10 @@ function closer(server: http.Server, admin: AdminServer | null, services: Servic
         services.dnsmasq.close();
         void services.registry.close();
         refusals.close();
-        store.close();
-        log.info('stopped');
-        resolve();
+        void Promise.resolve(store.close()).catch(() => undefined).then(() => {
+          log.info('stopped');
+          resolve();
+        });
       });
       server.closeIdleConnections();
     });

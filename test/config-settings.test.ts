@@ -230,6 +230,8 @@ describe('what a reload cannot apply', () => {
     'openstack.enabled': 'no', 'openstack.network': 'dhcp', 'openstack.vendor_data_file': path.join(ROOT, 'package.json'),
     'openstack.vendor_data2_file': path.join(ROOT, 'package.json'),
     'nocloud.enabled': 'no', 'nocloud.network': 'dhcp', 'nocloud.vendor_data_file': path.join(ROOT, 'package.json'),
+    'store.url': 'postgresql://mdserver@db.example/mdserver', 'store.password_file': path.join(ROOT, 'test', 'fixtures', 'upload-token'),
+    'store.host_name': 'host-b', 'store.dhcp_scope': 'local',
   };
 
   test("exactly the settings in dnsmasq's main file are flagged for a dnsmasq restart; every flagged change is named", () => {

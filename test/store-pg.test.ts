@@ -43,10 +43,10 @@ storeContract('PostgreSQL', async () => {
   };
 });
 
-const reg = (i: number): Registration => ({
+const reg = (i: number, host = 'host-a'): Registration => ({
   name: `vm${i}`, uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
   mac: `52:54:00:00:${String(Math.floor(i / 100) % 100).padStart(2, '0')}:${String(i % 100).padStart(2, '0')}`,
-  metadata: {}, arch: null, location: 'rack1',
+  metadata: {}, arch: null, location: 'rack1', host,
 });
 
 /** A pool of `size` addresses, each allocator picking at random as the real one does. */
@@ -71,7 +71,7 @@ describe('several hosts on one PostgreSQL store', () => {
   });
 
   test('three hosts registering at the same moment never hand out one address twice', async () => {
-    const groups = [0, 1, 2].map((h) => Array.from({ length: 40 }, (_, i) => reg(h * 100 + i)));
+    const groups = [0, 1, 2].map((h) => Array.from({ length: 40 }, (_, i) => reg(h * 100 + i, `host-${'abc'[h] ?? ''}`)));
     const outcomes = (await Promise.all(hosts.map((s, h) => s.registerAll(groups[h] as Registration[], randomPool(200))))).flat();
     for (const o of outcomes) assert.ok(!(o instanceof Error), String(o));
     const rows = await (await pgServer()).sql<{ ipv4: string }>('SELECT ipv4 FROM instances', [], database);
@@ -95,17 +95,18 @@ describe('several hosts on one PostgreSQL store', () => {
       assert.ok(Date.now() - started < 2000, 'a deletion is seen too');
       await new Promise((res) => setTimeout(res, 5));
     }
-    const host = await (await pgServer()).sql<{ host: string }>('SELECT host FROM instances WHERE name = $1', ['vm0'], database);
-    assert.deepEqual(host, [{ host: 'host-a' }]);
+    assert.equal(hosts[1]?.byName('vm0')?.host, 'host-a');
   });
 
   test('re-registering a domain on another host keeps its address and records the new host', async () => {
     const before = hosts[0]?.byName('vm1');
-    const moved = await hosts[2]?.registerAll([reg(1)], () => assert.fail('a known domain gets no new address'));
+    const moved = await hosts[2]?.registerAll([reg(1, 'host-c')], () => assert.fail('a known domain gets no new address'));
     const r = moved?.[0];
     assert.ok(r && !(r instanceof Error));
     assert.deepEqual([r.created, r.changed, r.instance.ipv4, r.instance.firstSeen], [false, true, before?.ipv4, before?.firstSeen]);
     const host = await (await pgServer()).sql<{ host: string }>('SELECT host FROM instances WHERE name = $1', ['vm1'], database);
     assert.deepEqual(host, [{ host: 'host-c' }]);
+    await hosts[0]?.caughtUp();
+    assert.equal(hosts[0]?.byName('vm1')?.host, 'host-c', 'the host that registered it before sees it moved');
   });
 });

@@ -64,8 +64,8 @@ function printList(list: InstanceJson[], json: boolean): void {
     return;
   }
   out(formatTable(
-    ['NAME', 'IPV4', 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER'],
-    list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.lastUpdate, filterColumn(i)]),
+    ['NAME', 'IPV4', 'MAC', 'UUID', 'HOST', 'LAST UPDATE', 'NWFILTER'],
+    list.map((i) => [i.name, i.ipv4 ?? '-', i.mac, i.uuid, i.host || '-', i.lastUpdate, filterColumn(i)]),
   ) + `${list.length} instance(s)`);
 }
 

@@ -9,6 +9,7 @@ import { isPrefixName } from '../names.js';
 import { NWFILTER_NAME } from '../ids.js';
 import { VERSION } from '../version.js';
 import { fileText, jsonFile, tokenFile } from './fileParsers.js';
+import { STORE_SETTINGS } from './storeSettings.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
 import {
   adminSocket, bool, choice, filePath, int, ip, ipv4, level, list, matching, nameOrNo, optional, optionalIp,
@@ -175,6 +176,7 @@ export const SETTINGS = {
     maxConnections: { key: 'max_connections', default: '4096', parse: int(1, 1_000_000),
       doc: 'open connections all VMs together may hold; the host is not limited' },
   } },
+  store: { section: 'store', keys: STORE_SETTINGS },
   loglevels: { section: 'loglevels', keys: {
     base: { key: 'base', default: 'info', parse: level, doc: 'the level below which nothing is logged' },
     stream: { key: 'stream', default: 'info', parse: level, doc: 'the level of the stdout log' },

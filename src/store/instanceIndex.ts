@@ -56,7 +56,7 @@ export class InstanceIndex {
   }
 
   hostEntries(): HostRecord[] {
-    return this.all().map((i) => ({ hostName: i.hostName, mac: i.mac, ipv4: i.ipv4, ipv6: i.ipv6, name: i.name, uuid: i.uuid, firstSeen: i.firstSeen }));
+    return this.all().map((i) => ({ hostName: i.hostName, mac: i.mac, ipv4: i.ipv4, ipv6: i.ipv6, name: i.name, uuid: i.uuid, firstSeen: i.firstSeen, host: i.host }));
   }
 
   count(): number {

@@ -1,11 +1,13 @@
-// Opens the instance store named by `[mdserver] db_file`, importing an md_server JSON database
-// into SQLite beside it the first time one is found. The JSON file is never modified.
+// Opens the instance store: PostgreSQL when `[store] url` names one, otherwise the SQLite file
+// named by `[mdserver] db_file`, importing an md_server JSON database into SQLite beside it the
+// first time one is found. The JSON file is never modified.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { convertJsonDb } from './jsonDb.js';
+import { PgStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
 
@@ -73,4 +75,18 @@ export function openStore(dbFile: string): Store {
     });
   }
   return new SqliteStore(paths.sqlite);
+}
+
+/** What chooses and opens the store: the `[mdserver] db_file` and `[store]` settings. */
+export interface StoreSettings {
+  readonly dbFile: string;
+  readonly url: string | null;
+  readonly password: string | null;
+  readonly hostName: string;
+}
+
+/** PostgreSQL when a URL is set (rejects when it cannot be reached now), the SQLite file otherwise. */
+export async function openConfiguredStore(s: StoreSettings): Promise<Store> {
+  if (s.url === null) return openStore(s.dbFile);
+  return PgStore.open({ url: s.url, password: s.password, host: s.hostName });
 }

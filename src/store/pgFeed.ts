@@ -46,6 +46,8 @@ export class PgFeed {
     private readonly newClient: () => pg.Client,
     private readonly tables: readonly FeedTable[],
     private readonly log: Logger,
+    /** Called after each catch-up, which may have applied changes. */
+    private readonly afterCatchUp: () => void = () => undefined,
   ) {}
 
   get seen(): number {
@@ -152,6 +154,7 @@ export class PgFeed {
       await client.query('ROLLBACK').catch(() => undefined);
       throw e;
     }
+    this.afterCatchUp();
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       const w = this.waiters[i] as { counter: number; resolve: () => void };
       if (w.counter <= this.seenCounter) {

@@ -36,7 +36,7 @@ export function toInstance(r: PgRow): Instance {
   }
   return {
     name: r.name, hostName: safeHostName(r.name, r.uuid), uuid: r.uuid, mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6,
-    location: r.location, metadata, arch: r.arch, nwfilter: r.nwfilter, firstSeen: Number(r.first_seen), lastUpdate: Number(r.last_update),
+    location: r.location, metadata, arch: r.arch, nwfilter: r.nwfilter, host: r.host, firstSeen: Number(r.first_seen), lastUpdate: Number(r.last_update),
   };
 }
 
@@ -59,15 +59,14 @@ const INSERT = `INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, lo
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`;
 
 /** Inserts a record as it is (a copy from another database), stamped with `version`. */
-export async function insertRow(c: pg.ClientBase, r: NewInstance, host: string, version: number): Promise<void> {
+export async function insertRow(c: pg.ClientBase, r: NewInstance, version: number): Promise<void> {
   await c.query(INSERT, [r.uuid, r.name, hostKey(r.name, r.uuid), r.mac, r.ipv4, r.ipv6, r.location, JSON.stringify(r.metadata),
-    r.arch, r.nwfilter, host, r.firstSeen, r.lastUpdate, version]);
+    r.arch, r.nwfilter, r.host ?? '', r.firstSeen, r.lastUpdate, version]);
 }
 
 /** What one registration needs besides the connection. */
 export interface RegisterContext {
   readonly version: number;
-  readonly host: string;
   readonly allocate: Allocate;
   /** Whether an address belongs to a stored instance or to one registered earlier in the group. */
   readonly isUsed: (ipv4: string) => boolean;
@@ -106,14 +105,15 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
   const now = Date.now();
   const metadata = JSON.stringify(reg.metadata);
   const nwfilter = reg.nwfilter ?? null;
+  const host = reg.host ?? '';
   if (!existing) {
-    const row: NewInstance = { ...reg, metadata: reg.metadata, nwfilter, ipv4, ipv6: null, firstSeen: now, lastUpdate: now };
-    await insertRow(c, row, ctx.host, ctx.version);
+    const row = { name: reg.name, uuid: reg.uuid, mac: reg.mac, location: reg.location, arch: reg.arch, metadata: reg.metadata, nwfilter, host, ipv4, ipv6: null, firstSeen: now, lastUpdate: now };
+    await insertRow(c, row, ctx.version);
     return { instance: { ...row, hostName: safeHostName(reg.name, reg.uuid) }, created: true, changed: true };
   }
   const changed = existing.name !== reg.name || existing.mac !== reg.mac || existing.metadata !== metadata || existing.arch !== reg.arch ||
-    existing.location !== reg.location || existing.nwfilter !== nwfilter || existing.host !== ctx.host;
-  const row: PgRow = { ...existing, name: reg.name, mac: reg.mac, location: reg.location, metadata, arch: reg.arch, nwfilter, host: ctx.host, last_update: now };
+    existing.location !== reg.location || existing.nwfilter !== nwfilter || existing.host !== host;
+  const row: PgRow = { ...existing, name: reg.name, mac: reg.mac, location: reg.location, metadata, arch: reg.arch, nwfilter, host, last_update: now };
   if (!changed) {
     // A repeat is no change to replicate: it only notes when the domain was last seen.
     await c.query('UPDATE instances SET last_update = $2 WHERE uuid = $1', [reg.uuid, now]);
@@ -122,6 +122,6 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
   await c.query(
     `UPDATE instances SET name = $2, host_key = $3, mac = $4, location = $5, metadata = $6, arch = $7, nwfilter = $8, host = $9,
      last_update = $10, version = $11 WHERE uuid = $1`,
-    [reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, ctx.host, now, ctx.version]);
+    [reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, host, now, ctx.version]);
   return { instance: toInstance(row), created: false, changed };
 }

@@ -10,11 +10,11 @@ import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { uuidTaken, hostNameTaken } from './conflicts.js';
 import { InstanceIndex } from './instanceIndex.js';
-import { CHANNEL, PgFeed, type FeedState } from './pgFeed.js';
+import { CHANNEL, PgFeed } from './pgFeed.js';
 import { instancesFeed, registerOne, toInstance, type LocalChange, type PgRow } from './pgInstances.js';
 import { migratePg } from './pgSchema.js';
 import { hostKey } from './schema.js';
-import type { Allocate, Instance, HostRecord, Rekeyed, RegisterOutcome, Registration, Store } from './store.js';
+import type { Allocate, Instance, HostRecord, Reachability, Rekeyed, RegisterOutcome, Registration, Store } from './store.js';
 
 const log = moduleLogger('store');
 
@@ -49,10 +49,13 @@ export class PgStore implements Store {
   private readonly meta = new Map<string, string>();
   private readonly background = new Set<Promise<unknown>>();
   private readonly feed: PgFeed;
+  private readonly listeners: (() => void)[] = [];
+  /** The copy's generation when the listeners were last told. */
+  private told = 0;
 
   private constructor(private readonly pool: pg.Pool, private readonly options: PgOptions) {
     const connection = { connectionString: options.url, password: options.password ?? undefined };
-    this.feed = new PgFeed(() => new pg.Client(connection), [instancesFeed(this.index)], log);
+    this.feed = new PgFeed(() => new pg.Client(connection), [instancesFeed(this.index)], log, () => this.tell());
   }
 
   /** Connects, creates or migrates the schema, and loads every instance; rejects if the database cannot be reached. */
@@ -81,13 +84,25 @@ export class PgStore implements Store {
     return store;
   }
 
+  onExternalChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Tells the listeners if the copy changed since they were last told. */
+  private tell(): void {
+    if (this.index.generation === this.told) return;
+    this.told = this.index.generation;
+    for (const l of this.listeners) l();
+  }
+
   get generation(): number {
     return this.index.generation;
   }
 
   /** Whether the database is reachable now, and since when (for /health and `mdserver status`). */
-  state(): FeedState {
-    return this.feed.state();
+  reachability(): Reachability {
+    const s = this.feed.state();
+    return { ok: s.connected, since: s.since, error: s.error };
   }
 
   byIPv4(ip: string): Instance | undefined {
@@ -200,7 +215,7 @@ export class PgStore implements Store {
     return this.write(async (c, version) => {
       const given = new Set<string>();
       const isUsed = (ip: string): boolean => given.has(ip) || this.index.byIPv4(ip) !== undefined;
-      const ctx = { version, host: this.options.host, allocate, isUsed };
+      const ctx = { version, allocate, isUsed };
       const outcomes: RegisterOutcome[] = [];
       const changes: LocalChange[] = [];
       for (const reg of group) {

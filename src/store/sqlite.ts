@@ -18,11 +18,12 @@ interface Row {
   metadata: string;
   arch: string | null;
   nwfilter: string | null;
+  host: string;
   first_seen: number;
   last_update: number;
 }
 
-type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen'>;
+type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen' | 'host'>;
 
 function toInstance(r: Row): Instance {
   let metadata: Record<string, string> = {};
@@ -42,6 +43,7 @@ function toInstance(r: Row): Instance {
     metadata,
     arch: r.arch,
     nwfilter: r.nwfilter,
+    host: r.host,
     firstSeen: r.first_seen,
     lastUpdate: r.last_update,
   };
@@ -68,17 +70,17 @@ function prepare(db: Database.Database) {
     byMac: db.prepare<[string], Row>('SELECT * FROM instances WHERE mac = ?'),
     ipv4Used: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM instances WHERE ipv4 = ?'),
     all: db.prepare<[], Row>('SELECT * FROM instances ORDER BY name'),
-    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen FROM instances ORDER BY name'),
+    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen, host FROM instances ORDER BY name'),
     byHostKey: db.prepare<[string, string], Pick<Row, 'name' | 'uuid'>>('SELECT name, uuid FROM instances WHERE host_key = ? AND uuid != ? LIMIT 1'),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
     insert: db.prepare(
-      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, first_seen, last_update, host_key)
-       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @firstSeen, @lastUpdate, @hostKey)`,
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, host_key)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @host, @firstSeen, @lastUpdate, @hostKey)`,
     ),
     rekey: db.prepare<[string, string, number, string]>('UPDATE instances SET uuid = ?, host_key = ?, last_update = ? WHERE uuid = ?'),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
+       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, host = @host, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
     ),
     deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
     getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -147,7 +149,7 @@ export class SqliteStore implements Store {
    */
   hostEntries(): HostRecord[] {
     return this.q.hosts.all().map((r) => ({
-      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen,
+      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen, host: r.host,
     }));
   }
 
@@ -224,14 +226,15 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const metadata = JSON.stringify(reg.metadata);
     const nwfilter = reg.nwfilter ?? null;
+    const host = reg.host ?? '';
     const changed = existing.name !== reg.name || existing.uuid !== reg.uuid || existing.mac !== reg.mac ||
       existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location ||
-      existing.nwfilter !== nwfilter;
+      existing.nwfilter !== nwfilter || existing.host !== host;
     const row: Row = {
-      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, last_update: now,
+      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, host, last_update: now,
     };
     this.q.update.run({
-      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter,
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter, host,
       lastUpdate: now, oldUuid: existing.uuid, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: false, changed };
@@ -241,11 +244,11 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row: Row = {
       name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, ipv6: null, location: reg.location,
-      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, first_seen: now, last_update: now,
+      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, host: reg.host ?? '', first_seen: now, last_update: now,
     };
     this.q.insert.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
-      arch: row.arch, nwfilter: row.nwfilter, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
+      arch: row.arch, nwfilter: row.nwfilter, host: row.host, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: true, changed: true };
   }
@@ -256,7 +259,7 @@ export class SqliteStore implements Store {
    */
   insertMany(rows: readonly NewInstance[]): void {
     this.db.transaction(() => {
-      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
+      for (const r of rows) this.q.insert.run({ ...r, host: r.host ?? '', metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
     })();
     this.changes++;
   }
