@@ -16,18 +16,13 @@ export type DhcpScope = 'cluster' | 'local';
  */
 export const storeUrl: Parser<string | null> = (s, ctx) => {
   if (s === '') return null;
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
+  // Not WHATWG's URL parser: libpq's unix-socket form (user@/db?host=/dir) has no host part.
+  const m = /^postgres(?:ql)?:\/\/(?:([^@/?#]*)@)?([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/.exec(s);
+  if (!m) {
     ctx.fail('expected a postgresql:// URL, e.g. postgresql://mdserver@db.example.com/mdserver or postgresql://mdserver@/mdserver?host=/run/postgresql');
     return null;
   }
-  if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') {
-    ctx.fail(`expected a postgresql:// URL, not ${url.protocol}//`);
-    return null;
-  }
-  if (url.password !== '') {
+  if ((m[1] ?? '').includes(':') || /[?&]password=/.test(m[4] ?? '')) {
     ctx.fail('holds a password: put it in [store] password_file instead, which is never shown');
     return null;
   }
