@@ -98,6 +98,21 @@ describe('several hosts on one PostgreSQL store', () => {
     assert.equal(hosts[1]?.byName('vm0')?.host, 'host-a');
   });
 
+  test('a host whose connection is cut reconnects by itself and catches up on what it missed meanwhile', async () => {
+    const pg = await pgServer();
+    const cut = await pg.sql<{ ok: boolean }>(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'mdserver host-b feed'`, [], database);
+    assert.deepEqual(cut, [{ ok: true }]);
+    // Registered while host-b listens to nothing: no notification reaches it, only its catch-up.
+    const r = (await hosts[0]?.registerAll([reg(950)], randomPool(250)))?.[0];
+    assert.ok(r && !(r instanceof Error));
+    const started = Date.now();
+    while (hosts[1]?.byUuid(reg(950).uuid)?.ipv4 !== r.instance.ipv4) {
+      assert.ok(Date.now() - started < 3000, 'caught up within 3 s');
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    assert.equal(hosts[1]?.reachability().ok, true);
+  });
+
   test('re-registering a domain on another host keeps its address and records the new host', async () => {
     const before = hosts[0]?.byName('vm1');
     const moved = await hosts[2]?.registerAll([reg(1, 'host-c')], () => assert.fail('a known domain gets no new address'));

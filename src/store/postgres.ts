@@ -54,14 +54,15 @@ export class PgStore implements Store {
   private told = 0;
 
   private constructor(private readonly pool: pg.Pool, private readonly options: PgOptions) {
-    const connection = { connectionString: options.url, password: options.password ?? undefined };
+    // Named, so that an operator sees in pg_stat_activity which host holds which connection.
+    const connection = { connectionString: options.url, password: options.password ?? undefined, application_name: `mdserver ${options.host} feed` };
     this.feed = new PgFeed(() => new pg.Client(connection), [instancesFeed(this.index)], log, () => this.tell());
   }
 
   /** Connects, creates or migrates the schema, and loads every instance; rejects if the database cannot be reached. */
   static async open(options: PgOptions): Promise<PgStore> {
     const pool = new pg.Pool({
-      connectionString: options.url, password: options.password ?? undefined, max: 4,
+      connectionString: options.url, password: options.password ?? undefined, max: 4, application_name: `mdserver ${options.host}`,
       connectionTimeoutMillis: 3000, query_timeout: 15_000, idleTimeoutMillis: 10_000,
     });
     // An idle connection the server dropped: the next write gets a new one, or fails and says so.
