@@ -10,6 +10,7 @@ import { dnsmasqConfCommand } from './dnsmasqconf.js';
 import { instancesCommand } from './instances.js';
 import { reloadCommand } from './reload.js';
 import { statusCommand } from './status.js';
+import { storeCommand } from './storeCopy.js';
 import { syncCommand } from './sync.js';
 import { startServer, type Running } from '../server.js';
 import { sdNotify } from '../systemd/notify.js';
@@ -23,6 +24,7 @@ const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   instances: instancesCommand,
   reload: reloadCommand,
   status: statusCommand,
+  store: storeCommand,
   sync: syncCommand,
   sysinfo: (args) => Promise.resolve(sysinfoCommand(args)),
 };
@@ -37,6 +39,9 @@ const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver reload                   re-read the configuration (as SIGHUP does)
        mdserver status [--json]          health of the running server and its dnsmasq files
        mdserver sync [--connect URI]     register every domain libvirt knows
+       mdserver store copy [--from DB_FILE] --to URL
+                                         copy this host's records into a shared
+                                         PostgreSQL store ([store] url)
        mdserver dnsmasq-conf [--output FILE]
                                          dnsmasq's configuration (run as root by
                                          mdserver-dnsmasq.service)
