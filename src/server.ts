@@ -140,7 +140,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     const close = closer(server, admin, services, store, refusals);
     return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
   } catch (e) {
-    store.close();
+    await Promise.resolve(store.close()).catch(() => undefined);
     throw e;
   }
 }

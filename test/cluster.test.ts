@@ -86,7 +86,7 @@ describe('three hosts sharing one PostgreSQL store', () => {
         const refused = await request(h.port, '/instance-upload', { method: 'POST', body: domainXml(vm(4)), headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
         assert.equal(refused.status, 503);
         assert.match(refused.body, /instance store \(PostgreSQL\) is unreachable, nothing was stored/);
-        assert.equal(JSON.parse((await request(h.port, '/health')).body).status, 'degraded');
+        assert.equal((JSON.parse((await request(h.port, '/health')).body) as { status: string }).status, 'degraded');
       }
     } finally {
       pg.startSync();
