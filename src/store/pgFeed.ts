@@ -98,7 +98,7 @@ export class PgFeed {
   }
 
   /** Records that the store is unreachable (logged once per loss) and schedules a reconnect. */
-  markDown(e: unknown): void {
+  private markDown(e: unknown): void {
     if (this.closed) return;
     if (this.connected || this.error === null) {
       this.log.error('the instance store is unreachable: serving what is in memory, refusing uploads until it is back', { error: describe(e) });

@@ -91,6 +91,7 @@ export class PgStore implements Store {
 
   /** Tells the listeners if the copy changed since they were last told. */
   private tell(): void {
+    this.index.rows.prune(this.feed.seen);
     if (this.index.generation === this.told) return;
     this.told = this.index.generation;
     for (const l of this.listeners) l();
@@ -180,7 +181,7 @@ export class PgStore implements Store {
     try {
       c = await this.pool.connect();
     } catch (e) {
-      this.feed.markDown(e);
+      // The feed's own connection says whether the store is down (and reconnects); this write just fails.
       throw unavailable(e);
     }
     let broken = false;
