@@ -10,7 +10,6 @@ import { dnsmasqConfCommand } from './dnsmasqconf.js';
 import { instancesCommand } from './instances.js';
 import { reloadCommand } from './reload.js';
 import { statusCommand } from './status.js';
-import { storeCommand } from './storeCopy.js';
 import { syncCommand } from './sync.js';
 import { startServer, type Running } from '../server.js';
 import { sdNotify } from '../systemd/notify.js';
@@ -24,7 +23,8 @@ const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   instances: instancesCommand,
   reload: reloadCommand,
   status: statusCommand,
-  store: storeCommand,
+  // Loaded when run: the PostgreSQL client is no part of the server's start-up.
+  store: async (args) => (await import('./storeCopy.js')).storeCommand(args),
   sync: syncCommand,
   sysinfo: (args) => Promise.resolve(sysinfoCommand(args)),
 };

@@ -7,7 +7,6 @@ import path from 'node:path';
 import { MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import { convertJsonDb } from './jsonDb.js';
-import { PgStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
 
@@ -88,5 +87,7 @@ export interface StoreSettings {
 /** PostgreSQL when a URL is set (rejects when it cannot be reached now), the SQLite file otherwise. */
 export async function openConfiguredStore(s: StoreSettings): Promise<Store> {
   if (s.url === null) return openStore(s.dbFile);
+  // Loaded only when used: a single host never pays for the PostgreSQL client at start-up.
+  const { PgStore } = await import('./postgres.js');
   return PgStore.open({ url: s.url, password: s.password, host: s.hostName });
 }
