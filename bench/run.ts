@@ -6,12 +6,14 @@
 //          --profile (the server writes a CPU profile per run into the run directory; keeps it)
 //          --keep (keep each run's directory)   --json FILE (write every per-run figure)
 //          --instances N (default 10000)   --node-args "ARGS" (extra node options for the server)
+//          --cluster [...] (three hosts on one PostgreSQL instead: see bench/cluster.ts)
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FixedJob, Job } from './loadgen.js';
 import { freePort, LoadGen, memory, ROOT, serve, type Measured, type Served } from './procs.js';
+import { clusterBench } from './cluster.js';
 import { writeBenchDir } from './setup.js';
 import { fmt, median, pct, table } from './stats.js';
 
@@ -292,6 +294,10 @@ function report(o: Options, runs: Figures[]): string {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--cluster')) {
+    await clusterBench(process.argv.slice(2));
+    return;
+  }
   const o = parseArgs(process.argv.slice(2));
   if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('build first: npx tsc -p tsconfig.json');
   process.stderr.write(`mdserver benchmark: ${o.runs} run(s) of ${o.instances} instances (load average ${os.loadavg()[0]?.toFixed(2)})\n`);

@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'TEMPLATE_FAILED'
   | 'TEMPLATE_UNSUPPORTED'
   | 'DB_FORMAT'
+  | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
 
 export class MdsError extends Error {

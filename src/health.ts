@@ -1,5 +1,6 @@
-// What is degraded right now: dnsmasq files, dnsmasq itself, the logfile. Metadata keeps being
-// served and uploads keep being recorded whatever this says; it tells the admin what to fix.
+// What is degraded right now: the shared store, dnsmasq files, dnsmasq itself, the logfile. Metadata keeps being
+// served whatever this says (and uploads recorded, unless the shared store is unreachable); it
+// tells the admin what to fix.
 
 import type { DnsmasqFiles } from './dnsmasq/files.js';
 import type { ListenerSet, ListenerState } from './net/listeners.js';
@@ -24,7 +25,7 @@ export interface Health {
 
 /** What health reads: the instance count and the dnsmasq files' state. */
 export interface HealthSources {
-  registry: { count(): number };
+  registry: { count(): number; storeProblem(): string | null };
   dnsmasq: Pick<DnsmasqFiles, 'getStatus' | 'running'>;
   listeners?: Pick<ListenerSet, 'states' | 'problems'>;
   config?: () => { readonly mdserver: { readonly ipv6: boolean; readonly listenAddress6: string };
@@ -34,6 +35,8 @@ export interface HealthSources {
 export function health(ctx: HealthSources): Health {
   const instances = ctx.registry.count();
   const problems: string[] = [];
+  const store = ctx.registry.storeProblem();
+  if (store) problems.push(store);
   const files = ctx.dnsmasq.getStatus();
   if (!files.ok) problems.push(`dnsmasq files cannot be written: ${files.lastError ?? 'unknown error'}`);
   const proc = ctx.dnsmasq.running();

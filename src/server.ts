@@ -27,7 +27,7 @@ import { RateLimiter } from './net/ratelimit.js';
 import { loadForReload, type ReloadReport } from './reload.js';
 import type { Services } from './services.js';
 import { reportingFaults } from './store/faults.js';
-import { openStore } from './store/open.js';
+import { openConfiguredStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { UserdataRenderer } from './userdata/renderer.js';
 import { VERSION } from './version.js';
@@ -94,6 +94,8 @@ function buildServices(config: () => Config, rawStore: Store): Services {
   registry = new Registry(config, store, dnsmasq);
   const provisioning = new ProvisioningTracker(store);
   provisioning.onOutcome = metrics.provisioned;
+  // Another host's uploads and deletions change this host's dnsmasq files too.
+  store.onExternalChange?.(() => dnsmasq.scheduleWrite());
   return {
     config,
     metrics,
@@ -142,7 +144,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
   logging(first);
   for (const w of warnings) log.warn(w);
   log.info('starting mdserver', { version: VERSION, config: cfg.files.join(', ') });
-  const store = openStore(cfg.mdserver.dbFile);
+  const store = await openConfiguredStore({ dbFile: cfg.mdserver.dbFile, ...cfg.store });
   try {
     const services = buildServices(config, store);
     /** Puts `next` in force: the one path taken at start and at every reload. */
@@ -192,7 +194,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     const close = closer(admin, cloudstack, services, store, refusals);
     return { configFile, config, store, services, server, address: bound, cloudstack, adminSocket, reload: reloader.reload, close };
   } catch (e) {
-    store.close();
+    await Promise.resolve(store.close()).catch(() => undefined);
     throw e;
   }
 }
@@ -254,9 +256,10 @@ function closer(admin: AdminServer | null, cloudstack: RetryingListeners | null,
         void services.registry.close();
         void services.provisioning.close();
         refusals.close();
-        store.close();
-        log.info('stopped');
-        resolve();
+        void Promise.resolve(store.close()).catch(() => undefined).then(() => {
+          log.info('stopped');
+          resolve();
+        });
       });
       each((s) => s.closeIdleConnections())();
     });

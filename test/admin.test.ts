@@ -13,13 +13,13 @@ import { cli } from './process.js';
 const conf = (dir: string): string[] => ['--config', path.join(dir, 'mdserver.conf')];
 const dhcpHosts = (dir: string): string => fs.readFileSync(path.join(dir, 'dnsmasq', 'dhcp', 'mds.dhcp-hosts'), 'utf8');
 
-test('instances list prints a table of the registered VMs, and JSON with --json', async () => {
-  await withVms({}, [VM1, VM2], async (t, ip1, ip2) => {
+test('instances list prints a table of the registered VMs and the host of each, and JSON with --json', async () => {
+  await withVms({ store: { host_name: 'kvm-1' } }, [VM1, VM2], async (t, ip1, ip2) => {
     const table = await cli(['instances', 'list', ...conf(t.dir)]);
     assert.equal(table.status, 0, table.stderr);
     const lines = table.stdout.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^NAME\s+IPV4\s+MAC\s+UUID\s+LAST UPDATE\s+NWFILTER\s+STATUS$/);
-    assert.match(table.stdout, new RegExp(`^test1\\s+${ip1.replace(/\./g, '\\.')}\\s+${VM1.mac}\\s+${VM1.uuid}\\s`, 'm'));
+    assert.match(lines[0] ?? '', /^NAME\s+IPV4\s+MAC\s+UUID\s+HOST\s+LAST UPDATE\s+NWFILTER\s+STATUS$/);
+    assert.match(table.stdout, new RegExp(`^test1\\s+${ip1.replace(/\./g, '\\.')}\\s+${VM1.mac}\\s+${VM1.uuid}\\s+kvm-1\\s`, 'm'));
     assert.match(table.stdout, new RegExp(`^test2\\s+${ip2.replace(/\./g, '\\.')}\\s+${VM2.mac}\\s+${VM2.uuid}\\s`, 'm'));
     assert.equal(lines.at(-1), '2 instance(s)');
 

@@ -235,6 +235,8 @@ describe('what a reload cannot apply', () => {
     'dnsmasq.gateway6': 'fd00:ec2::2', 'dnsmasq.service_names': 'mds',
     'nocloud.enabled': 'no', 'nocloud.network': 'dhcp', 'nocloud.vendor_data_file': path.join(ROOT, 'package.json'),
     'cloudstack.enabled': 'yes', 'cloudstack.password_ttl': '600', 'cloudstack.password_port': '8081',
+    'store.url': 'postgresql://mdserver@db.example/mdserver', 'store.password_file': path.join(ROOT, 'test', 'fixtures', 'upload-token'),
+    'store.host_name': 'host-b', 'store.dhcp_scope': 'local',
   };
 
   test("exactly the settings in dnsmasq's main file are flagged for a dnsmasq restart; every flagged change is named", () => {

@@ -7,7 +7,7 @@ import { uniqueHostNames } from '../src/instances/hostNames.js';
 import type { HostRecord } from '../src/store/store.js';
 
 function rec(name: string, hostName: string, uuid: string, firstSeen: number, ipv4: string): HostRecord {
-  return { name, hostName, uuid, firstSeen, ipv4, ipv6: null, mac: `52:54:00:00:00:${ipv4.slice(-2).padStart(2, '0')}` };
+  return { name, hostName, uuid, firstSeen, ipv4, ipv6: null, host: '', mac: `52:54:00:00:00:${ipv4.slice(-2).padStart(2, '0')}` };
 }
 
 test('without collisions the entries are the records, in their order', () => {

@@ -162,7 +162,7 @@ function leaf(d: Dir, ...p: string[]): string | undefined {
 describe('metadata with IPv6', () => {
   const inst: Instance = {
     name: 'web1', hostName: 'web1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41', ipv4: '10.122.3.7',
-    ipv6: null, location: 'here', metadata: {}, arch: null, nwfilter: null, firstSeen: 0, lastUpdate: 0,
+    ipv6: null, location: 'here', metadata: {}, arch: null, nwfilter: null, host: 'kvm-1', firstSeen: 0, lastUpdate: 0,
   };
 
   test('EC2 lists ipv6s and the IPv6 blocks, as on an IPv6 instance; IPv4 answers stay', () => {

@@ -11,6 +11,11 @@ export interface Storage {
   readonly store: Store;
   /** Another store on the same storage, as after a restart (the caller closes it). */
   reopen(): Promise<Store>;
+  /**
+   * Waits until `other` (from reopen) has every change made through `store` so far: a networked
+   * backend's other handle follows a moment later, as another host does. Absent: at once.
+   */
+  caughtUp?(other: Store): Promise<void>;
   /** Closes what it opened and removes the storage. */
   dispose(): Promise<void>;
 }
@@ -19,7 +24,7 @@ export type Backend = () => Promise<Storage>;
 
 const WEB: Registration = {
   name: 'web 1', uuid: 'becb25c7-b581-4ecd-b60e-a9942ad18879', mac: '52:54:00:3a:cf:41',
-  metadata: { 'instance-type': 'm1.small', role: 'web' }, arch: 'x86_64', location: 'rack1',
+  metadata: { 'instance-type': 'm1.small', role: 'web' }, arch: 'x86_64', location: 'rack1', host: 'host-a',
 };
 const DB: Registration = {
   name: 'db', uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', mac: '52:54:00:11:22:33',
@@ -69,7 +74,7 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal(r.changed, true);
       const expected = {
         name: 'web 1', hostName: 'web-1', uuid: WEB.uuid, mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null,
-        location: 'rack1', metadata: WEB.metadata, arch: 'x86_64', nwfilter: null,
+        location: 'rack1', metadata: WEB.metadata, arch: 'x86_64', nwfilter: null, host: 'host-a',
       };
       assert.deepEqual({ ...r.instance, firstSeen: 0, lastUpdate: 0 }, { ...expected, firstSeen: 0, lastUpdate: 0 });
       assert.ok(Math.abs(r.instance.firstSeen - Date.now()) < 60_000, 'first seen now, in milliseconds');
@@ -111,8 +116,18 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal((await register({ ...WEB, nwfilter: null })).changed, false);
       const reopened = await s.reopen();
       await register({ ...WEB, nwfilter: 'clean-traffic' });
+      await s.caughtUp?.(reopened);
       assert.equal(reopened.byName('web 1')?.nwfilter, 'clean-traffic', 'stored, not only held in memory');
       reopened.close();
+    });
+
+    test('a record names the host that last registered it: the same domain registered on another host keeps its address and moves', async () => {
+      const first = await register(WEB);
+      const moved = await register({ ...WEB, host: 'host-b' }, () => assert.fail('no address is allocated for a known domain'));
+      assert.deepEqual([moved.created, moved.changed, moved.instance.host, moved.instance.ipv4, moved.instance.firstSeen],
+        [false, true, 'host-b', first.instance.ipv4, first.instance.firstSeen]);
+      assert.equal(store.byUuid(WEB.uuid)?.host, 'host-b');
+      assert.equal((await register({ ...DB })).instance.host, '', 'a registration that names no host');
     });
 
     test('a known uuid under a new name is renamed, keeping its address', async () => {
@@ -256,9 +271,9 @@ export function storeContract(name: string, backend: Backend): void {
       await store.registerAll([WEB, DB, CACHE], POOL);
       assert.deepEqual(store.all().map((i) => [i.name, i.ipv4]), [['cache', '10.0.0.12'], ['db', '10.0.0.11'], ['web 1', '10.0.0.10']]);
       assert.deepEqual(store.hostEntries().map((h) => ({ ...h, firstSeen: h.firstSeen === store.byName(h.name)?.firstSeen })), [
-        { hostName: 'cache', mac: CACHE.mac, ipv4: '10.0.0.12', ipv6: null, name: 'cache', uuid: CACHE.uuid, firstSeen: true },
-        { hostName: 'db', mac: DB.mac, ipv4: '10.0.0.11', ipv6: null, name: 'db', uuid: DB.uuid, firstSeen: true },
-        { hostName: 'web-1', mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null, name: 'web 1', uuid: WEB.uuid, firstSeen: true },
+        { hostName: 'cache', mac: CACHE.mac, ipv4: '10.0.0.12', ipv6: null, name: 'cache', uuid: CACHE.uuid, firstSeen: true, host: '' },
+        { hostName: 'db', mac: DB.mac, ipv4: '10.0.0.11', ipv6: null, name: 'db', uuid: DB.uuid, firstSeen: true, host: '' },
+        { hostName: 'web-1', mac: WEB.mac, ipv4: '10.0.0.10', ipv6: null, name: 'web 1', uuid: WEB.uuid, firstSeen: true, host: 'host-a' },
       ]);
       assert.equal(store.count(), 3);
       assert.equal(store.byIPv4('10.0.0.11')?.name, 'db');

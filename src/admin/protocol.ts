@@ -28,6 +28,8 @@ export interface InstanceJson {
   ipv4: string | null;
   ipv6: string | null;
   location: string;
+  /** The host that last registered it ([store] host_name). */
+  host: string;
   arch: string | null;
   /** The `<filterref filter>` of its metadata interface, or null. */
   nwfilter: string | null;
@@ -99,6 +101,7 @@ export function instanceJson(i: Instance, filters: FilterSettings, status?: Prov
     ipv4: i.ipv4,
     ipv6: i.ipv6,
     location: i.location,
+    host: i.host,
     arch: i.arch,
     nwfilter: i.nwfilter,
     filtered: filterProblem(i, filters) === null,

@@ -90,8 +90,8 @@ function printList(list: InstanceJson[], json: boolean): void {
   // The IPv6 column only when the server serves IPv6 (some instance has an address).
   const v6 = list.some((i) => i.ipv6 !== null);
   out(formatTable(
-    ['NAME', 'IPV4', ...(v6 ? ['IPV6'] : []), 'MAC', 'UUID', 'LAST UPDATE', 'NWFILTER', 'STATUS'],
-    list.map((i) => [i.name, i.ipv4 ?? '-', ...(v6 ? [i.ipv6 ?? '-'] : []), i.mac, i.uuid, i.lastUpdate, filterColumn(i), printable(i.provisioning?.text ?? '-')]),
+    ['NAME', 'IPV4', ...(v6 ? ['IPV6'] : []), 'MAC', 'UUID', 'HOST', 'LAST UPDATE', 'NWFILTER', 'STATUS'],
+    list.map((i) => [i.name, i.ipv4 ?? '-', ...(v6 ? [i.ipv6 ?? '-'] : []), i.mac, i.uuid, i.host || '-', i.lastUpdate, filterColumn(i), printable(i.provisioning?.text ?? '-')]),
   ) + `${list.length} instance(s)`);
 }
 

@@ -23,6 +23,8 @@ const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   instances: instancesCommand,
   reload: reloadCommand,
   status: statusCommand,
+  // Loaded when run: the PostgreSQL client is no part of the server's start-up.
+  store: async (args) => (await import('./storeCopy.js')).storeCommand(args),
   sync: syncCommand,
   sysinfo: (args) => Promise.resolve(sysinfoCommand(args)),
 };
@@ -38,6 +40,9 @@ const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver reload                   re-read the configuration (as SIGHUP does)
        mdserver status [--json]          health of the running server and its dnsmasq files
        mdserver sync [--connect URI]     register every domain libvirt knows
+       mdserver store copy [--from DB_FILE] --to URL
+                                         copy this host's records into a shared
+                                         PostgreSQL store ([store] url)
        mdserver dnsmasq-conf [--output FILE]
                                          dnsmasq's configuration (run as root by
                                          mdserver-dnsmasq.service)

@@ -9,6 +9,7 @@ import { isPrefixName } from '../names.js';
 import { NWFILTER_NAME } from '../ids.js';
 import { VERSION } from '../version.js';
 import { fileText, jsonFile, tokenFile } from './fileParsers.js';
+import { STORE_SETTINGS } from './storeSettings.js';
 import { INSTANCE_VALUE_RULES, regionOf, type InstanceValueName } from './instanceValues.js';
 import {
   adminSocket, bool, choice, filePath, int, ip, ipv4, ipv6, level, list, matching, nameOrNo, optional, optionalIp,
@@ -190,6 +191,7 @@ export const SETTINGS = {
     listenLinklocal: { key: 'listen_linklocal', default: 'yes', parse: bool, restart: 'mdserver',
       doc: 'with ipv6 = yes, also listen on fe80::a9fe:a9fe on [dnsmasq] interface (OpenStack\'s address)' },
   } },
+  store: { section: 'store', keys: STORE_SETTINGS },
   loglevels: { section: 'loglevels', keys: {
     base: { key: 'base', default: 'info', parse: level, doc: 'the level below which nothing is logged' },
     stream: { key: 'stream', default: 'info', parse: level, doc: 'the level of the stdout log' },

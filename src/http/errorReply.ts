@@ -27,6 +27,8 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   TEMPLATE_FAILED: 500,
   TEMPLATE_UNSUPPORTED: 500,
   DB_FORMAT: 500,
+  // The shared store is unreachable: nothing was stored, and the hook's retry will be answered.
+  STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 

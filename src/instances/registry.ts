@@ -54,7 +54,7 @@ export class Registry {
           `${cfg.mdserver.userdataPrefixDir}/ of the userdata directory (letters, digits, ".", "_" and "-", not starting with ".")`,
       );
     }
-    const r = await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location });
+    const r = await this.commits.submit({ name, uuid, mac, metadata, arch, nwfilter, location: cfg.service.location, host: cfg.store.hostName });
     return { ...r, instance: this.addressed(r.instance) };
   }
 
@@ -109,14 +109,24 @@ export class Registry {
     return i && this.addressed(i);
   }
 
+  /** Why the shared store cannot take uploads now, or null when it can. */
+  storeProblem(): string | null {
+    const r = this.store.reachability?.();
+    if (!r || r.ok) return null;
+    return `the instance store is unreachable since ${new Date(r.since).toISOString()} (${r.error ?? 'unknown error'}): metadata is served from memory, uploads are refused`;
+  }
+
   count(): number {
     return this.store.count();
   }
 
   /** The dnsmasq files' entries: each host name once, whatever the database holds. */
   hostEntries(): HostEntry[] {
-    const plan6 = this.config().dnsmasq.plan6;
-    const { entries, collisions } = uniqueHostNames(this.store.hostEntries().map((h) => withIPv6(h, plan6)));
+    const cfg = this.config();
+    const all = this.store.hostEntries();
+    // A host that does not share the VM network with the others lists only the VMs it runs.
+    const mine = cfg.store.dhcpScope === 'local' ? all.filter((h) => h.host === cfg.store.hostName) : all;
+    const { entries, collisions } = uniqueHostNames(mine.map((h) => withIPv6(h, cfg.dnsmasq.plan6)));
     this.report(collisions);
     return entries;
   }

@@ -1,5 +1,6 @@
-// Opens the instance store named by `[mdserver] db_file`, importing an md_server JSON database
-// into SQLite beside it the first time one is found. The JSON file is never modified.
+// Opens the instance store: PostgreSQL when `[store] url` names one, otherwise the SQLite file
+// named by `[mdserver] db_file`, importing an md_server JSON database into SQLite beside it the
+// first time one is found. The JSON file is never modified.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -73,4 +74,20 @@ export function openStore(dbFile: string): Store {
     });
   }
   return new SqliteStore(paths.sqlite);
+}
+
+/** What chooses and opens the store: the `[mdserver] db_file` and `[store]` settings. */
+export interface StoreSettings {
+  readonly dbFile: string;
+  readonly url: string | null;
+  readonly password: string | null;
+  readonly hostName: string;
+}
+
+/** PostgreSQL when a URL is set (rejects when it cannot be reached now), the SQLite file otherwise. */
+export async function openConfiguredStore(s: StoreSettings): Promise<Store> {
+  if (s.url === null) return openStore(s.dbFile);
+  // Loaded only when used: a single host never pays for the PostgreSQL client at start-up.
+  const { PgStore } = await import('./postgres.js');
+  return PgStore.open({ url: s.url, password: s.password, host: s.hostName });
 }

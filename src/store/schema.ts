@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** What makes two host names the same name in DNS: case does not count. */
 export function hostKey(name: string, uuid: string): string {
@@ -79,6 +79,8 @@ const MIGRATIONS: Record<number, Migration> = {
         password TEXT NOT NULL,
         expires INTEGER NOT NULL
       );`,
+  // The host that last registered each record ([store] host_name): empty for those made before.
+  6: `ALTER TABLE instances ADD COLUMN host TEXT NOT NULL DEFAULT '';`,
 };
 
 /** Brings the database in `file` up to SCHEMA_VERSION, one transaction per version. */

@@ -4,6 +4,7 @@
 import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
+import { hostNameTaken, macTaken, nameTaken, renameTaken, uuidTaken } from './conflicts.js';
 import { hostKey, migrate } from './schema.js';
 import { SqliteBoots } from './sqliteBoots.js';
 import { SqlitePasswords } from './sqlitePasswords.js';
@@ -19,11 +20,12 @@ interface Row {
   metadata: string;
   arch: string | null;
   nwfilter: string | null;
+  host: string;
   first_seen: number;
   last_update: number;
 }
 
-type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen'>;
+type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen' | 'host'>;
 
 function toInstance(r: Row): Instance {
   let metadata: Record<string, string> = {};
@@ -43,22 +45,10 @@ function toInstance(r: Row): Instance {
     metadata,
     arch: r.arch,
     nwfilter: r.nwfilter,
+    host: r.host,
     firstSeen: r.first_seen,
     lastUpdate: r.last_update,
   };
-}
-
-/**
- * A domain that is not the registered one by its uuid, under that one's name: a new VM reusing
- * the name must not inherit the old one's address and instance id, so the host decides.
- */
-function nameTaken(reg: Registration, holder: Row): MdsError {
-  return new MdsError(
-    'CONFLICT',
-    `name ${reg.name} of domain ${reg.uuid} already belongs to the instance of domain ${holder.uuid} (address ${holder.ipv4 ?? 'none'}), ` +
-      `which is left as it is: if this is that VM defined again, move its record to the new uuid (mdserver instances rekey ${reg.name} --uuid ${reg.uuid}); ` +
-      `otherwise delete the old record first (mdserver instances delete ${reg.name})`,
-  );
 }
 
 function asError(e: unknown): Error {
@@ -82,17 +72,17 @@ function prepare(db: Database.Database) {
     byMac: db.prepare<[string], Row>('SELECT * FROM instances WHERE mac = ?'),
     ipv4Used: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM instances WHERE ipv4 = ?'),
     all: db.prepare<[], Row>('SELECT * FROM instances ORDER BY name'),
-    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen FROM instances ORDER BY name'),
+    hosts: db.prepare<[], HostRow>('SELECT name, uuid, mac, ipv4, ipv6, first_seen, host FROM instances ORDER BY name'),
     byHostKey: db.prepare<[string, string], Pick<Row, 'name' | 'uuid'>>('SELECT name, uuid FROM instances WHERE host_key = ? AND uuid != ? LIMIT 1'),
     count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM instances'),
     insert: db.prepare(
-      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, first_seen, last_update, host_key)
-       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @firstSeen, @lastUpdate, @hostKey)`,
+      `INSERT INTO instances (name, uuid, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, host_key)
+       VALUES (@name, @uuid, @mac, @ipv4, @ipv6, @location, @metadata, @arch, @nwfilter, @host, @firstSeen, @lastUpdate, @hostKey)`,
     ),
     rekey: db.prepare<[string, string, number, string]>('UPDATE instances SET uuid = ?, host_key = ?, last_update = ? WHERE uuid = ?'),
     update: db.prepare(
       `UPDATE instances SET name = @name, uuid = @uuid, mac = @mac, ipv4 = @ipv4, location = @location,
-       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
+       metadata = @metadata, arch = @arch, nwfilter = @nwfilter, host = @host, last_update = @lastUpdate, host_key = @hostKey WHERE uuid = @oldUuid`,
     ),
     deleteByName: db.prepare<[string]>('DELETE FROM instances WHERE name = ?'),
     getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
@@ -165,7 +155,7 @@ export class SqliteStore implements Store {
    */
   hostEntries(): HostRecord[] {
     return this.q.hosts.all().map((r) => ({
-      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen,
+      hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen, host: r.host,
     }));
   }
 
@@ -210,11 +200,11 @@ export class SqliteStore implements Store {
       if (sameName) throw nameTaken(reg, sameName);
       const macOwner = this.q.byMac.get(reg.mac);
       if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
-        throw new MdsError('CONFLICT', `MAC ${reg.mac} of domain ${reg.name} (${reg.uuid}) already belongs to domain ${macOwner.name} (${macOwner.uuid})`);
+        throw macTaken(reg, macOwner);
       }
       const nameOwner = existing && existing.name !== reg.name ? this.q.byName.get(reg.name) : undefined;
       if (nameOwner) {
-        throw new MdsError('CONFLICT', `name ${reg.name} of domain ${reg.uuid} already belongs to domain ${nameOwner.uuid}`);
+        throw renameTaken(reg, nameOwner);
       }
       this.checkHostName(reg, existing);
       const ipv4 = existing?.ipv4 ?? allocate((ip) => this.q.ipv4Used.get(ip) !== undefined);
@@ -235,26 +225,22 @@ export class SqliteStore implements Store {
     if (existing && hostKey(existing.name, existing.uuid) === key) return;
     const holder = this.q.byHostKey.get(key, existing?.uuid ?? reg.uuid);
     if (!holder) return;
-    const hostName = safeHostName(reg.name, reg.uuid);
-    throw new MdsError(
-      'CONFLICT',
-      `host name ${hostName} of domain ${reg.name} (${reg.uuid}) is already the host name of domain ${holder.name} (${holder.uuid}): ` +
-        'DNS names ignore case, and characters other than letters, digits and "-" become "-"',
-    );
+    throw hostNameTaken(reg, { ...holder, ipv4: null });
   }
 
   private update(existing: Row, reg: Registration, ipv4: string): RegisterResult {
     const now = Date.now();
     const metadata = JSON.stringify(reg.metadata);
     const nwfilter = reg.nwfilter ?? null;
+    const host = reg.host ?? '';
     const changed = existing.name !== reg.name || existing.uuid !== reg.uuid || existing.mac !== reg.mac ||
       existing.ipv4 !== ipv4 || existing.metadata !== metadata || existing.arch !== reg.arch || existing.location !== reg.location ||
-      existing.nwfilter !== nwfilter;
+      existing.nwfilter !== nwfilter || existing.host !== host;
     const row: Row = {
-      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, last_update: now,
+      ...existing, name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, location: reg.location, metadata, arch: reg.arch, nwfilter, host, last_update: now,
     };
     this.q.update.run({
-      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter,
+      name: row.name, uuid: row.uuid, mac: row.mac, ipv4: row.ipv4, location: row.location, metadata, arch: row.arch, nwfilter, host,
       lastUpdate: now, oldUuid: existing.uuid, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: false, changed };
@@ -264,11 +250,11 @@ export class SqliteStore implements Store {
     const now = Date.now();
     const row: Row = {
       name: reg.name, uuid: reg.uuid, mac: reg.mac, ipv4, ipv6: null, location: reg.location,
-      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, first_seen: now, last_update: now,
+      metadata: JSON.stringify(reg.metadata), arch: reg.arch, nwfilter: reg.nwfilter ?? null, host: reg.host ?? '', first_seen: now, last_update: now,
     };
     this.q.insert.run({
       name: row.name, uuid: row.uuid, mac: row.mac, ipv4, ipv6: null, location: row.location, metadata: row.metadata,
-      arch: row.arch, nwfilter: row.nwfilter, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
+      arch: row.arch, nwfilter: row.nwfilter, host: row.host, firstSeen: now, lastUpdate: now, hostKey: hostKey(row.name, row.uuid),
     });
     return { instance: toInstance(row), created: true, changed: true };
   }
@@ -279,7 +265,7 @@ export class SqliteStore implements Store {
    */
   insertMany(rows: readonly NewInstance[]): void {
     this.db.transaction(() => {
-      for (const r of rows) this.q.insert.run({ ...r, metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
+      for (const r of rows) this.q.insert.run({ ...r, host: r.host ?? '', metadata: JSON.stringify(r.metadata), hostKey: hostKey(r.name, r.uuid) });
     })();
     this.changes++;
   }
@@ -291,7 +277,7 @@ export class SqliteStore implements Store {
         if (!row) return undefined;
         if (row.uuid === uuid) return { instance: toInstance(row), previousUuid: uuid };
         const other = this.q.byUuid.get(uuid);
-        if (other) throw new MdsError('CONFLICT', `uuid ${uuid} already belongs to the instance ${other.name}`);
+        if (other) throw uuidTaken(uuid, other);
         // Only a name that maps to nothing takes its host name from the uuid; it must stay unique.
         this.checkHostName({ name, uuid }, row);
         const now = Date.now();

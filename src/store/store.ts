@@ -23,13 +23,15 @@ export interface Instance {
   readonly arch: string | null;
   /** The `<filterref filter>` of its interface on the metadata network, or null for none. */
   readonly nwfilter: string | null;
+  /** The host (`[store] host_name`) that last registered it; empty for records from before. */
+  readonly host: string;
   /** Milliseconds since the epoch. */
   readonly firstSeen: number;
   readonly lastUpdate: number;
 }
 
 /** A record as it is copied in from elsewhere (md_server's database): all but the derived name. */
-export type NewInstance = Omit<Instance, 'hostName'>;
+export type NewInstance = Omit<Instance, 'hostName' | 'host'> & { readonly host?: string };
 
 /** What registering a domain states about it; the store keeps its address and first sighting. */
 export interface Registration {
@@ -43,6 +45,8 @@ export interface Registration {
   readonly nwfilter?: string | null;
   /** The `[service] location` of the host that registered it. */
   readonly location: string;
+  /** The `[store] host_name` of that host; absent: empty. */
+  readonly host?: string;
 }
 
 export interface RegisterResult {
@@ -74,6 +78,8 @@ export interface HostRecord extends HostEntry {
   readonly name: string;
   readonly uuid: string;
   readonly firstSeen: number;
+  /** The host that last registered it (for `[store] dhcp_scope = local`). */
+  readonly host: string;
 }
 
 /**
@@ -108,6 +114,15 @@ export interface BootRecord {
   readonly firstRequest: number | null;
   /** Oldest first; at most the `keep` of the last append. */
   readonly events: readonly BootEvent[];
+}
+
+/** Whether a networked store's database answers now; a store in a local file always does. */
+export interface Reachability {
+  readonly ok: boolean;
+  /** Milliseconds since the epoch of the last change of `ok`. */
+  readonly since: number;
+  /** Why it does not answer, while it does not. */
+  readonly error: string | null;
 }
 
 export interface Store {
@@ -183,5 +198,13 @@ export interface Store {
   /** Deletes every password expired by `now`; resolves how many went. */
   purgePasswords(now: number): Promise<number>;
 
-  close(): void;
+  /** Absent for a local file, which is always reachable. */
+  reachability?(): Reachability;
+  /**
+   * Calls `listener` after changes made elsewhere (by another host) were applied here, so that
+   * what is derived from the records (the dnsmasq files) follows. Absent: only this process writes.
+   */
+  onExternalChange?(listener: () => void): void;
+
+  close(): void | Promise<void>;
 }

@@ -1,0 +1,103 @@
+// A real PostgreSQL for the tests: Debian's server binaries, a cluster made by initdb in a
+// temporary directory, run as the `postgres` user and reached only over its unix socket (no TCP
+// port: nothing to collide with, and the socket works from inside a network namespace). Stopped
+// and removed when the test process exits, however it exits.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+
+const BIN_DIRS = ['/usr/lib/postgresql/15/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/17/bin'];
+
+function binary(name: string): string {
+  for (const dir of BIN_DIRS) {
+    const p = path.join(dir, name);
+    if (fs.existsSync(p)) return p;
+  }
+  return name;
+}
+
+function postgresUser(): { uid: number; gid: number } {
+  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+  return { uid, gid };
+}
+
+const running = new Set<PgServer>();
+process.on('exit', () => {
+  for (const s of running) s.destroySync();
+});
+
+export class PgServer {
+  private dbCount = 0;
+
+  private constructor(
+    /** The directory of the cluster and of its socket. */
+    readonly dir: string,
+    private readonly user: { uid: number; gid: number },
+  ) {}
+
+  static async start(): Promise<PgServer> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdserver-pg-'));
+    const user = postgresUser();
+    fs.chownSync(dir, user.uid, user.gid);
+    fs.chmodSync(dir, 0o755);
+    const s = new PgServer(dir, user);
+    running.add(s);
+    s.run(binary('initdb'), ['-D', s.data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+    s.startSync();
+    return s;
+  }
+
+  private get data(): string {
+    return path.join(this.dir, 'data');
+  }
+
+  private run(cmd: string, args: string[]): void {
+    const r = spawnSync(cmd, args, { uid: this.user.uid, gid: this.user.gid, encoding: 'utf8', cwd: this.dir });
+    if (r.status !== 0) throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+  }
+
+  /** Starts the server (again) and waits until it accepts connections. */
+  startSync(): void {
+    // No TCP at all; fsync off, since a test database is thrown away anyway.
+    const opts = `-k ${this.dir} -c listen_addresses= -F -c max_connections=200`;
+    this.run(binary('pg_ctl'), ['-D', this.data, '-l', path.join(this.dir, 'log'), '-o', opts, '-w', 'start']);
+  }
+
+  /** Stops the server at once, as a crash or an operator's `stop -m immediate` would. */
+  stopSync(): void {
+    this.run(binary('pg_ctl'), ['-D', this.data, '-m', 'immediate', '-w', 'stop']);
+  }
+
+  /** A connection URL for `database`, in the unix-socket form mdserver's `[store] url` takes. */
+  url(database = 'postgres'): string {
+    return `postgresql://postgres@/${database}?host=${encodeURIComponent(this.dir)}`;
+  }
+
+  /** A new empty database, for one test. */
+  async createDatabase(): Promise<string> {
+    const name = `t${process.pid}_${++this.dbCount}`;
+    await this.sql(`CREATE DATABASE ${name}`);
+    return name;
+  }
+
+  /** Runs one statement as the superuser, on `database`. */
+  async sql<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params: unknown[] = [], database = 'postgres'): Promise<R[]> {
+    const c = new pg.Client({ host: this.dir, user: 'postgres', database });
+    await c.connect();
+    try {
+      return (await c.query<R>(text, params)).rows;
+    } finally {
+      await c.end();
+    }
+  }
+
+  destroySync(): void {
+    if (!running.delete(this)) return;
+    spawnSync(binary('pg_ctl'), ['-D', this.data, '-m', 'immediate', '-w', 'stop'], { uid: this.user.uid, gid: this.user.gid, cwd: this.dir });
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
