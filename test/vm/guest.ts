@@ -16,13 +16,14 @@ function clockTicks(): number {
   return ticks;
 }
 
-export type Style = 'ec2' | 'openstack' | 'nocloud';
+export type Style = 'ec2' | 'openstack' | 'nocloud' | 'cloudstack';
 
 /** What cloud-init's result.json names as the datasource of each style. */
 export const DATASOURCE: Record<Style, RegExp> = {
   ec2: /^DataSourceEc2(Local)?\b/,
   openstack: /^DataSourceOpenStack(Local)?\b/,
   nocloud: /^DataSourceNoCloud(Net)?\b/,
+  cloudstack: /^DataSourceCloudStack\b/,
 };
 
 /**

@@ -276,8 +276,8 @@ export class VmHost {
   }
 
   /** `mdserver ARGS --config <this host's config>`, talking to the server over its admin socket. */
-  mdserver(args: string[], timeoutMs?: number): Promise<Ran> {
-    return run(process.execPath, [MDSERVER, ...args, '--config', this.configFile], { timeoutMs });
+  mdserver(args: string[], timeoutMs?: number, input?: string): Promise<Ran> {
+    return run(process.execPath, [MDSERVER, ...args, '--config', this.configFile], { timeoutMs, input });
   }
 
   /** `mdserver ARGS` for the commands that read no configuration (sysinfo). */
@@ -290,6 +290,23 @@ export class VmHost {
     fs.writeFileSync(path.join(this.dir, 'mdserver.local.conf'), iniText(sections));
     const r = await this.mdserver(['reload']);
     if (r.status !== 0) throw new Error(`mdserver reload failed: ${r.stderr}${r.stdout}`);
+  }
+
+  /**
+   * Writes the included configuration file and restarts mdserver on it, for settings a reload
+   * cannot apply (`[cloudstack] enabled` adds listeners). The database and the log carry over.
+   */
+  async restartWith(sections: Sections): Promise<void> {
+    fs.writeFileSync(path.join(this.dir, 'mdserver.local.conf'), iniText(sections));
+    const at = this.procs.findIndex((p) => p.name === 'mdserver');
+    const old = this.procs[at]?.child;
+    if (old?.pid && old.exitCode === null && old.signalCode === null) {
+      const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
+      process.kill(-old.pid, 'SIGTERM');
+      await gone;
+    }
+    if (at >= 0) this.procs.splice(at, 1);
+    await this.startMdserver();
   }
 
   /** Runs a command in the guest over SSH as its default user, with the key mdserver served. */

@@ -17,7 +17,7 @@ import { MDS, VmHost, vmHostUnavailable } from './host.js';
 import { ensureImage, selectedSuites, type Image, type Suite } from './image.js';
 import { poll } from './wait.js';
 
-const ALL_STYLES: Style[] = ['ec2', 'openstack', 'nocloud'];
+const ALL_STYLES: Style[] = ['ec2', 'openstack', 'nocloud', 'cloudstack'];
 /** MDSERVER_VM_STYLES=nocloud,ec2 boots only those styles (all of them by default). */
 const STYLES: Style[] = (() => {
   const env = process.env['MDSERVER_VM_STYLES'];
@@ -161,11 +161,19 @@ async function runStyle(t: TestContext, host: VmHost, image: Image, style: Style
     let reg: Registered | null = null;
     await explained(host, `${name}: boot`, async () => {
       if (style === 'ec2') await host.reconfigure({ mdserver: { imds_tokens: 'required' } });
+      // A CloudStack guest finds its server by the name data-server, its DHCP server or its
+      // gateway: mdserver answers on the gateway too, and on port 8080 for passwords.
+      else if (style === 'cloudstack') await host.restartWith({ cloudstack: { enabled: 'yes' } });
       else await host.reconfigure({});
       await guest.define(style);
       const started = guest.start();
       reg = await registered(host, name);
       assert.match(reg.ipv4, /^10\.198\.0\.\d+$/);
+      if (style === 'cloudstack') {
+        // Set while the guest boots, as an operator would: its cloud-init fetches it from port 8080.
+        const pw = await host.mdserver(['instances', 'password', name], undefined, 'Vm-Test-Pass-1\n');
+        assert.equal(pw.status, 0, pw.stderr);
+      }
       // As an operator's script would: the guest's own cloud-init reports to mdserver, and
       // `mdserver instances wait` returns when it has finished (0: every stage succeeded).
       const waited = await host.mdserver(['instances', 'wait', name, '--timeout', String(BOOT_TIMEOUT_MS / 1000)], BOOT_TIMEOUT_MS + 30000);
@@ -183,6 +191,13 @@ async function runStyle(t: TestContext, host: VmHost, image: Image, style: Style
     await t.test('first boot: configured by its own cloud-init from mdserver', () =>
       explained(host, `${name}: first boot checks`, async () => {
         instanceId = checkConfigured(host, guest, style, first);
+        if (style === 'cloudstack') {
+          // The guest fetched the password, acknowledged it (mdserver deleted it), and cloud-init
+          // set it on the default user.
+          const shown = JSON.parse((await host.mdserver(['instances', 'show', name, '--json'])).stdout) as { password: string | null };
+          assert.equal(shown.password, null, 'the password was acknowledged');
+          assert.match(guest.sh(first.ipv4, 'sudo passwd -S debian'), /^debian P /);
+        }
         if (style === 'ec2') {
           // cloud-init on an "aws" platform used IMDSv2: with tokens required nothing else works,
           // and mdserver saw the token requests from this guest.
