@@ -139,10 +139,15 @@ function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Register
   assert.match(f['route'] as string, new RegExp(`^default via ${re(host.network.gateway)} `));
   assert.equal(f['mds'], 'mdserver');
   assert.equal(f['byName4'], 'mdserver');
-  assert.equal(f['byName6'], 'mdserver');
 
-  // Dual-stack: the guest also got its fixed IPv6 address (derived from its IPv4 one) by DHCPv6.
-  assert.match(f['addrs6'] as string, new RegExp(`inet6 ${re(reg.ipv6)}/\\d+ `), f['addrs6']);
+  // Dual-stack: the guest also got its fixed IPv6 address (derived from its IPv4 one) by DHCPv6,
+  // and reaches mdserver by name over IPv6. Not on the CloudStack style: its datasource gives no
+  // network configuration (CloudStack's router does not either), and cloud-init's fallback asks
+  // DHCP for IPv4 only.
+  if (style !== 'cloudstack') {
+    assert.match(f['addrs6'] as string, new RegExp(`inet6 ${re(reg.ipv6)}/\\d+ `), f['addrs6']);
+    assert.equal(f['byName6'], 'mdserver');
+  }
   assert.match(f['name'] as string, new RegExp(`\\s${guest.name}(\\s|$)`));
 
   return f['instance'] as string;
