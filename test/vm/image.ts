@@ -42,6 +42,9 @@ export const PACKAGES = [
   'procps',
   // resize2fs for cloud-init's resizefs module, fsck for the boot
   'e2fsprogs',
+  // cloud-init's CloudStack datasource fetches the one-time password with wget, as CloudStack
+  // templates expect
+  'wget',
   // not in a cloud image: the systemd test (systemd.test.ts) runs mdserver-dnsmasq.service in a
   // container of this image
   'dnsmasq-base',
