@@ -141,10 +141,13 @@ function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Register
   assert.equal(f['byName4'], 'mdserver');
 
   // Dual-stack: the guest also got its fixed IPv6 address (derived from its IPv4 one) by DHCPv6,
-  // and reaches mdserver by name over IPv6. Not on the CloudStack style: its datasource gives no
-  // network configuration (CloudStack's router does not either), and cloud-init's fallback asks
-  // DHCP for IPv4 only.
-  if (style !== 'cloudstack') {
+  // and reaches mdserver by name over IPv6, wherever cloud-init asks for DHCPv6: with the network
+  // configuration mdserver serves (EC2, OpenStack: read in cloud-init's local stage), or with
+  // cloud-init's own fallback configuration, which asks for DHCPv6 too from cloud-init 24 on
+  // (Debian 13). NoCloud's network seed and CloudStack are read after the network is up, so
+  // Debian 12's cloud-init configures them with its IPv4-only fallback.
+  const dualStack = style === 'ec2' || style === 'openstack' || (style === 'nocloud' && guest.spec.image.suite !== 'bookworm');
+  if (dualStack) {
     assert.match(f['addrs6'] as string, new RegExp(`inet6 ${re(reg.ipv6)}/\\d+ `), f['addrs6']);
     assert.equal(f['byName6'], 'mdserver');
   }
