@@ -9,6 +9,7 @@
 //          --cluster [...] (three hosts on one PostgreSQL instead: see bench/cluster.ts)
 
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { FixedJob, Job } from './loadgen.js';
@@ -117,6 +118,22 @@ function recordLoad(f: Figures, col: Column, prefix: string, r: Measured): void 
  * other work on the machine drifts over minutes, so ratios between neighbours in time are the
  * figures least disturbed by it.
  */
+/** Waits until the server at `port` answers /metrics with 404: the reload has turned them off. */
+async function metricsOff(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const status = await new Promise<number>((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/metrics', localAddress: HOST, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve(0));
+    });
+    if (status === 404) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the reload did not turn the metrics off');
+}
+
 async function oneRun(o: Options, n: number, gen: LoadGen): Promise<Figures> {
   const f: Figures = {};
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdserver-bench-'));
@@ -181,6 +198,16 @@ async function oneRun(o: Options, n: number, gen: LoadGen): Promise<Figures> {
       const r = await trio(name, (_col, fp) => fixed(fp, spread, { path: p }));
       progress(`${name}: ${fmt(r.rate)} req/s, p50 ${fmt(r.latency.p50)} ms, p99 ${fmt(r.latency.p99)} ms (express floor ${fmt(f[`${name} rate`]?.express ?? NaN)} req/s)`);
     }
+    // The same leaf load with the metrics off (a reload): what counting every request costs.
+    // Measured right after the leaf with them on, so that the two see the same machine.
+    fs.writeFileSync(b.localConf, '[mdserver]\nmetrics = no\n');
+    process.kill(mds.child.pid as number, 'SIGHUP');
+    await metricsOff(port);
+    const off = await gen.run(fixed(port, spread), mds.child.pid as number);
+    record(f, 'mds', 'leaf nometrics rate', off.rate);
+    record(f, 'mds', 'leaf nometrics server cpu', off.serverCpuUsPerRequest);
+    record(f, 'mds', 'leaf metrics ratio', (f['leaf rate']?.mds ?? NaN) / off.rate);
+    progress(`leaf with metrics off: ${fmt(off.rate)} req/s (on: ${fmt(f['leaf rate']?.mds ?? NaN)} req/s)`);
     for (const col of ['express', 'mds', 'bare'] as const) {
       const mem = memory((col === 'mds' ? mds : (floors[col] as Served)).child.pid as number);
       record(f, col, 'rss', mem.rssMiB);
@@ -227,6 +254,8 @@ interface RowSpec {
 
 const ROWS: RowSpec[] = [
   { label: '1 leaf GET req/s', key: 'leaf rate', higher: true, target: { text: '>= 85% express', met: (_m, r) => r >= 0.85 } },
+  { label: '1 leaf GET req/s, metrics off', key: 'leaf nometrics rate', higher: true, noRatio: true },
+  { label: '1 leaf, metrics on / off', key: 'leaf metrics ratio', higher: true, noRatio: true },
   { label: '1 leaf p50 ms', key: 'leaf p50', higher: false },
   { label: '1 leaf p99 ms', key: 'leaf p99', higher: false },
   { label: '1 listing GET req/s', key: 'listing rate', higher: true, target: { text: '>= 85% express', met: (_m, r) => r >= 0.85 } },
@@ -252,6 +281,7 @@ const ROWS: RowSpec[] = [
   { label: '5 RSS MiB just started', key: 'rss at start', higher: false },
   { label: '5 start-up ms (to 1st answer)', key: 'startup', higher: false, target: { text: '< 1500 ms', met: (m) => m < 1500 } },
   { label: 'server CPU us/req, leaf', key: 'leaf server cpu', higher: false },
+  { label: 'server CPU us/req, leaf, metrics off', key: 'leaf nometrics server cpu', higher: false, noRatio: true },
   { label: 'server CPU us/req, listing', key: 'listing server cpu', higher: false },
   { label: 'server CPU us/req, user-data', key: 'userdata server cpu', higher: false },
   { label: 'server CPU us/req, boot', key: 'boot server cpu', higher: false },

@@ -54,6 +54,8 @@ final_message: "{{hostname}} up after $UPTIME seconds"
 export interface BenchDir {
   dir: string;
   configFile: string;
+  /** Included by configFile: settings a run changes and then reloads. */
+  localConf: string;
   dbFile: string;
   logFile: string;
   dhcpHosts: string;
@@ -74,6 +76,7 @@ export function writeBenchDir(dir: string, port: number, dnsmasqPid: number): Be
   // it and counts the signals. dnsmasq's pid file is in its own directory beside run_dir.
   fs.writeFileSync(path.join(dir, 'run-dnsmasq', 'mds.pid'), `${dnsmasqPid}\n`);
   const configFile = path.join(dir, 'mdserver.conf');
+  const localConf = path.join(dir, 'bench.local.conf');
   fs.writeFileSync(
     configFile,
     `[mdserver]
@@ -108,11 +111,17 @@ domain = bench.internal
 
 [instance-defaults]
 availability_zone = bench-local-1a
+
+[_include_]
+files = ${localConf}
 `,
   );
+  // What a run changes by reloading (the metrics switch); empty to begin with.
+  fs.writeFileSync(localConf, '');
   return {
     dir,
     configFile,
+    localConf,
     dbFile: path.join(dir, 'mdserver.db'),
     logFile: path.join(dir, 'mdserver.log'),
     dhcpHosts: path.join(dir, 'dnsmasq', 'dhcp', 'mds.dhcp-hosts'),

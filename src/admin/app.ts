@@ -85,7 +85,7 @@ export function createAdminApp(d: AdminDeps): express.Express {
     res.json(statusReport(d));
   });
 
-  app.get(METRICS_PATH, metricsHandler(d.services.metrics));
+  app.get(METRICS_PATH, metricsHandler(d.services.metrics, () => d.services.config().mdserver.metrics));
 
   app.get('/instances', (_req, res) => {
     const p = d.services.provisioning;

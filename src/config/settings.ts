@@ -136,6 +136,8 @@ export const SETTINGS = {
   mdserver: { section: 'mdserver', keys: {
     port: { key: 'port', default: '80', parse: int(0, 65535), restart: 'mdserver',
       doc: 'the TCP port the metadata server listens on' },
+    metrics: { key: 'metrics', default: 'yes', parse: bool,
+      doc: 'count requests, uploads and refusals and serve them at GET /metrics (Prometheus); no: neither' },
     listenAddress: { key: 'listen_address', default: '169.254.169.254', parse: ip, restart: 'mdserver',
       doc: 'the address the metadata server listens on; VMs get a route to it from dnsmasq' },
     userdataDir: { key: 'userdata_dir', default: '/etc/mdserver/userdata', parse: filePath,

@@ -39,7 +39,7 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
   // request (doc/benchmarks.md).
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (isLogged('debug')) accessLog(req, res);
-    countRequest(services, req, res);
+    if (services.config().mdserver.metrics) countRequest(services, req, res);
     if (services.limiter.enabled) rateLimit(services, req);
     dispatch(req, res, next);
   });

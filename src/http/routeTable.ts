@@ -57,7 +57,7 @@ export function publicRoutes(services: Services): Route[] {
       notAllowed: 'Method not allowed: use POST' },
     { paths: [EVENTS_PATH], methods: ['POST'], who: 'instance', handler: cloudInitEventsHandler(services), notAllowed: 'Method not allowed: use POST' },
     { paths: [HEALTH_PATH], methods: GET, who: 'host', handler: healthHandler(services) },
-    { paths: [METRICS_PATH], methods: GET, who: 'host', handler: metricsHandler(services.metrics) },
+    { paths: [METRICS_PATH], methods: GET, who: 'host', handler: metricsHandler(services.metrics, () => services.config().mdserver.metrics) },
     { paths: [CONFIGURATION_PATH, `${CONFIGURATION_PATH}/`], methods: GET, who: 'host', handler: configurationHandler(services) },
     { prefixes: ['service'], methods: GET, who: 'anyone', handler: serviceHandler(services) },
     { paths: ['/openstack', '/openstack/'], enabled: openstackOn, methods: GET, who: 'anyone', handler: openstackVersionsHandler },
