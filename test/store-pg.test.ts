@@ -38,7 +38,7 @@ storeContract('PostgreSQL', async () => {
     },
     async dispose() {
       for (const s of opened) await s.close();
-      await (await pgServer()).sql('TRUNCATE instances, tombstones, meta, locations; UPDATE cluster SET counter = 0', [], database);
+      await (await pgServer()).sql('TRUNCATE instances, tombstones, meta, locations, boots, boot_events, passwords; UPDATE cluster SET counter = 0', [], database);
     },
   };
 });
