@@ -92,15 +92,29 @@ export async function markFirstRequest(c: pg.ClientBase, uuid: string, at: numbe
   return row ? { boot: { uuid, header: toHeader(row), events: [] } } : null;
 }
 
-/** The columns of the events to insert, each an array (for unnest). */
-interface EventColumns {
-  uuid: string[];
-  seq: number[];
-  received: number[];
-  kind: string[];
-  name: string[];
-  result: (string | null)[];
-  description: string[];
+/** What an append does to one boot: the events it adds, numbered, and the boot's new bounds. */
+interface Appended {
+  readonly uuid: string;
+  readonly events: SeqEvent[];
+  readonly next: number;
+  readonly first: number;
+}
+
+/** Numbers the last `keep` of `events` after the boot's own, and moves its bounds to keep only the last `keep`. */
+function numbered(head: BootRow, events: readonly BootEvent[], keep: number): Appended {
+  const start = Number(head.next_seq);
+  const added = (keep > 0 ? events.slice(-keep) : []).map((event, i) => ({ seq: start + i, event }));
+  const next = start + added.length;
+  return { uuid: head.uuid, events: added, next, first: Math.max(Number(head.first_seq), next - Math.max(keep, 0)) };
+}
+
+/** The events of `appended` as columns of arrays, for one INSERT from unnest. */
+function columns(appended: readonly Appended[], version: number): unknown[] {
+  const all = appended.flatMap((a) => a.events.map((e) => ({ uuid: a.uuid, seq: e.seq, ...e.event })));
+  return [
+    all.map((e) => e.uuid), all.map((e) => e.seq), all.map((e) => e.received), all.map((e) => e.kind),
+    all.map((e) => e.name), all.map((e) => e.result), all.map((e) => e.description), version,
+  ];
 }
 
 /**
@@ -118,33 +132,21 @@ export async function appendBootEvents(
      SELECT i.uuid, 1, b.at, NULL, 0, 0, $3 FROM unnest($1::text[], $2::bigint[]) AS b (uuid, at) JOIN instances i ON i.uuid = b.uuid
      ON CONFLICT (uuid) DO NOTHING`, [uuids, began, version]);
   const heads = (await c.query<BootRow>('SELECT * FROM boots WHERE uuid = ANY($1::text[]) FOR UPDATE', [uuids])).rows;
-  const cols: EventColumns = { uuid: [], seq: [], received: [], kind: [], name: [], result: [], description: [] };
-  const added = new Map<string, SeqEvent[]>();
-  const bounds = { uuid: [] as string[], next: [] as number[], first: [] as number[] };
-  for (const h of heads) {
-    const events = keep > 0 ? (batch.get(h.uuid) ?? []).slice(-keep) : [];
-    let seq = Number(h.next_seq);
-    const list: SeqEvent[] = [];
-    for (const event of events) {
-      list.push({ seq, event });
-      cols.uuid.push(h.uuid); cols.seq.push(seq++); cols.received.push(event.received); cols.kind.push(event.kind);
-      cols.name.push(event.name); cols.result.push(event.result); cols.description.push(event.description);
-    }
-    added.set(h.uuid, list);
-    bounds.uuid.push(h.uuid); bounds.next.push(seq); bounds.first.push(Math.max(Number(h.first_seq), seq - Math.max(keep, 0)));
-  }
   if (heads.length === 0) return [];
+  const appended = heads.map((h) => numbered(h, batch.get(h.uuid) ?? [], keep));
   await c.query(
     `INSERT INTO boot_events (${EVENT_COLUMNS}, version)
      SELECT *, $8::bigint FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])`,
-    [cols.uuid, cols.seq, cols.received, cols.kind, cols.name, cols.result, cols.description, version]);
+    columns(appended, version));
+  const bounds = [appended.map((a) => a.uuid), appended.map((a) => a.next), appended.map((a) => a.first)];
   const rows = (await c.query<BootRow>(
     `UPDATE boots b SET next_seq = u.next, first_seq = u.first, version = $4
      FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (uuid, next, first) WHERE b.uuid = u.uuid RETURNING b.*`,
-    [bounds.uuid, bounds.next, bounds.first, version])).rows;
+    [...bounds, version])).rows;
   await c.query(
     'DELETE FROM boot_events e USING unnest($1::text[], $2::bigint[]) AS u (uuid, first) WHERE e.uuid = u.uuid AND e.seq < u.first',
-    [bounds.uuid, bounds.first]);
+    [bounds[0], bounds[2]]);
+  const added = new Map(appended.map((a) => [a.uuid, a.events]));
   return rows.map((r) => ({ boot: { uuid: r.uuid, header: toHeader(r), events: added.get(r.uuid) ?? [] } }));
 }
 

@@ -19,8 +19,8 @@ import { PgFeed } from './pgFeed.js';
 import { instancesFeed, registerOne, toInstance, type PgRow } from './pgInstances.js';
 import * as passwords from './pgPasswords.js';
 import { migratePg } from './pgSchema.js';
-import { Replica } from './replica.js';
 import { asError, transaction, unreachable, type Change, type Work } from './pgWrite.js';
+import { Replica } from './replica.js';
 import { hostKey } from './schema.js';
 import type {
   Allocate, BootEvent, BootRecord, Instance, HostRecord, Reachability, Rekeyed, RegisterOutcome, Registration, Store,
