@@ -49,6 +49,13 @@ export async function transaction<T>(
     throw unavailable(e);
   }
   let broken = false;
+  // A checked-out client has no listener of its own: without this one, the connection dying in
+  // the middle of the transaction (the database stopped) would be an uncaught exception. The query
+  // under way fails with it too, so noting it is enough.
+  const lost = (): void => {
+    broken = true;
+  };
+  c.on('error', lost);
   try {
     await c.query('BEGIN');
     const version = Number((await c.query<{ counter: string }>('UPDATE cluster SET counter = counter + 1 RETURNING counter')).rows[0]?.counter);
@@ -60,11 +67,12 @@ export async function transaction<T>(
     apply(version, done.changes);
     return done.result;
   } catch (e) {
-    broken = unreachable(e);
+    broken ||= unreachable(e);
     if (!broken) await c.query('ROLLBACK').catch(() => undefined);
     if (broken) throw unavailable(e);
     throw e;
   } finally {
+    c.removeListener('error', lost);
     c.release(broken);
   }
 }
