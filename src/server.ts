@@ -88,6 +88,7 @@ function buildServices(config: () => Config, rawStore: Store): Services {
     dnsmasq: () => dnsmasq?.getStatus() ?? { ok: true, lastHup: null },
   });
   const store = reportingFaults(rawStore, metrics.storeError);
+  rawStore.onBackgroundFault?.(metrics.storeError);
   dnsmasq = new DnsmasqFiles(config, () => registry?.hostEntries() ?? [], undefined, {
     rewritten: metrics.dnsmasqRewritten, writeFailed: metrics.dnsmasqWriteFailed, signalFailed: metrics.dnsmasqSignalFailed,
   });

@@ -4,8 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { PgStore } from '../src/store/postgres.js';
-import type { Allocate, Registration } from '../src/store/store.js';
+import type { Allocate, BootEvent, Registration } from '../src/store/store.js';
 import { PgServer } from './postgres.js';
 import { storeContract } from './store-contract.js';
 
@@ -38,7 +39,7 @@ storeContract('PostgreSQL', async () => {
     },
     async dispose() {
       for (const s of opened) await s.close();
-      await (await pgServer()).sql('TRUNCATE instances, tombstones, meta, locations; UPDATE cluster SET counter = 0', [], database);
+      await (await pgServer()).sql('TRUNCATE instances, tombstones, meta, locations, boots, boot_events, passwords; UPDATE cluster SET counter = 0', [], database);
     },
   };
 });
@@ -48,6 +49,17 @@ const reg = (i: number, host = 'host-a'): Registration => ({
   mac: `52:54:00:00:${String(Math.floor(i / 100) % 100).padStart(2, '0')}:${String(i % 100).padStart(2, '0')}`,
   metadata: {}, arch: null, location: 'rack1', host,
 });
+
+/** Waits until `check` holds, failing after `ms`. */
+async function within(what: string, ms: number, check: () => boolean): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    assert.ok(Date.now() - started < ms, `${what} within ${ms} ms`);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+}
+
+const event = (name: string, received: number): BootEvent => ({ received, kind: 'start', name, result: null, description: `running ${name}` });
 
 /** A pool of `size` addresses, each allocator picking at random as the real one does. */
 function randomPool(size: number): Allocate {
@@ -113,6 +125,46 @@ describe('several hosts on one PostgreSQL store', () => {
     assert.equal(hosts[1]?.reachability().ok, true);
   });
 
+  test("a password set through one host is served by the others within a second, migrates with its VM, and is gone everywhere once acknowledged", async () => {
+    const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
+    const r = (await a.registerAll([reg(960)], randomPool(250)))[0];
+    assert.ok(r && !(r instanceof Error));
+    assert.equal(await a.setPassword('vm960', 'Zq7pass', Date.now() + 60_000), true);
+    await within('every host serving it', 1000, () => b.password('vm960', Date.now()) === 'Zq7pass' && c.password('vm960', Date.now()) === 'Zq7pass');
+    // Migrated to host-c (registered there), and defined again under a new uuid: the password stays pending.
+    const moved = (await c.registerAll([reg(960, 'host-c')], () => null))[0];
+    assert.ok(moved && !(moved instanceof Error) && !moved.created);
+    await c.rekey('vm960', '00000000-0000-4000-8000-00000000a960');
+    await within('host-a seeing it under the new uuid', 1000, () => a.byName('vm960')?.uuid === '00000000-0000-4000-8000-00000000a960');
+    assert.equal(a.password('vm960', Date.now()), 'Zq7pass');
+    // The VM acknowledges it to the password server of the host it runs on now.
+    assert.equal(await c.deletePassword('vm960'), true);
+    await within('every host dropping it', 1000, () => hosts.every((h) => h.password('vm960', Date.now()) === undefined));
+    assert.equal(await b.deletePassword('vm960'), false, 'acknowledged once');
+  });
+
+  test("a boot begun on one host, and the events it reports there, show on every other host; a deletion removes them everywhere", async () => {
+    const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
+    const r = (await a.registerAll([reg(970)], randomPool(250)))[0];
+    assert.ok(r && !(r instanceof Error));
+    const uuid = reg(970).uuid;
+    a.beginBoot(uuid, 1000, null);
+    a.markFirstRequest(uuid, 1100);
+    assert.deepEqual(a.bootRecord(uuid), { boot: 1, began: 1000, firstRequest: 1100, events: [] }, 'read at once where it was made');
+    await a.appendBootEvents(new Map([[uuid, [event('init-local', 1200), event('init-network', 1300)]]]), 200);
+    const expected = { boot: 1, began: 1000, firstRequest: 1100, events: [event('init-local', 1200), event('init-network', 1300)] };
+    await within('every host showing the boot', 1000, () => [b, c].every((h) => JSON.stringify(h.bootRecord(uuid)) === JSON.stringify(expected)));
+    // The VM, migrated to host-b, reports on from there; host-b trims to the last 2.
+    await b.appendBootEvents(new Map([[uuid, [event('modules-final', 1400)]]]), 2);
+    await within('host-c showing the last two', 1000, () => c.bootRecord(uuid)?.events.map((e) => e.name).join() === 'init-network,modules-final');
+    await a.caughtUp();
+    assert.deepEqual(a.bootRecord(uuid)?.events.map((e) => e.name), ['init-network', 'modules-final']);
+    await c.delete('vm970');
+    await within('every host dropping the boot', 1000, () => hosts.every((h) => h.bootRecord(uuid) === undefined));
+    const rows = await (await pgServer()).sql<{ n: string }>('SELECT count(*) AS n FROM boot_events', [], database);
+    assert.deepEqual(rows, [{ n: '0' }]);
+  });
+
   test('re-registering a domain on another host keeps its address and records the new host', async () => {
     const before = hosts[0]?.byName('vm1');
     const moved = await hosts[2]?.registerAll([reg(1, 'host-c')], () => assert.fail('a known domain gets no new address'));
@@ -124,4 +176,65 @@ describe('several hosts on one PostgreSQL store', () => {
     await hosts[0]?.caughtUp();
     assert.equal(hosts[0]?.byName('vm1')?.host, 'host-c', 'the host that registered it before sees it moved');
   });
+});
+
+test('a boot written in the background while the database refuses connections is logged and counted, never thrown; the store catches up when it is back', async () => {
+  const pg = await pgServer();
+  const database = await pg.createDatabase();
+  const store = await openOn(database, 'host-z');
+  const faults: string[] = [];
+  store.onBackgroundFault((operation) => faults.push(operation));
+  try {
+    const r = (await store.registerAll([reg(1)], randomPool(10)))[0];
+    assert.ok(r && !(r instanceof Error));
+    await pg.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
+    await pg.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [database]);
+    await within('the store knowing it is down', 3000, () => !store.reachability().ok);
+    store.beginBoot(reg(1).uuid, 1000, 1000);
+    store.markFirstRequest(reg(1).uuid, 1000);
+    await store.settled();
+    assert.deepEqual(faults, ['beginBoot', 'markFirstRequest']);
+    assert.equal(store.bootRecord(reg(1).uuid), undefined, 'what was not stored is not shown');
+    await assert.rejects(store.appendBootEvents(new Map([[reg(1).uuid, [event('x', 1)]]]), 200), /STORE_UNAVAILABLE|unreachable/);
+    await pg.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
+    await within('the store back', 10_000, () => store.reachability().ok);
+    store.beginBoot(reg(1).uuid, 2000, null);
+    await store.settled();
+    assert.deepEqual(store.bootRecord(reg(1).uuid), { boot: 1, began: 2000, firstRequest: null, events: [] });
+  } finally {
+    await pg.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
+    await store.close();
+  }
+});
+
+test("a write whose connection is cut in the middle of its transaction (the database stopped) fails as STORE_UNAVAILABLE and crashes nothing", async () => {
+  const server = await pgServer();
+  const database = await server.createDatabase();
+  const store = await openOn(database, 'host-y');
+  const r = (await store.registerAll([reg(2)], randomPool(10)))[0];
+  assert.ok(r && !(r instanceof Error));
+  // The connection the write takes from the pool: its socket is cut from this side, with no word from the server.
+  let taken: pg.PoolClient | null = null;
+  (store as unknown as { pool: pg.Pool }).pool.on('acquire', (c) => (taken = c));
+  // Holding the change counter's lock, so that the store's write waits inside its transaction.
+  const holder = new pg.Client({ connectionString: server.url(database) });
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT counter FROM cluster FOR UPDATE');
+    const write = store.setPassword('vm2', 'Zq7pass', Date.now() + 60_000).then(() => null, (e: unknown) => e);
+    const waiting = async (): Promise<boolean> =>
+      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-y' AND wait_event_type = 'Lock'`, [], database))[0]?.n === '1';
+    for (let i = 0; !(await waiting()); i++) assert.ok(i < 300, 'the write waits for the lock');
+    const cut = taken as unknown as { connection: { stream: { destroy(): void } } } | null;
+    assert.ok(cut, 'the write took a connection');
+    cut.connection.stream.destroy();
+    assert.match(String(await write), /STORE_UNAVAILABLE|unreachable/);
+    await holder.query('ROLLBACK');
+    // The pool opens a new connection for the next write.
+    assert.equal(await store.setPassword('vm2', 'Zq7pass', Date.now() + 60_000), true);
+  } finally {
+    await holder.end();
+    await store.close();
+  }
 });

@@ -11,9 +11,13 @@ import type { Logger } from '../log.js';
 
 export const CHANNEL = 'mdserver_changes';
 
-/** One replicated table: reads its changes after `seen` inside the catch-up's snapshot. */
+/**
+ * One replicated table: reads its changes after `seen` inside the catch-up's snapshot, and returns
+ * what applies them. The catch-up applies every table's at once, once all are read, so that no
+ * reader sees a snapshot half applied (an instance without its boot, say).
+ */
 export interface FeedTable {
-  catchUp(client: pg.ClientBase, seen: number): Promise<void>;
+  read(client: pg.ClientBase, seen: number): Promise<() => void>;
 }
 
 export interface FeedState {
@@ -147,8 +151,10 @@ export class PgFeed {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
       const counter = Number((await client.query<{ counter: string }>('SELECT counter FROM cluster')).rows[0]?.counter ?? 0);
-      for (const t of this.tables) await t.catchUp(client, this.seenCounter);
+      const apply: (() => void)[] = [];
+      for (const t of this.tables) apply.push(await t.read(client, this.seenCounter));
       await client.query('COMMIT');
+      for (const a of apply) a();
       if (counter > this.seenCounter) this.seenCounter = counter;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);

@@ -43,14 +43,16 @@ export function toInstance(r: PgRow): Instance {
 /** A change made inside a transaction, applied to the in-memory copy once it is committed. */
 export type LocalChange = { put: Instance } | { remove: string };
 
-/** Reads the instances and tombstones written after `seen` into `index`. */
+/** Reads the instances and tombstones written after `seen`, to apply to `index`. */
 export function instancesFeed(index: InstanceIndex): FeedTable {
   return {
-    async catchUp(client, seen) {
+    async read(client, seen) {
       const gone = await client.query<{ uuid: string; version: string }>('SELECT uuid, version FROM tombstones WHERE version > $1', [seen]);
-      for (const t of gone.rows) index.rows.remove(t.uuid, Number(t.version));
       const rows = await client.query<PgRow>('SELECT * FROM instances WHERE version > $1', [seen]);
-      for (const r of rows.rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
+      return () => {
+        for (const t of gone.rows) index.rows.remove(t.uuid, Number(t.version));
+        for (const r of rows.rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
+      };
     },
   };
 }

@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import { MdsError } from '../errors.js';
 
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 /** The advisory lock key of schema migrations ("mdserver" in ASCII, as a bigint). */
 const MIGRATION_LOCK = '7882552127354463602';
@@ -48,6 +48,42 @@ const MIGRATIONS: Record<number, string> = {
       first_seen bigint NOT NULL,
       last_seen bigint NOT NULL
     );
+  `,
+  // Each instance's current boot and its last events, and its one-time password: they follow the
+  // instance's uuid (a rekey moves them, a deletion removes them, and its tombstone tells the other
+  // hosts). A boot numbers its instance's events in `seq` from `next_seq`; those below `first_seq`
+  // are gone (a new boot, or more than the last ones kept), so the header says which are current.
+  // A deleted password keeps its row with a null password: the row is its own tombstone.
+  2: `
+    CREATE TABLE boots (
+      uuid text PRIMARY KEY REFERENCES instances (uuid) ON UPDATE CASCADE ON DELETE CASCADE,
+      boot integer NOT NULL,
+      began bigint NOT NULL,
+      first_request bigint,
+      next_seq bigint NOT NULL,
+      first_seq bigint NOT NULL,
+      version bigint NOT NULL
+    );
+    CREATE INDEX boots_version ON boots (version);
+    CREATE TABLE boot_events (
+      uuid text NOT NULL REFERENCES boots (uuid) ON UPDATE CASCADE ON DELETE CASCADE,
+      seq bigint NOT NULL,
+      received bigint NOT NULL,
+      kind text NOT NULL,
+      name text NOT NULL,
+      result text,
+      description text NOT NULL,
+      version bigint NOT NULL,
+      PRIMARY KEY (uuid, seq)
+    );
+    CREATE INDEX boot_events_version ON boot_events (version);
+    CREATE TABLE passwords (
+      uuid text PRIMARY KEY REFERENCES instances (uuid) ON UPDATE CASCADE ON DELETE CASCADE,
+      password text,
+      expires bigint NOT NULL,
+      version bigint NOT NULL
+    );
+    CREATE INDEX passwords_version ON passwords (version);
   `,
 };
 

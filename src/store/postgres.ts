@@ -3,18 +3,28 @@
 // a metadata request never waits on the network. Each write is one transaction that first takes
 // the change counter's row lock: that orders the writes of all hosts, stamps what they change, and
 // makes the transaction see every earlier commit before it allocates an address. The database's
-// unique constraints are the last word on addresses, MACs, uuids, names and host names.
+// unique constraints are the last word on addresses, MACs, uuids, names and host names. Boots
+// (pgBoots.ts) and passwords (pgPasswords.ts) are replicated the same way and follow their
+// instance's uuid.
 
 import pg from 'pg';
-import { describe, MdsError } from '../errors.js';
+import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
+import { BootReplica, type PendingBoot } from './bootReplica.js';
 import { uuidTaken, hostNameTaken } from './conflicts.js';
 import { InstanceIndex } from './instanceIndex.js';
-import { CHANNEL, PgFeed } from './pgFeed.js';
-import { instancesFeed, registerOne, toInstance, type LocalChange, type PgRow } from './pgInstances.js';
+import { Background } from './pgBackground.js';
+import * as boots from './pgBoots.js';
+import { PgFeed } from './pgFeed.js';
+import { instancesFeed, registerOne, toInstance, type PgRow } from './pgInstances.js';
+import * as passwords from './pgPasswords.js';
 import { migratePg } from './pgSchema.js';
+import { asError, transaction, unreachable, type Change, type Work } from './pgWrite.js';
+import { Replica } from './replica.js';
 import { hostKey } from './schema.js';
-import type { Allocate, Instance, HostRecord, Reachability, Rekeyed, RegisterOutcome, Registration, Store } from './store.js';
+import type {
+  Allocate, BootEvent, BootRecord, Instance, HostRecord, Reachability, Rekeyed, RegisterOutcome, Registration, Store,
+} from './store.js';
 
 const log = moduleLogger('store');
 
@@ -26,28 +36,12 @@ export interface PgOptions {
   readonly host: string;
 }
 
-/** A failure to reach the database, as opposed to a refusal by it. */
-function unreachable(e: unknown): boolean {
-  if (e instanceof MdsError) return false;
-  if (e instanceof pg.DatabaseError) return /^(08|57P)/.test(e.code ?? '');
-  return true;
-}
-
-export function unavailable(e: unknown): MdsError {
-  return new MdsError('STORE_UNAVAILABLE', `the instance store (PostgreSQL) is unreachable, nothing was stored: ${describe(e)}`, { cause: e });
-}
-
-function asError(e: unknown): Error {
-  return e instanceof Error ? e : new Error(String(e));
-}
-
-/** A write's work inside its transaction: its result, and the changes to apply once committed. */
-type Work<T> = (c: pg.PoolClient, version: number) => Promise<{ result: T; changes: LocalChange[] }>;
-
 export class PgStore implements Store {
   private readonly index = new InstanceIndex();
+  private readonly boots = new BootReplica((uuid) => this.index.byUuid(uuid) !== undefined);
+  private readonly passwords = new Replica<passwords.StoredPassword>();
   private readonly meta = new Map<string, string>();
-  private readonly background = new Set<Promise<unknown>>();
+  private readonly background: Background;
   private readonly feed: PgFeed;
   private readonly listeners: (() => void)[] = [];
   /** The copy's generation when the listeners were last told. */
@@ -56,7 +50,9 @@ export class PgStore implements Store {
   private constructor(private readonly pool: pg.Pool, private readonly options: PgOptions) {
     // Named, so that an operator sees in pg_stat_activity which host holds which connection.
     const connection = { connectionString: options.url, password: options.password ?? undefined, application_name: `mdserver ${options.host} feed` };
-    this.feed = new PgFeed(() => new pg.Client(connection), [instancesFeed(this.index)], log, () => this.tell());
+    const tables = [instancesFeed(this.index), boots.bootsFeed(this.boots), passwords.passwordsFeed(this.passwords)];
+    this.feed = new PgFeed(() => new pg.Client(connection), tables, log, () => this.tell());
+    this.background = new Background(log, () => !this.feed.state().connected);
   }
 
   /** Connects, creates or migrates the schema, and loads every instance; rejects if the database cannot be reached. */
@@ -89,9 +85,15 @@ export class PgStore implements Store {
     this.listeners.push(listener);
   }
 
-  /** Tells the listeners if the copy changed since they were last told. */
+  onBackgroundFault(listener: (operation: string) => void): void {
+    this.background.onFault(listener);
+  }
+
+  /** Tells the listeners if the instances changed since they were last told. */
   private tell(): void {
     this.index.rows.prune(this.feed.seen);
+    this.boots.prune(this.feed.seen);
+    this.passwords.prune(this.feed.seen);
     if (this.index.generation === this.told) return;
     this.told = this.index.generation;
     for (const l of this.listeners) l();
@@ -141,26 +143,24 @@ export class PgStore implements Store {
 
   setMeta(key: string, value: string): void {
     this.meta.set(key, value);
-    this.inBackground('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
+    this.inBackground('setMeta', 'INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
   }
 
   touchLocation(name: string, hostname: string, version: string): void {
     this.inBackground(
-      `INSERT INTO locations (name, hostname, version, first_seen, last_seen) VALUES ($1, $2, $3, $4, $4)
+      'touchLocation', `INSERT INTO locations (name, hostname, version, first_seen, last_seen) VALUES ($1, $2, $3, $4, $4)
        ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, last_seen = excluded.last_seen`,
       [name, hostname, version, Date.now()]);
   }
 
-  /** Bookkeeping nobody waits for: written when it can be, a failure only logged. */
-  private inBackground(sql: string, params: unknown[]): void {
-    const p = this.pool.query(sql, params).catch((e: unknown) => log.warn('a bookkeeping write to the store failed', { error: describe(e) }));
-    this.background.add(p);
-    void p.finally(() => this.background.delete(p));
+  /** Bookkeeping nobody waits for: written when it can be, a failure only logged and counted. */
+  private inBackground(operation: string, sql: string, params: unknown[]): void {
+    this.background.detached(operation, () => this.pool.query(sql, params));
   }
 
   /** Resolves once the bookkeeping writes issued so far are done. */
   async settled(): Promise<void> {
-    await Promise.all([...this.background]);
+    await this.background.settled();
   }
 
   /** Resolves once this host has applied every change committed anywhere up to now. */
@@ -171,45 +171,26 @@ export class PgStore implements Store {
   }
 
   /**
-   * Runs `work` in one transaction that holds the change counter's row lock, then applies its
-   * changes here. Every failure to reach the database becomes STORE_UNAVAILABLE: the transaction
-   * did not commit, or (if the connection broke during COMMIT) a retry finds what it stored.
+   * Runs `work` in one transaction holding the change counter's lock (pgWrite.ts), after `after`,
+   * and applies its changes here once it is committed.
    */
-  private async write<T>(work: Work<T>): Promise<T> {
-    if (!this.feed.state().connected) throw unavailable(new Error(this.feed.state().error ?? 'not connected'));
-    let c: pg.PoolClient;
-    try {
-      c = await this.pool.connect();
-    } catch (e) {
-      // The feed's own connection says whether the store is down (and reconnects); this write just fails.
-      throw unavailable(e);
-    }
-    let broken = false;
-    try {
-      await c.query('BEGIN');
-      const version = Number((await c.query<{ counter: string }>('UPDATE cluster SET counter = counter + 1 RETURNING counter')).rows[0]?.counter);
-      // Holding the lock, this sees every earlier commit: the copy is brought up to date with it.
-      await instancesFeed(this.index).catchUp(c, this.feed.seen);
-      const done = await work(c, version);
-      await c.query('SELECT pg_notify($1, $2)', [CHANNEL, String(version)]);
-      await c.query('COMMIT');
-      this.apply(version, done.changes);
-      return done.result;
-    } catch (e) {
-      broken = unreachable(e);
-      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
-      if (broken) throw unavailable(e);
-      throw e;
-    } finally {
-      c.release(broken);
-    }
+  private async write<T>(work: Work<T>, after?: Promise<void>): Promise<T> {
+    await after;
+    return transaction(this.pool, this.feed, this.index, work, (version, changes) => this.apply(version, changes));
   }
 
-  private apply(version: number, changes: readonly LocalChange[]): void {
+  private apply(version: number, changes: readonly Change[]): void {
     if (version <= this.feed.seen) return;
     for (const ch of changes) {
       if ('put' in ch) this.index.rows.put(ch.put.uuid, version, ch.put);
-      else this.index.rows.remove(ch.remove, version);
+      else if ('boot' in ch) this.boots.apply(ch.boot, version);
+      else if ('password' in ch) passwords.applyPassword(this.passwords, ch, version);
+      else {
+        // The instance's boot and password go with it (and come back under its new uuid after a rekey).
+        this.index.rows.remove(ch.remove, version);
+        this.boots.remove(ch.remove, version);
+        this.passwords.remove(ch.remove, version);
+      }
     }
   }
 
@@ -219,7 +200,7 @@ export class PgStore implements Store {
       const isUsed = (ip: string): boolean => given.has(ip) || this.index.byIPv4(ip) !== undefined;
       const ctx = { version, allocate, isUsed };
       const outcomes: RegisterOutcome[] = [];
-      const changes: LocalChange[] = [];
+      const changes: Change[] = [];
       for (const reg of group) {
         await c.query('SAVEPOINT reg');
         try {
@@ -238,6 +219,7 @@ export class PgStore implements Store {
     });
   }
 
+  /** Comes after the boot writes made before it, so that they find the record where they expect it. */
   rekey(name: string, uuid: string): Promise<Rekeyed | undefined> {
     return this.write(async (c, version) => {
       const rows = (await c.query<PgRow>('SELECT * FROM instances WHERE name = $1 OR uuid = $2 OR host_key = $3 FOR UPDATE', [name, uuid, hostKey(name, uuid)])).rows;
@@ -251,22 +233,90 @@ export class PgStore implements Store {
       const now = Date.now();
       await c.query('UPDATE instances SET uuid = $1, host_key = $2, last_update = $3, version = $4 WHERE uuid = $5', [uuid, hostKey(name, uuid), now, version, row.uuid]);
       await this.tombstone(c, row.uuid, version);
+      // The foreign keys moved its boot and password: stamped, the other hosts read them under the new uuid.
+      const moved = [await boots.restampBoot(c, uuid, version), await passwords.restampPassword(c, uuid, version)];
       const instance = toInstance({ ...row, uuid, last_update: now });
-      return { result: { instance, previousUuid: row.uuid }, changes: [{ remove: row.uuid }, { put: instance }] };
-    });
+      const changes: Change[] = [{ remove: row.uuid }, { put: instance }];
+      for (const m of moved) if (m) changes.push(m);
+      return { result: { instance, previousUuid: row.uuid }, changes };
+    }, this.background.idle());
   }
 
+  /** Removes the instance, its boot and its password (the foreign keys cascade); after the boot writes made before it. */
   delete(name: string): Promise<Instance | undefined> {
     return this.write(async (c, version) => {
       const row = (await c.query<PgRow>('DELETE FROM instances WHERE name = $1 RETURNING *', [name])).rows[0];
       if (!row) return { result: undefined, changes: [] };
       await this.tombstone(c, row.uuid, version);
       return { result: toInstance(row), changes: [{ remove: row.uuid }] };
-    });
+    }, this.background.idle());
   }
 
   private async tombstone(c: pg.ClientBase, uuid: string, version: number): Promise<void> {
     await c.query('INSERT INTO tombstones (uuid, version) VALUES ($1, $2) ON CONFLICT (uuid) DO UPDATE SET version = excluded.version', [uuid, version]);
+  }
+
+  bootRecord(uuid: string): BootRecord | undefined {
+    return this.boots.record(uuid);
+  }
+
+  beginBoot(uuid: string, at: number, firstRequest: number | null): void {
+    this.bootInBackground('beginBoot', uuid, { kind: 'begin', at, firstRequest }, (c, v) => boots.beginBoot(c, uuid, at, firstRequest, v));
+  }
+
+  markFirstRequest(uuid: string, at: number): void {
+    this.bootInBackground('markFirstRequest', uuid, { kind: 'first', at }, (c, v) => boots.markFirstRequest(c, uuid, at, v));
+  }
+
+  /**
+   * Queues a boot's bookkeeping behind the boot writes made before it, and lays it over the copy
+   * (for a known instance) until it is committed, so that this host reads it at once. A failure
+   * (the store is down) is logged and counted, and the copy goes back to what is stored.
+   */
+  private bootInBackground(operation: string, uuid: string, op: PendingBoot, sql: (c: pg.PoolClient, version: number) => Promise<boots.BootChange | null>): void {
+    if (this.background.full) return this.background.failed(operation, new Error('too many boot writes are waiting for the store'));
+    const held = this.index.byUuid(uuid) !== undefined;
+    if (held) this.boots.hold(uuid, op);
+    const run = this.background.queued(() => this.write(async (c, version) => {
+      op.version = version;
+      const change = await sql(c, version);
+      return { result: undefined, changes: change ? [change] : [] };
+    }));
+    this.background.detached(operation, () => (held ? run.finally(() => this.boots.settle(uuid, op)) : run));
+  }
+
+  appendBootEvents(batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number): Promise<void> {
+    return this.background.queued(() => this.write(async (c, version) => {
+      const changes = await boots.appendBootEvents(c, batch, keep, version);
+      return { result: undefined, changes };
+    }));
+  }
+
+  setPassword(name: string, password: string, expires: number): Promise<boolean> {
+    return this.write(async (c, version) => {
+      const change = await passwords.setPassword(c, name, password, expires, version);
+      return { result: change !== null, changes: change ? [change] : [] };
+    });
+  }
+
+  password(name: string, now: number): string | undefined {
+    const instance = this.index.byName(name);
+    const stored = instance && this.passwords.get(instance.uuid);
+    return stored && stored.expires > now ? stored.password : undefined;
+  }
+
+  deletePassword(name: string): Promise<boolean> {
+    return this.write(async (c, version) => {
+      const change = await passwords.deletePassword(c, name, version);
+      return { result: change !== null, changes: change ? [change] : [] };
+    });
+  }
+
+  purgePasswords(now: number): Promise<number> {
+    return this.write(async (c, version) => {
+      const changes = await passwords.purgePasswords(c, now, version);
+      return { result: changes.length, changes };
+    });
   }
 
   close(): Promise<void> {

@@ -56,6 +56,11 @@ export class Replica<V> {
     return this.rows.get(key)?.value;
   }
 
+  /** The version of the change that wrote the row held for `key`; -1 when none is held. */
+  versionOf(key: string): number {
+    return this.rows.get(key)?.version ?? -1;
+  }
+
   values(): IterableIterator<V> {
     const it = this.rows.values();
     return (function* () {

@@ -205,6 +205,12 @@ export interface Store {
    * what is derived from the records (the dnsmasq files) follows. Absent: only this process writes.
    */
   onExternalChange?(listener: () => void): void;
+  /**
+   * Calls `listener` with the method's name for each failed bookkeeping write made in the
+   * background (setMeta, touchLocation, beginBoot, markFirstRequest), which no caller sees fail.
+   * Absent: they fail, if at all, before returning.
+   */
+  onBackgroundFault?(listener: (operation: string) => void): void;
 
   close(): void | Promise<void>;
 }

@@ -1,0 +1,162 @@
+// The boots and boot_events tables of the PostgreSQL store (schema version 2): each instance's
+// current boot and its last events, how a catch-up reads their changes, and the statements of
+// each write. The transaction around them and the change counter are postgres.ts's; the in-memory
+// copy is bootReplica.ts's. Every statement that writes a boot stamps it with the change's
+// version, and so does one that writes its events, so a catch-up reads both.
+
+import type pg from 'pg';
+import type { BootHeader, BootReplica, BootState, SeqEvent } from './bootReplica.js';
+import type { FeedTable } from './pgFeed.js';
+import type { BootEvent } from './store.js';
+
+interface BootRow {
+  uuid: string;
+  boot: number;
+  began: string;
+  first_request: string | null;
+  next_seq: string;
+  first_seq: string;
+}
+
+interface EventRow {
+  uuid: string;
+  seq: string;
+  received: string;
+  kind: BootEvent['kind'];
+  name: string;
+  result: string | null;
+  description: string;
+}
+
+/** A change to one boot, applied to the in-memory copy once it is committed. */
+export interface BootChange {
+  readonly boot: BootState;
+}
+
+const toHeader = (r: BootRow): BootHeader => ({
+  boot: r.boot, began: Number(r.began), firstRequest: r.first_request === null ? null : Number(r.first_request),
+  nextSeq: Number(r.next_seq), firstSeq: Number(r.first_seq),
+});
+
+const toEvent = (r: EventRow): SeqEvent => ({
+  seq: Number(r.seq), event: { received: Number(r.received), kind: r.kind, name: r.name, result: r.result, description: r.description },
+});
+
+const EVENT_COLUMNS = 'uuid, seq, received, kind, name, result, description';
+
+/** Reads the boots, their events and the instances' tombstones written after `seen`, to apply to `boots`. */
+export function bootsFeed(boots: BootReplica): FeedTable {
+  return {
+    async read(client, seen) {
+      const gone = await client.query<{ uuid: string; version: string }>('SELECT uuid, version FROM tombstones WHERE version > $1', [seen]);
+      const rows = await client.query<BootRow & { version: string }>('SELECT * FROM boots WHERE version > $1', [seen]);
+      const events = await client.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > $1 ORDER BY uuid, seq`, [seen]);
+      return () => {
+        for (const t of gone.rows) boots.remove(t.uuid, Number(t.version));
+        for (const r of rows.rows) boots.apply({ uuid: r.uuid, header: toHeader(r), events: [] }, Number(r.version));
+        for (const [uuid, list] of byUuid(events.rows)) boots.addEvents(uuid, list);
+      };
+    },
+  };
+}
+
+function byUuid(rows: readonly EventRow[]): Map<string, SeqEvent[]> {
+  const out = new Map<string, SeqEvent[]>();
+  for (const r of rows) {
+    const list = out.get(r.uuid);
+    if (list) list.push(toEvent(r));
+    else out.set(r.uuid, [toEvent(r)]);
+  }
+  return out;
+}
+
+/** A boot row for the instance `$1` if it has none (none for an unknown uuid); $2 began, $3 first request, $4 version. */
+const NEW_BOOT = `INSERT INTO boots (uuid, boot, began, first_request, next_seq, first_seq, version)
+  SELECT uuid, 1, $2, $3, 0, 0, $4 FROM instances WHERE uuid = $1`;
+
+/** Begins a new boot of `uuid`, dropping the last one's events; null when it has no instance. */
+export async function beginBoot(c: pg.ClientBase, uuid: string, at: number, firstRequest: number | null, version: number): Promise<BootChange | null> {
+  const row = (await c.query<BootRow>(
+    `${NEW_BOOT} ON CONFLICT (uuid) DO UPDATE SET boot = boots.boot + 1, began = excluded.began, first_request = excluded.first_request,
+     first_seq = boots.next_seq, version = excluded.version RETURNING *`, [uuid, at, firstRequest, version])).rows[0];
+  if (!row) return null;
+  await c.query('DELETE FROM boot_events WHERE uuid = $1 AND seq < $2', [uuid, row.first_seq]);
+  return { boot: { uuid, header: toHeader(row), events: [] } };
+}
+
+/** Notes the first request of the current boot (begins one if there is none); null when nothing changed. */
+export async function markFirstRequest(c: pg.ClientBase, uuid: string, at: number, version: number): Promise<BootChange | null> {
+  const row = (await c.query<BootRow>(
+    `${NEW_BOOT} ON CONFLICT (uuid) DO UPDATE SET first_request = excluded.first_request, version = excluded.version
+     WHERE boots.first_request IS NULL RETURNING *`, [uuid, at, at, version])).rows[0];
+  return row ? { boot: { uuid, header: toHeader(row), events: [] } } : null;
+}
+
+/** What an append does to one boot: the events it adds, numbered, and the boot's new bounds. */
+interface Appended {
+  readonly uuid: string;
+  readonly events: SeqEvent[];
+  readonly next: number;
+  readonly first: number;
+}
+
+/** Numbers the last `keep` of `events` after the boot's own, and moves its bounds to keep only the last `keep`. */
+function numbered(head: BootRow, events: readonly BootEvent[], keep: number): Appended {
+  const start = Number(head.next_seq);
+  const added = (keep > 0 ? events.slice(-keep) : []).map((event, i) => ({ seq: start + i, event }));
+  const next = start + added.length;
+  return { uuid: head.uuid, events: added, next, first: Math.max(Number(head.first_seq), next - Math.max(keep, 0)) };
+}
+
+/** The events of `appended` as columns of arrays, for one INSERT from unnest. */
+function columns(appended: readonly Appended[], version: number): unknown[] {
+  const all = appended.flatMap((a) => a.events.map((e) => ({ uuid: a.uuid, seq: e.seq, ...e.event })));
+  return [
+    all.map((e) => e.uuid), all.map((e) => e.seq), all.map((e) => e.received), all.map((e) => e.kind),
+    all.map((e) => e.name), all.map((e) => e.result), all.map((e) => e.description), version,
+  ];
+}
+
+/**
+ * Appends each instance's events to its current boot (beginning one where there is none) and
+ * drops all but the last `keep`, in five statements whatever the size of the batch. Instances
+ * unknown to the database are skipped.
+ */
+export async function appendBootEvents(
+  c: pg.ClientBase, batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number, version: number,
+): Promise<BootChange[]> {
+  const uuids = [...batch.keys()];
+  const began = uuids.map((u) => batch.get(u)?.[0]?.received ?? Date.now());
+  await c.query(
+    `INSERT INTO boots (uuid, boot, began, first_request, next_seq, first_seq, version)
+     SELECT i.uuid, 1, b.at, NULL, 0, 0, $3 FROM unnest($1::text[], $2::bigint[]) AS b (uuid, at) JOIN instances i ON i.uuid = b.uuid
+     ON CONFLICT (uuid) DO NOTHING`, [uuids, began, version]);
+  const heads = (await c.query<BootRow>('SELECT * FROM boots WHERE uuid = ANY($1::text[]) FOR UPDATE', [uuids])).rows;
+  if (heads.length === 0) return [];
+  const appended = heads.map((h) => numbered(h, batch.get(h.uuid) ?? [], keep));
+  await c.query(
+    `INSERT INTO boot_events (${EVENT_COLUMNS}, version)
+     SELECT *, $8::bigint FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])`,
+    columns(appended, version));
+  const bounds = [appended.map((a) => a.uuid), appended.map((a) => a.next), appended.map((a) => a.first)];
+  const rows = (await c.query<BootRow>(
+    `UPDATE boots b SET next_seq = u.next, first_seq = u.first, version = $4
+     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (uuid, next, first) WHERE b.uuid = u.uuid RETURNING b.*`,
+    [...bounds, version])).rows;
+  await c.query(
+    'DELETE FROM boot_events e USING unnest($1::text[], $2::bigint[]) AS u (uuid, first) WHERE e.uuid = u.uuid AND e.seq < u.first',
+    [bounds[0], bounds[2]]);
+  const added = new Map(appended.map((a) => [a.uuid, a.events]));
+  return rows.map((r) => ({ boot: { uuid: r.uuid, header: toHeader(r), events: added.get(r.uuid) ?? [] } }));
+}
+
+/**
+ * Stamps the boot and events of `uuid` (just moved there by a rekey: the foreign keys carried
+ * them) with `version`, so that the other hosts read them under the new uuid; null for none.
+ */
+export async function restampBoot(c: pg.ClientBase, uuid: string, version: number): Promise<BootChange | null> {
+  const row = (await c.query<BootRow>('UPDATE boots SET version = $2 WHERE uuid = $1 RETURNING *', [uuid, version])).rows[0];
+  if (!row) return null;
+  const events = (await c.query<EventRow>(`UPDATE boot_events SET version = $2 WHERE uuid = $1 RETURNING ${EVENT_COLUMNS}`, [uuid, version])).rows;
+  return { boot: { uuid, header: toHeader(row), events: events.map(toEvent).sort((a, b) => a.seq - b.seq) } };
+}
