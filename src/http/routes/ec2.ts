@@ -11,7 +11,7 @@ import { lookup } from '../../metadata/tree.js';
 import { treeJson } from '../../metadata/treeJson.js';
 import { wantsJson } from '../accept.js';
 import { sendJson, sendText } from '../respond.js';
-import { sendFromTree } from './fromTree.js';
+import { reportUrl, sendFromTree } from './fromTree.js';
 
 /**
  * Enforces `[mdserver] imds_tokens`. A token that is present must be valid in either mode (a 401
@@ -57,5 +57,5 @@ export function ec2Handler(services: Services) {
 function sendTreeJson(services: Services, req: Request, res: Response, meta: InstanceMetadata, segs: readonly string[]): void {
   const node = lookup(meta.ec2, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
-  sendJson(res, treeJson(node, () => services.userdata.render(meta.data)));
+  sendJson(res, treeJson(node, () => services.userdata.render(meta.data, reportUrl(req, services.config().mdserver.listenAddress6))));
 }
