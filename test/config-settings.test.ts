@@ -209,7 +209,7 @@ describe('what a reload cannot apply', () => {
 
   /** A valid value other than the default for every setting, and what else must change with it. */
   const OTHER: Record<string, string> = {
-    'mdserver.port': '8080', 'mdserver.listen_address': '127.0.0.1', 'mdserver.userdata_dir': '/srv/ud',
+    'mdserver.port': '8080', 'mdserver.metrics': 'no', 'mdserver.listen_address': '127.0.0.1', 'mdserver.userdata_dir': '/srv/ud',
     'mdserver.userdata_suffixes': '.yml', 'mdserver.password': 'x', 'mdserver.default_template': '/srv/t',
     'mdserver.db_file': '/srv/db.json', 'mdserver.logfile': 'none', 'mdserver.debug': 'yes', 'mdserver.debug_userdata': 'yes',
     'mdserver.imds_tokens': 'required', 'mdserver.upload_max_bytes': '2048', 'mdserver.admin_socket': 'no',
