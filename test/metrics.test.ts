@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { PYTHON, runPy } from './cloudinit.js';
-import { request, startTestServer, upload, VM1, VM2, type TestServer } from './helpers.js';
+import { request, startTestServer, upload, VM1, VM2, writeConfig, type TestServer } from './helpers.js';
 
 const hasParser = spawnSync(PYTHON, ['-c', 'import prometheus_client.parser'], { encoding: 'utf8' }).status === 0;
 if (!hasParser && process.env['CI'] === 'true') throw new Error('python3-prometheus-client is required under CI');
@@ -215,6 +215,22 @@ describe('GET /metrics, refusals that need their own settings', { skip }, () => 
       const m = await scrape(t);
       assert.equal(get(m, 'mdserver_refusals_total{reason="spoofing"}'), 1);
       assert.equal(get(m, 'mdserver_refusals_total{reason="rate_limit"}'), codes.filter((c) => c === 429).length);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('[mdserver] metrics = no: /metrics is not found and nothing is counted; a reload turns them back on', async () => {
+    const t = await startTestServer({ mdserver: { metrics: 'no' } });
+    try {
+      const ip = await upload(t.port, VM1);
+      await request(t.port, '/latest/meta-data/instance-id', { from: ip });
+      assert.equal((await request(t.port, '/metrics')).status, 404);
+      writeConfig(t.dir, { mdserver: { metrics: 'yes' } });
+      t.running.reload();
+      const m = await scrape(t);
+      // The request made while they were off was not counted; only the scrape itself is.
+      assert.equal(get(m, 'mdserver_requests_total{format="ec2",status="2xx"}'), 0);
     } finally {
       await t.close();
     }
