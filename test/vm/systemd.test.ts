@@ -350,7 +350,8 @@ async function steps(t: TestContext, c: Container): Promise<void> {
     const m = new RegExp(`registered ${VM.name} mac=${VM.mac} ipv4=(10\\.122\\.\\d+\\.\\d+)`).exec(logged);
     assert.ok(m, logged);
     ip = m[1] as string;
-    assert.match(await c.sh('cat /var/lib/mdserver/dnsmasq/dhcp/mds.dhcp-hosts'), new RegExp(`^${VM.mac},.*${ip.replace(/\./g, '\\.')},${VM.name}`, 'm'));
+    // The sample configuration serves IPv6: the line binds the derived IPv6 address to the MAC too.
+    assert.match(await c.sh('cat /var/lib/mdserver/dnsmasq/dhcp/mds.dhcp-hosts'), new RegExp(`^${VM.mac},.*${ip.replace(/\./g, '\\.')},\\[fd00:ec2::[0-9a-f:]+\\],${VM.name},`, 'm'));
     await poll('dnsmasq to re-read its hosts file', async () => (await hostsReads(c)) > before, 20000);
 
     // The VM's view: requests from its address get its metadata.
