@@ -377,7 +377,7 @@ async function steps(t: TestContext, c: Container): Promise<void> {
     assert.equal(inst.mac, VM.mac);
     assert.equal(c.curl(`http://${MDS}/latest/meta-data/local-hostname`, ip).stdout, VM.name);
     await waitActive(c, 'mdserver-dnsmasq');
-    assert.match(await c.sh('cat /var/lib/mdserver/dnsmasq/dhcp/mds.dhcp-hosts'), new RegExp(`,${ip.replace(/\./g, '\\.')},${VM.name}`));
+    assert.match(await c.sh('cat /var/lib/mdserver/dnsmasq/dhcp/mds.dhcp-hosts'), new RegExp(`,${ip.replace(/\./g, '\\.')},\\[fd00:ec2::[0-9a-f:]+\\],${VM.name},`));
     await poll('mdserver status to be healthy', async () => (await c.exec(['mdserver', 'status'])).status === 0, 30000);
   });
 
