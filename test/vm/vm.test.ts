@@ -244,7 +244,9 @@ for (const suite of selectedSuites()) {
     t.diagnostic(`${suite}: cloud-init ${image.versions['cloud-init']}, image ${image.buildSeconds ? `built in ${image.buildSeconds} s` : 'from the cache'}`);
     const host = await VmHost.start({ shareDirs: [image.dir] });
     try {
-      for (const style of STYLES) {
+      // The CloudStack style on Debian 12 only: on Debian 13, cloud-init 25.1's CloudStack
+      // datasource found no server in this setup and fell back to DataSourceNone (doc/testing.md).
+      for (const style of STYLES.filter((s) => s !== 'cloudstack' || suite === 'bookworm')) {
         // A guest of each style gets its user-data from the template named after it.
         fs.writeFileSync(path.join(host.dir, 'userdata', `${style}-${suite}.yaml`), TEMPLATE);
         await t.test(style, (st) => runStyle(st, host, image, style));
