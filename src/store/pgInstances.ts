@@ -8,37 +8,15 @@ import { safeHostName } from '../names.js';
 import { addressTaken, hostNameTaken, macTaken, nameTaken, renameTaken } from './conflicts.js';
 import type { InstanceIndex } from './instanceIndex.js';
 import type { FeedTable } from './pgFeed.js';
+import { rowToInstance, type InstanceRow } from './rows.js';
 import { hostKey } from './schema.js';
 import type { Allocate, Instance, NewInstance, Registration, RegisterResult } from './store.js';
 
-export interface PgRow {
-  uuid: string;
-  name: string;
-  mac: string;
-  ipv4: string | null;
-  ipv6: string | null;
-  location: string;
-  metadata: string;
-  arch: string | null;
-  nwfilter: string | null;
-  host: string;
-  first_seen: string | number;
-  last_update: string | number;
+export interface PgRow extends InstanceRow {
   version: string | number;
 }
 
-export function toInstance(r: PgRow): Instance {
-  let metadata: Record<string, string> = {};
-  try {
-    metadata = JSON.parse(r.metadata) as Record<string, string>;
-  } catch {
-    // A hand-edited row must not take the server down; it simply has no metadata.
-  }
-  return {
-    name: r.name, hostName: safeHostName(r.name, r.uuid), uuid: r.uuid, mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6,
-    location: r.location, metadata, arch: r.arch, nwfilter: r.nwfilter, host: r.host, firstSeen: Number(r.first_seen), lastUpdate: Number(r.last_update),
-  };
-}
+export const toInstance = (r: PgRow): Instance => rowToInstance(r);
 
 /** A change made inside a transaction, applied to the in-memory copy once it is committed. */
 export type LocalChange = { put: Instance } | { remove: string };

@@ -5,51 +5,20 @@ import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 import { hostNameTaken, macTaken, nameTaken, renameTaken, uuidTaken } from './conflicts.js';
+import { rowToInstance, type InstanceRow } from './rows.js';
 import { hostKey, migrate } from './schema.js';
 import { SqliteBoots } from './sqliteBoots.js';
 import { SqlitePasswords } from './sqlitePasswords.js';
 import type { Allocate, BootEvent, BootRecord, HostRecord, Instance, NewInstance, Rekeyed, RegisterOutcome, RegisterResult, Registration, Store } from './store.js';
 
-interface Row {
-  name: string;
-  uuid: string;
-  mac: string;
-  ipv4: string | null;
-  ipv6: string | null;
-  location: string;
-  metadata: string;
-  arch: string | null;
-  nwfilter: string | null;
-  host: string;
+interface Row extends InstanceRow {
   first_seen: number;
   last_update: number;
 }
 
 type HostRow = Pick<Row, 'name' | 'uuid' | 'mac' | 'ipv4' | 'ipv6' | 'first_seen' | 'host'>;
 
-function toInstance(r: Row): Instance {
-  let metadata: Record<string, string> = {};
-  try {
-    metadata = JSON.parse(r.metadata) as Record<string, string>;
-  } catch {
-    // A hand-edited row must not take the server down; it simply has no metadata.
-  }
-  return {
-    name: r.name,
-    hostName: safeHostName(r.name, r.uuid),
-    uuid: r.uuid,
-    mac: r.mac,
-    ipv4: r.ipv4,
-    ipv6: r.ipv6,
-    location: r.location,
-    metadata,
-    arch: r.arch,
-    nwfilter: r.nwfilter,
-    host: r.host,
-    firstSeen: r.first_seen,
-    lastUpdate: r.last_update,
-  };
-}
+const toInstance = (r: Row): Instance => rowToInstance(r);
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
