@@ -69,7 +69,14 @@ test('two VMs flooding idle connections leave another VM, the host\'s upload and
     const b = await net.addVm(VM2);
     const bystander = await net.addVm(VM3);
     floods.push(flood(a.ns, 300), flood(b.ns, 300));
-    await sleep(2000);
+    // The flood must be under way before the others are tried: each flooder has reported that
+    // the server turned away what it holds beyond its cap. Node starting in a namespace on a
+    // busy machine can take seconds, so this waits (bounded) rather than sleeping a fixed time.
+    const deadline = Date.now() + 30_000;
+    while (!floods.every((f) => f.last().closed >= 268)) {
+      assert.ok(Date.now() < deadline, `the flood never got under way: ${JSON.stringify(floods.map((f) => f.last()))}`);
+      await sleep(250);
+    }
 
     for (let i = 0; i < 5; i++) {
       const r = httpFrom(bystander.ns, `${MDS_URL}/latest/meta-data/instance-id`, { timeoutSeconds: 5 });
