@@ -215,12 +215,42 @@ describe('the IPv6 neighbour table', () => {
     assert.equal(t.get('fd00:ec2::9'), undefined);
   });
 
-  test('a flood of unknown sources reads the table once per gap, not once per request', () => {
+  test('a flood of unknown sources shares one read of the table per gap, not one per request', async () => {
     let reads = 0;
-    const table = new NeighbourTable6(() => (reads++, text), 60000, 60000);
-    for (let i = 0; i < 1000; i++) assert.equal(table.macOf(`fe80::${i.toString(16)}`, 'br-mds'), undefined);
+    const table = new NeighbourTable6(async () => (reads++, text), 60000, 50);
+    const waits: Array<Promise<void> | undefined> = [];
+    for (let i = 0; i < 1000; i++) waits.push(table.settle(`fe80::${i.toString(16)}`, 'br-mds'));
+    await Promise.all(waits.filter((w) => w !== undefined));
     assert.equal(reads, 1);
+    for (let i = 0; i < 1000; i++) assert.equal(table.macOf(`fe80::${i.toString(16)}`, 'br-mds'), undefined);
     assert.equal(table.macOf('fe80::5054:ff:fe3a:cf41', 'other'), '52:54:00:99:99:99');
+    assert.equal(table.settle('fe80::5054:ff:fe3a:cf41', 'other'), undefined, 'a known caller does not wait');
+  });
+
+  test('a VM that appears while a read is running is found by the next read, not refused', async () => {
+    let current = '';
+    let release: () => void = () => {};
+    let reads = 0;
+    const table = new NeighbourTable6(async () => {
+      reads++;
+      const seen = current;
+      await new Promise<void>((r) => (release = r));
+      return seen;
+    }, 60000, 10);
+    const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1));
+    const first = table.settle('fe80::1', 'br-mds');
+    while (reads === 0) await tick();
+    // The VM's entry arrives after that read looked at the table.
+    current = 'fe80::5054:ff:fe3a:cf41 dev br-mds lladdr 52:54:00:3a:cf:41 REACHABLE';
+    const late = table.settle('fe80::5054:ff:fe3a:cf41', 'br-mds');
+    release();
+    await first;
+    assert.equal(table.macOf('fe80::5054:ff:fe3a:cf41', 'br-mds'), undefined, 'the first read could not see it');
+    while (reads === 1) await tick();
+    release();
+    await late;
+    assert.equal(reads, 2);
+    assert.equal(table.macOf('fe80::5054:ff:fe3a:cf41', 'br-mds'), '52:54:00:3a:cf:41');
   });
 });
 

@@ -111,14 +111,19 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
     if (route.uploadToken) checkUploadToken(cfg, req);
     if (route.imdsToken) checkToken(services, req, client);
     if (route.metadataHeader) checkMetadataHeader(cfg, req);
-    let done: void | Promise<void>;
-    if (route.who === 'instance') {
+    if (route.who !== 'instance') {
+      route.handler(req, res, segs, client)?.catch(next);
+      return;
+    }
+    const serve = (): void => {
       const found = services.metadata.forCaller(client);
       if (req.method !== 'POST') services.provisioning.sawRequest(found.data.instance.uuid, segs);
-      done = route.handler(req, res, segs, found);
-    } else {
-      done = route.handler(req, res, segs, client);
-    }
-    if (done !== undefined) done.catch(next);
+      route.handler(req, res, segs, found)?.catch(next);
+    };
+    // An IPv6 caller the neighbour table may not know yet waits for a read of it (off the event
+    // loop, shared with every other such caller); everyone else is answered at once.
+    const settled = services.metadata.settle(client);
+    if (settled === undefined) serve();
+    else settled.then(serve).catch(next);
   };
 }

@@ -43,6 +43,7 @@ async function answer(services: Services, req: Request, res: Response): Promise<
     log.debug('unknown password request', { client, request: what === null ? 'none' : what.slice(0, 64) });
     return sendText(res, BAD_REQUEST, 400);
   }
+  await services.metadata.settle(client);
   const name = services.metadata.forCaller(client).data.instance.name;
   if (what === SAVED) {
     await services.passwords.acknowledge(name);

@@ -102,6 +102,18 @@ export class MetadataService {
   }
 
   /**
+   * What must happen before `forCaller(ip)` can answer: for an IPv6 caller that is found, or
+   * checked, through the neighbour table, a read of that table the caller may be in. Undefined
+   * when there is nothing to wait for (IPv4, or a table that already knows the caller).
+   */
+  settle(ip: string): Promise<void> | undefined {
+    const cfg = this.config();
+    if (cfg.dnsmasq.plan6 === null || net.isIPv4(ip) || !net.isIPv6(ip)) return undefined;
+    if (isLinkLocal6(ip)) return this.neighbours6.settle(ip, cfg.dnsmasq.interface);
+    return cfg.mdserver.verifyMac ? this.neighbours6.settle(ip) : undefined;
+  }
+
+  /**
    * The metadata for a request from `ip`, for every path that serves instance data: an unknown
    * address is UNKNOWN_CLIENT (400); with `verify_mac`, an address whose MAC in the host's
    * neighbour table is not the instance's MAC is FORBIDDEN (403), so a VM that takes another

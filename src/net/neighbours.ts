@@ -2,7 +2,7 @@
 // from /proc/net/arp; IPv6's has no file, so `ip -6 neigh show` prints it. Used by `verify_mac`
 // to catch a VM that took another VM's address, and to find the VM behind a link-local address.
 
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { canonicalIPv6 } from './ip6.js';
 
@@ -80,44 +80,79 @@ function ipCommand(): string {
 }
 
 /** Reads the IPv6 table; replaceable so that the parsing and caching can be tested on their own. */
-export type Neighbours6Reader = () => string;
+export type Neighbours6Reader = () => Promise<string>;
 
 export const readNeighbours6: Neighbours6Reader = () =>
-  execFileSync(ipCommand(), ['-6', 'neigh', 'show'], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] });
+  new Promise((resolve, reject) => {
+    execFile(ipCommand(), ['-6', 'neigh', 'show'], { encoding: 'utf8', timeout: 2000 }, (err, out) => (err ? reject(new Error(err.message)) : resolve(out)));
+  });
 
+/**
+ * The IPv6 neighbour table, read by `ip -6 neigh` off the event loop. A caller first `settle()`s
+ * (which waits only when the table may not know it yet), then asks `macOf()`, which never runs
+ * anything. Every waiter shares one read: a flood of unknown sources costs one `ip` run per
+ * `minGapMs`, not one per request, and no request waits on another's run of `ip`.
+ */
 export class NeighbourTable6 {
   private table = new Map<string, Neighbour6[]>();
-  private readAt = -Infinity;
+  /** When the current table's read started (a younger entry may be missing from it). */
+  private readStart = -Infinity;
+  /** The read that waiters share, if one is pending or running. */
+  private next: Promise<void> | null = null;
+  private running = false;
 
   /**
-   * @param maxAgeMs how long one read is trusted
-   * @param minGapMs the least time between two reads: a lookup that misses re-reads the table (the
-   *   entry may be younger than the last read), but a flood of unknown sources costs one `ip`
-   *   run per gap, not one per request (a run takes some 8 ms on a busy host: at most 10 a second)
+   * @param maxAgeMs how long one read is trusted for an address it holds
+   * @param minGapMs the least time between the starts of two reads (a run takes some 8 ms on a
+   *   busy host): a new source waits at most this long for the read that will see it
    */
   constructor(private readonly read: Neighbours6Reader = readNeighbours6, private readonly maxAgeMs = 250, private readonly minGapMs = 100) {}
 
-  private refresh(): void {
-    try {
-      this.table = parseNeighbours6(this.read());
-    } catch {
-      this.table = new Map();
-    }
-    this.readAt = performance.now();
+  /**
+   * Resolves once the table can answer for `ip`: at once when a read younger than `maxAgeMs` has
+   * it, else after a read that started after this call (the entry for a new connection may be
+   * younger than the last read). Undefined means nothing to wait for, so the common path stays
+   * synchronous.
+   */
+  settle(ip: string, dev?: string): Promise<void> | undefined {
+    const now = performance.now();
+    if (now - this.readStart <= this.maxAgeMs && this.find(ip, dev) !== undefined) return undefined;
+    return this.readAfter(now);
   }
 
-  /** The MAC behind `ip`, on interface `dev` when given (a link-local address means nothing elsewhere). */
+  /** A read that starts no earlier than `t`, shared by everyone who needs one. */
+  private readAfter(t: number): Promise<void> {
+    if (this.next === null) this.next = this.schedule();
+    const pending = this.next;
+    // A read already running that started before `t` may miss the caller: chain one after it.
+    return this.running && this.readStart < t ? pending.then(() => this.readAfter(t)) : pending;
+  }
+
+  private async schedule(): Promise<void> {
+    // Always a timer, even when the gap has passed: callers arriving in the same turn of the
+    // event loop (a burst of new connections) then share this read.
+    const wait = Math.max(0, this.readStart + this.minGapMs - performance.now());
+    await new Promise((r) => setTimeout(r, wait));
+    this.running = true;
+    this.readStart = performance.now();
+    try {
+      this.table = parseNeighbours6(await this.read());
+    } catch {
+      this.table = new Map();
+    } finally {
+      this.running = false;
+      this.next = null;
+    }
+  }
+
+  /** The MAC behind `ip` in the last read, on interface `dev` when given (a link-local address means nothing elsewhere). */
   macOf(ip: string, dev?: string): string | undefined {
+    return this.find(ip, dev);
+  }
+
+  private find(ip: string, dev?: string): string | undefined {
     const addr = canonicalIPv6(ip);
     if (addr === null) return undefined;
-    const age = performance.now() - this.readAt;
-    if (age > this.maxAgeMs) this.refresh();
-    const find = (): string | undefined => this.table.get(addr)?.find((n) => dev === undefined || n.dev === dev)?.mac;
-    let mac = find();
-    if (mac === undefined && performance.now() - this.readAt > this.minGapMs) {
-      this.refresh();
-      mac = find();
-    }
-    return mac;
+    return this.table.get(addr)?.find((n) => dev === undefined || n.dev === dev)?.mac;
   }
 }
