@@ -94,6 +94,8 @@ trap 'rm -rf "$tmp"' EXIT
 # Configuration: readable by the service's group only (templates may hold secrets).
 dir 0750 "$prefix/etc/mdserver" "${group_opts[@]}"
 dir 0750 "$prefix/etc/mdserver/userdata" "${group_opts[@]}"
+# Shared templates that a domain's userdata_prefix names ([mdserver] userdata_prefix_dir).
+dir 0750 "$prefix/etc/mdserver/userdata/prefixes" "${group_opts[@]}"
 dir 0750 "$prefix/etc/mdserver/mdserver.conf.d" "${group_opts[@]}"
 put 0640 "$src/mdserver.conf.sample" "$prefix/etc/mdserver/mdserver.conf.sample"
 

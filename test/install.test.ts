@@ -61,6 +61,7 @@ test('the installer puts config, user-data directory, units, hook and defaults u
     assert.match(r.stdout, /created\s+.*etc\/mdserver\/upload-token/);
     assert.ok(fs.statSync(f('etc/mdserver/userdata')).isDirectory());
     assert.equal(mode('etc/mdserver/userdata'), 0o750);
+    assert.equal(mode('etc/mdserver/userdata/prefixes'), 0o750, 'the directory userdata_prefix templates go in exists');
     assert.ok(fs.statSync(f('etc/mdserver/mdserver.conf.d')).isDirectory());
     assert.equal(fs.readFileSync(f('etc/libvirt/hooks/qemu.d/mdserver'), 'utf8'), fs.readFileSync(path.join(ROOT, 'hooks', 'qemu'), 'utf8'));
     assert.equal(mode('etc/libvirt/hooks/qemu.d/mdserver'), 0o755);
