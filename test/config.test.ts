@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { INSTANCES_USAGE } from '../src/cli/instances.js';
 import { ConfigError, loadConfig } from '../src/config/index.js';
+import { STYLES } from '../src/libvirt/sysinfo.js';
 import { tempDir } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -165,5 +167,12 @@ describe('mdserver --check-config', () => {
   test('--version and --help answer', () => {
     assert.match(spawnSync(BIN, ['--version'], { encoding: 'utf8' }).stdout, /^mdserver \d+\.\d+\.\d+\n$/);
     assert.match(spawnSync(BIN, ['--help'], { encoding: 'utf8' }).stdout, /--check-config/);
+  });
+
+  test('--help names every sysinfo style and every instances subcommand', () => {
+    const help = spawnSync(BIN, ['--help'], { encoding: 'utf8' }).stdout;
+    for (const style of STYLES) assert.match(help, new RegExp(`sysinfo --style [a-z0-9|]*\\b${style}\\b`), style);
+    assert.match(help, /sysinfo .*--filter/);
+    for (const [, sub] of INSTANCES_USAGE.matchAll(/mdserver instances (\w+)/g)) assert.match(help, new RegExp(`instances .*\\b${sub}\\b`), `instances ${sub}`);
   });
 });

@@ -2,6 +2,7 @@
 // admin subcommands (each in its own module beside this one, the client side of the admin socket) that talk to a running server.
 
 import { sysinfoCommand } from './sysinfo.js';
+import { STYLES } from '../libvirt/sysinfo.js';
 import { ConfigError, DEFAULT_CONFIG_FILE, dumpConfig, loadConfig } from '../config/index.js';
 import { describe } from '../errors.js';
 import { moduleLogger, reopenLogfile } from '../log.js';
@@ -32,10 +33,12 @@ const SUBCOMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 const USAGE = `Usage: mdserver [CONFIG]                 run the metadata server
        mdserver --check-config [CONFIG]  print the resolved configuration (secrets hidden),
                                          or every problem in it (exit status 1)
-       mdserver sysinfo --style ec2|openstack|nocloud [--apply] <domain.xml | name>
+       mdserver sysinfo --style ${STYLES.join('|')} [--filter] [--apply] <domain.xml | name>
                                          make a domain's cloud-init find mdserver
                                          (mdserver sysinfo --help for more)
        mdserver instances list|show NAME|delete NAME|rekey NAME --uuid UUID [--json]
+       mdserver instances password NAME [--generate]
+                                         a one-time password for a CloudStack guest
        mdserver instances wait NAME... [--timeout S] [--json]   until each VM is provisioned
        mdserver reload                   re-read the configuration (as SIGHUP does)
        mdserver status [--json]          health of the running server and its dnsmasq files
