@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import { MdsError } from '../errors.js';
 
-export const PG_SCHEMA_VERSION = 2;
+export const PG_SCHEMA_VERSION = 3;
 
 /** The advisory lock key of schema migrations ("mdserver" in ASCII, as a bigint). */
 const MIGRATION_LOCK = '7882552127354463602';
@@ -84,6 +84,14 @@ const MIGRATIONS: Record<number, string> = {
       version bigint NOT NULL
     );
     CREATE INDEX passwords_version ON passwords (version);
+  `,
+  // Tombstones are pruned after a while (pgInstances.ts pruneTombstones): each says when its
+  // instance was deleted (those from before this version count as deleted now), and `pruned` is
+  // the highest version pruned, below which a catch-up would miss deletions.
+  3: `
+    ALTER TABLE tombstones ADD COLUMN deleted_at bigint NOT NULL DEFAULT (extract(epoch FROM now()) * 1000)::bigint;
+    CREATE INDEX tombstones_deleted_at ON tombstones (deleted_at);
+    ALTER TABLE cluster ADD COLUMN pruned bigint NOT NULL DEFAULT 0;
   `,
 };
 
