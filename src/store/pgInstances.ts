@@ -177,7 +177,8 @@ export async function registerGroup(
   isUnreachable: (e: unknown) => boolean,
 ): Promise<GroupResult> {
   const given = new Set<string>();
-  let picked: string | null = null;
+  // The address the allocator chose last: when the database refuses it, the next try avoids it.
+  let picked: string | null;
   const isUsed = (ip: string): boolean => given.has(ip) || inCopy(ip);
   const ctx: RegisterContext = {
     version, isUsed, allocate: (used) => (picked = allocate(used)),

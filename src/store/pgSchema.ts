@@ -4,8 +4,9 @@
 //
 // Every change to a replicated table bumps the one row of `cluster` (the change counter) and
 // stamps the rows it writes with the new value; a deletion leaves a tombstone with it. Taking that
-// row's lock orders all writing transactions, so a reader that has seen counter N has seen every
-// change up to N, and catches up from there after a reconnect.
+// row's lock orders all writing transactions (each takes it only for its last step, pgWrite.ts),
+// so a reader that has seen counter N has seen every change up to N, and catches up from there
+// after a reconnect; or reads everything, when tombstones after N were pruned (`pruned`).
 
 import type pg from 'pg';
 import { MdsError } from '../errors.js';
