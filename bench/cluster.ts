@@ -146,6 +146,13 @@ export async function clusterBench(argv: string[]): Promise<void> {
     const d = await propagation(hosts, o, 1 + o.uploads);
     console.log(`propagation at ${o.rate} uploads/s for ${o.seconds} s (acknowledged on one host -> served by the next): p50 ${fmt(quantile(d, 0.5))} ms, p99 ${fmt(quantile(d, 0.99))} ms, max ${fmt(d.at(-1) ?? NaN)} ms`);
     console.log('targets: start-up < 5 s, RSS < 400 MB, propagation p99 < 1 s, >= 300 uploads/s');
+  } catch (e) {
+    // The hosts' logs go with the temporary directory: what they said about the failure is shown first.
+    for (const name of ['host-a', 'host-b', 'host-c']) {
+      const log = path.join(dir, `${name}.log`);
+      if (fs.existsSync(log)) console.log(`${name}:\n${fs.readFileSync(log, 'utf8').split('\n').filter((l) => !/nwfilter|cannot signal/.test(l)).slice(-15).join('\n')}`);
+    }
+    throw e;
   } finally {
     for (const h of hosts) await h.stop();
     pg.destroySync();
