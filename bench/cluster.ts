@@ -16,6 +16,7 @@ import { benchDomain, domainXml } from './domain.js';
 import { freePort, memory, ROOT, serve, type Served } from './procs.js';
 import { VM_NET } from './setup.js';
 import { fmt, quantile, table } from './stats.js';
+import { lockSampler, perUpload, snapshot } from './clusterProbe.js';
 
 interface Options { instances: number; rate: number; seconds: number; uploads: number }
 
@@ -135,11 +136,23 @@ export async function clusterBench(argv: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 3000));
     for (const [i, h] of hosts.entries()) rows.push([`host ${'abc'[i] ?? ''}`, fmt(h.startupMs / 1000, ' s'), fmt(memory(h.child.pid as number).rssMiB, ' MiB')]);
     console.log(table(['', 'start-up', 'RSS'], rows));
+    const procs = hosts.map((h) => ({ pid: h.child.pid as number, port: h.port }));
+    const before = await snapshot(pg, procs);
+    const locks = lockSampler(pg);
     const perSecond = await throughput(hosts, o.uploads, 1);
+    const sampled = await locks.stop();
     console.log(`uploads across the cluster: ${fmt(perSecond)}/s (${o.uploads} uploads, 8 in flight per host)`);
+    for (const line of perUpload(before, await snapshot(pg, procs), o.uploads, sampled)) console.log(`  ${line}`);
     const d = await propagation(hosts, o, 1 + o.uploads);
     console.log(`propagation at ${o.rate} uploads/s for ${o.seconds} s (acknowledged on one host -> served by the next): p50 ${fmt(quantile(d, 0.5))} ms, p99 ${fmt(quantile(d, 0.99))} ms, max ${fmt(d.at(-1) ?? NaN)} ms`);
     console.log('targets: start-up < 5 s, RSS < 400 MB, propagation p99 < 1 s, >= 300 uploads/s');
+  } catch (e) {
+    // The hosts' logs go with the temporary directory: what they said about the failure is shown first.
+    for (const name of ['host-a', 'host-b', 'host-c']) {
+      const log = path.join(dir, `${name}.log`);
+      if (fs.existsSync(log)) console.log(`${name}:\n${fs.readFileSync(log, 'utf8').split('\n').filter((l) => !/nwfilter|cannot signal/.test(l)).slice(-15).join('\n')}`);
+    }
+    throw e;
   } finally {
     for (const h of hosts) await h.stop();
     pg.destroySync();

@@ -214,4 +214,35 @@ describe('writing and signalling', () => {
     assert.ok(fs.existsSync(path.join(dir, 'blocker', 'base', 'dhcp', 'mds.dhcp-hosts')));
     fs.rmSync(dir, { recursive: true, force: true });
   });
+
+  test("in a storm of changes (another host's uploads) the host files are rewritten once per burst, and a change still reaches them within the bound", async () => {
+    const dir = tempDir();
+    const cfg = configFor({ dnsmasq: { base_dir: path.join(dir, 'base'), run_dir: path.join(dir, 'run') } });
+    // Thirty thousand hosts: a rewrite costs enough CPU that ten times it would be well over the bound.
+    const hosts: HostEntry[] = Array.from({ length: 30_000 }, (_, i) => ({
+      hostName: `vm${i}`, mac: `52:54:00:${hex(i >> 16)}:${hex(i >> 8)}:${hex(i)}`, ipv4: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, ipv6: null,
+    }));
+    let rewrites = 0;
+    const files = new DnsmasqFiles(() => cfg, () => hosts, 5000, { rewritten: () => rewrites++ }, 300);
+    try {
+      assert.equal(files.writeAll(), true);
+      const written = rewrites;
+      for (let i = 0; i < 20; i++) {
+        hosts.push({ hostName: `late${i}`, mac: `52:54:01:00:00:${hex(i)}`, ipv4: `10.200.0.${i + 1}`, ipv6: null });
+        files.scheduleWrite();
+      }
+      const changed = Date.now();
+      const file = dnsmasqPaths(cfg).dhcpHosts;
+      while (!fs.readFileSync(file, 'utf8').includes('late19')) {
+        assert.ok(Date.now() - changed < 2000, 'the last change of the burst is in the file within the bound (300 ms) and one write');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(rewrites - written, 1, 'twenty changes, one write');
+    } finally {
+      files.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+const hex = (n: number): string => (n & 255).toString(16).padStart(2, '0');

@@ -45,6 +45,9 @@ export interface DnsmasqEvents {
   signalFailed?(): void;
 }
 
+/** The longest a change waits for the host files during a storm of changes (see scheduleWrite). */
+const MAX_GAP_MS = 10_000;
+
 export class DnsmasqFiles {
   private pending: NodeJS.Timeout | null = null;
   private lastFlushAt = 0;
@@ -60,6 +63,7 @@ export class DnsmasqFiles {
     private readonly hosts: () => HostEntry[],
     private readonly retryMs = 5000,
     private readonly events: DnsmasqEvents = {},
+    private readonly maxGapMs = MAX_GAP_MS,
   ) {}
 
   getStatus(): DnsmasqStatus {
@@ -87,12 +91,16 @@ export class DnsmasqFiles {
   /**
    * Notes that the host list changed. When nothing was written recently the files are written at
    * once, so a single upload (the libvirt hook's case) is visible to dnsmasq before the reply; in a
-   * burst, writes are spaced by at least ten times the cost of the last one (100 ms minimum), so
-   * that rewriting ten thousand hosts does not dominate an upload storm.
+   * burst, writes are spaced by ten times the CPU time the last one took (100 ms minimum), so that
+   * rewriting a hundred thousand hosts (about a second of CPU on a slow machine) takes at most a
+   * tenth of the host during an upload storm, its own or other hosts'. CPU time, not wall time: on
+   * a loaded machine a write's wall time grows with the load, and the gap with it. The gap is at
+   * most `maxGapMs`, so a change, also one made on another host, reaches the files within that
+   * and one write.
    */
   scheduleWrite(): void {
     if (this.pending) return;
-    const gap = Math.max(100, this.lastFlushMs * 10);
+    const gap = Math.min(this.maxGapMs, Math.max(100, this.lastFlushMs * 10));
     const wait = this.lastFlushAt + gap - Date.now();
     if (wait <= 0) {
       this.flush();
@@ -111,7 +119,7 @@ export class DnsmasqFiles {
       clearTimeout(this.pending);
       this.pending = null;
     }
-    const started = Date.now();
+    const started = process.cpuUsage();
     const cfg = this.config();
     const p = dnsmasqPaths(cfg);
     try {
@@ -122,12 +130,13 @@ export class DnsmasqFiles {
       writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames));
       writeAtomic(p.dnsHosts, renderDnsHosts(cfg, hosts));
       this.lastFlushAt = Date.now();
-      this.lastFlushMs = this.lastFlushAt - started;
+      const used = process.cpuUsage(started);
+      this.lastFlushMs = (used.user + used.system) / 1000;
       if (!this.status.ok) log.info('dnsmasq files are writable again', { dir: cfg.dnsmasq.baseDir });
       this.status.ok = true;
       this.status.lastError = null;
       this.status.lastWrite = new Date().toISOString();
-      log.debug('wrote dnsmasq host files', { hosts: hosts.length, ms: this.lastFlushMs });
+      log.debug('wrote dnsmasq host files', { hosts: hosts.length, cpuMs: Math.round(this.lastFlushMs) });
       this.events.rewritten?.();
     } catch (e) {
       this.failed(e);

@@ -98,6 +98,11 @@ export class BootReplica {
     this.headers.remove(uuid, version);
   }
 
+  /** After a full read: the boots of instances not in `uuids` are gone as of `version`. */
+  retainOnly(uuids: ReadonlySet<string>, version: number): void {
+    this.headers.retainOnly(uuids, version);
+  }
+
   prune(seen: number): void {
     this.headers.prune(seen);
   }

@@ -14,10 +14,19 @@ export const CHANNEL = 'mdserver_changes';
 /**
  * One replicated table: reads its changes after `seen` inside the catch-up's snapshot, and returns
  * what applies them. The catch-up applies every table's at once, once all are read, so that no
- * reader sees a snapshot half applied (an instance without its boot, say).
+ * reader sees a snapshot half applied (an instance without its boot, say). With `resync` (the
+ * snapshot's change counter) it reads the whole table instead, and what the copy holds that the
+ * table no longer does goes as of that counter: tombstones older than this host's last catch-up
+ * may have been pruned.
  */
 export interface FeedTable {
-  read(client: pg.ClientBase, seen: number): Promise<() => void>;
+  read(client: pg.ClientBase, seen: number, resync: number | null): Promise<() => void>;
+}
+
+/** The tombstones a catch-up after `seen` applies: none on a full read, which replaces the copy. */
+export async function tombstonesAfter(client: pg.ClientBase, seen: number, resync: number | null): Promise<{ uuid: string; version: string }[]> {
+  if (resync !== null) return [];
+  return (await client.query<{ uuid: string; version: string }>('SELECT uuid, version FROM tombstones WHERE version > $1', [seen])).rows;
 }
 
 export interface FeedState {
@@ -150,9 +159,15 @@ export class PgFeed {
     // One snapshot for the counter and the rows: every change up to that counter is in it.
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
-      const counter = Number((await client.query<{ counter: string }>('SELECT counter FROM cluster')).rows[0]?.counter ?? 0);
+      const row = (await client.query<{ counter: string; pruned: string }>('SELECT counter, pruned FROM cluster')).rows[0];
+      const counter = Number(row?.counter ?? 0);
+      // Tombstones after what this host has seen were pruned: it was away too long for a catch-up.
+      const resync = this.seenCounter < Number(row?.pruned ?? 0) ? counter : null;
+      if (resync !== null && this.seenCounter >= 0) {
+        this.log.warn('this host was behind for longer than deletions are kept: reading the whole store again', { seen: this.seenCounter, pruned: Number(row?.pruned) });
+      }
       const apply: (() => void)[] = [];
-      for (const t of this.tables) apply.push(await t.read(client, this.seenCounter));
+      for (const t of this.tables) apply.push(await t.read(client, this.seenCounter, resync));
       await client.query('COMMIT');
       for (const a of apply) a();
       if (counter > this.seenCounter) this.seenCounter = counter;

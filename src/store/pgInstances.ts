@@ -2,12 +2,12 @@
 // the checks and statements of one registration. The transaction around them, the change counter
 // and the connection are postgres.ts's; the in-memory copy is instanceIndex.ts's.
 
-import type pg from 'pg';
+import pg from 'pg';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 import { addressTaken, hostNameTaken, macTaken, nameTaken, renameTaken } from './conflicts.js';
 import type { InstanceIndex } from './instanceIndex.js';
-import type { FeedTable } from './pgFeed.js';
+import { tombstonesAfter, type FeedTable } from './pgFeed.js';
 import { rowToInstance, type InstanceRow } from './rows.js';
 import { hostKey } from './schema.js';
 import type { Allocate, Instance, NewInstance, Registration, RegisterResult } from './store.js';
@@ -21,27 +21,69 @@ export const toInstance = (r: PgRow): Instance => rowToInstance(r);
 /** A change made inside a transaction, applied to the in-memory copy once it is committed. */
 export type LocalChange = { put: Instance } | { remove: string };
 
-/** Reads the instances and tombstones written after `seen`, to apply to `index`. */
+/** Reads the instances and tombstones written after `seen` (everything on a resync), to apply to `index`. */
 export function instancesFeed(index: InstanceIndex): FeedTable {
   return {
-    async read(client, seen) {
-      const gone = await client.query<{ uuid: string; version: string }>('SELECT uuid, version FROM tombstones WHERE version > $1', [seen]);
-      const rows = await client.query<PgRow>('SELECT * FROM instances WHERE version > $1', [seen]);
+    async read(client, seen, resync) {
+      const gone = await tombstonesAfter(client, seen, resync);
+      const rows = await client.query<PgRow>('SELECT * FROM instances WHERE version > $1', [resync === null ? seen : -1]);
       return () => {
-        for (const t of gone.rows) index.rows.remove(t.uuid, Number(t.version));
+        for (const t of gone) index.rows.remove(t.uuid, Number(t.version));
         for (const r of rows.rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
+        if (resync !== null) index.rows.retainOnly(new Set(rows.rows.map((r) => r.uuid)), resync);
       };
     },
   };
 }
 
+/** Leaves a tombstone for the instance `uuid`, deleted or rekeyed away, for the other hosts' catch-ups. */
+export async function tombstone(c: pg.ClientBase, uuid: string, version: number): Promise<void> {
+  await c.query(`INSERT INTO tombstones (uuid, version, deleted_at) VALUES ($1, $2, $3)
+    ON CONFLICT (uuid) DO UPDATE SET version = excluded.version, deleted_at = excluded.deleted_at`, [uuid, version, Date.now()]);
+}
+
+/**
+ * Removes the tombstones of deletions made before `before` (milliseconds since the epoch) and
+ * raises `cluster.pruned` to the highest version removed: a host that has seen less than that
+ * reads the whole store again instead of catching up (pgFeed.ts). Returns how many were removed.
+ */
+export async function pruneTombstones(c: pg.Pool, before: number): Promise<number> {
+  const r = await c.query<{ n: string }>(`WITH d AS (DELETE FROM tombstones WHERE deleted_at < $1 RETURNING version),
+    u AS (UPDATE cluster SET pruned = (SELECT max(version) FROM d) WHERE (SELECT max(version) FROM d) > pruned)
+    SELECT count(*) AS n FROM d`, [before]);
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/** The advisory lock space of addresses being claimed ("mdsa" in ASCII). */
+const ADDRESS_LOCKS = 1835299681;
+
 const INSERT = `INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, version)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`;
 
+const rowParams = (r: NewInstance, version: number): unknown[] => [r.uuid, r.name, hostKey(r.name, r.uuid), r.mac, r.ipv4, r.ipv6, r.location,
+  JSON.stringify(r.metadata), r.arch, r.nwfilter, r.host ?? '', r.firstSeen, r.lastUpdate, version];
+
 /** Inserts a record as it is (a copy from another database), stamped with `version`. */
 export async function insertRow(c: pg.ClientBase, r: NewInstance, version: number): Promise<void> {
-  await c.query(INSERT, [r.uuid, r.name, hostKey(r.name, r.uuid), r.mac, r.ipv4, r.ipv6, r.location, JSON.stringify(r.metadata),
-    r.arch, r.nwfilter, r.host ?? '', r.firstSeen, r.lastUpdate, version]);
+  await c.query(INSERT, rowParams(r, version));
+}
+
+/**
+ * Inserts a new instance only if its address ($15) is not being claimed by another host's write
+ * that has not committed yet: the address's advisory lock, held to the end of the transaction,
+ * says so without waiting. Waiting instead would stall on the other write, and two hosts each
+ * waiting for an address the other one holds would deadlock (PostgreSQL breaks that only after
+ * deadlock_timeout, a second). Distinct addresses may share a lock (a hash): one is then skipped.
+ */
+const CLAIMING_INSERT = `INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, version)
+  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::bigint, $13::bigint, $14::bigint
+  WHERE pg_try_advisory_xact_lock(${ADDRESS_LOCKS}, hashtext($15::text))`;
+
+/** An address another host's uncommitted write claims: the registration tries another. */
+class AddressBusy extends Error {
+  constructor(readonly ipv4: string) {
+    super(`address ${ipv4} is being claimed by another write`);
+  }
 }
 
 /** What one registration needs besides the connection. */
@@ -88,7 +130,8 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
   const host = reg.host ?? '';
   if (!existing) {
     const row = { name: reg.name, uuid: reg.uuid, mac: reg.mac, location: reg.location, arch: reg.arch, metadata: reg.metadata, nwfilter, host, ipv4, ipv6: null, firstSeen: now, lastUpdate: now };
-    await insertRow(c, row, ctx.version);
+    const claimed = await c.query(CLAIMING_INSERT, [...rowParams(row, ctx.version), ipv4]);
+    if (claimed.rowCount === 0) throw new AddressBusy(ipv4);
     return { instance: { ...row, hostName: safeHostName(reg.name, reg.uuid) }, created: true, changed: true };
   }
   const changed = existing.name !== reg.name || existing.mac !== reg.mac || existing.metadata !== metadata || existing.arch !== reg.arch ||
@@ -104,4 +147,67 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
      last_update = $10, version = $11 WHERE uuid = $1`,
     [reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, host, now, ctx.version]);
   return { instance: toInstance(row), created: false, changed };
+}
+
+/**
+ * Whether `e` says another host's write took what this registration chose: a row it committed
+ * first (a unique violation), an address it is claiming, or a deadlock between the two writes.
+ */
+function lostRace(e: unknown): boolean {
+  return e instanceof AddressBusy || (e instanceof pg.DatabaseError && (e.code === '23505' || e.code === '40P01'));
+}
+
+/** How often one registration is tried again after another host's write took what it chose. */
+const RACE_RETRIES = 8;
+
+export interface GroupResult {
+  readonly outcomes: (RegisterResult | Error)[];
+  readonly changes: LocalChange[];
+}
+
+/**
+ * Registers each of `group` inside the caller's transaction, each in a savepoint so that one
+ * refusal leaves the others. Addresses are chosen from the in-memory copy (`inCopy`), which may
+ * lag another host's commit by a moment: the unique constraint then refuses the row, and the
+ * registration is tried again with that address counted as used. A registration that raced
+ * another host's for the same uuid, name or MAC is tried again too, and then finds that row.
+ */
+export async function registerGroup(
+  c: pg.ClientBase, group: readonly Registration[], version: number, allocate: Allocate, inCopy: (ipv4: string) => boolean,
+  isUnreachable: (e: unknown) => boolean,
+): Promise<GroupResult> {
+  const given = new Set<string>();
+  // The address the allocator chose last: when the database refuses it, the next try avoids it.
+  let picked: string | null;
+  const isUsed = (ip: string): boolean => given.has(ip) || inCopy(ip);
+  const ctx: RegisterContext = {
+    version, isUsed, allocate: (used) => (picked = allocate(used)),
+  };
+  const outcomes: (RegisterResult | Error)[] = [];
+  const changes: LocalChange[] = [];
+  for (const reg of group) {
+    for (let attempt = 0; ; attempt++) {
+      picked = null;
+      await c.query('SAVEPOINT reg');
+      try {
+        const r = await registerOne(c, reg, ctx);
+        await c.query('RELEASE SAVEPOINT reg');
+        if (r.instance.ipv4) given.add(r.instance.ipv4);
+        if (r.changed) changes.push({ put: r.instance });
+        outcomes.push(r);
+        break;
+      } catch (e) {
+        if (!(e instanceof AddressBusy) && isUnreachable(e)) throw e;
+        await c.query('ROLLBACK TO SAVEPOINT reg');
+        if (lostRace(e) && attempt < RACE_RETRIES) {
+          // The address it chose is someone else's, or may be: the next try chooses another.
+          if (picked !== null && !(e instanceof pg.DatabaseError && e.code === '23505' && e.constraint !== 'instances_ipv4_key')) given.add(picked);
+          continue;
+        }
+        outcomes.push(e instanceof Error ? e : new Error(String(e)));
+        break;
+      }
+    }
+  }
+  return { outcomes, changes };
 }

@@ -4,13 +4,14 @@
 //
 // Every change to a replicated table bumps the one row of `cluster` (the change counter) and
 // stamps the rows it writes with the new value; a deletion leaves a tombstone with it. Taking that
-// row's lock orders all writing transactions, so a reader that has seen counter N has seen every
-// change up to N, and catches up from there after a reconnect.
+// row's lock orders all writing transactions (each takes it only for its last step, pgWrite.ts),
+// so a reader that has seen counter N has seen every change up to N, and catches up from there
+// after a reconnect; or reads everything, when tombstones after N were pruned (`pruned`).
 
 import type pg from 'pg';
 import { MdsError } from '../errors.js';
 
-export const PG_SCHEMA_VERSION = 2;
+export const PG_SCHEMA_VERSION = 3;
 
 /** The advisory lock key of schema migrations ("mdserver" in ASCII, as a bigint). */
 const MIGRATION_LOCK = '7882552127354463602';
@@ -84,6 +85,14 @@ const MIGRATIONS: Record<number, string> = {
       version bigint NOT NULL
     );
     CREATE INDEX passwords_version ON passwords (version);
+  `,
+  // Tombstones are pruned after a while (pgInstances.ts pruneTombstones): each says when its
+  // instance was deleted (those from before this version count as deleted now), and `pruned` is
+  // the highest version pruned, below which a catch-up would miss deletions.
+  3: `
+    ALTER TABLE tombstones ADD COLUMN deleted_at bigint NOT NULL DEFAULT (extract(epoch FROM now()) * 1000)::bigint;
+    CREATE INDEX tombstones_deleted_at ON tombstones (deleted_at);
+    ALTER TABLE cluster ADD COLUMN pruned bigint NOT NULL DEFAULT 0;
   `,
 };
 

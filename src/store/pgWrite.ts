@@ -1,14 +1,13 @@
-// One write of the PostgreSQL store: a transaction that first takes the change counter's row lock
-// (which orders the writes of all hosts and stamps what they change), brings the instances' copy
-// up to date with every earlier commit, runs the write's statements, notifies the other hosts, and
-// hands the changes to apply here once committed. What it changes is postgres.ts's to apply.
+// One write of the PostgreSQL store: a transaction that runs the write's statements, then takes
+// the change counter's row lock (which orders the writes of all hosts) only for its last round
+// trip, stamping what it wrote, notifying the other hosts and committing; it hands the changes to
+// apply here once committed. What it changes is postgres.ts's to apply.
 
 import pg from 'pg';
 import { describe, MdsError } from '../errors.js';
-import type { InstanceIndex } from './instanceIndex.js';
 import type { BootChange } from './pgBoots.js';
 import { CHANNEL, type PgFeed } from './pgFeed.js';
-import { instancesFeed, type LocalChange } from './pgInstances.js';
+import type { LocalChange } from './pgInstances.js';
 import type { PasswordChange } from './pgPasswords.js';
 
 /** A failure to reach the database, as opposed to a refusal by it. */
@@ -29,16 +28,70 @@ export function asError(e: unknown): Error {
 /** A change made inside a transaction, applied to the in-memory copies once it is committed. */
 export type Change = LocalChange | BootChange | PasswordChange;
 
-/** A write's work inside its transaction: its result, and the changes to apply once committed. */
-export type Work<T> = (c: pg.PoolClient, version: number) => Promise<{ result: T; changes: Change[] }>;
+/**
+ * A write's work inside its transaction: its result, and the changes to apply once committed.
+ * Every row it writes it stamps with `mark` (MARK): the change counter's value is only taken at
+ * the end, when the marked rows get it (see stampAndCommit).
+ */
+export type Work<T> = (c: pg.PoolClient, mark: number) => Promise<{ result: T; changes: Change[] }>;
 
 /**
- * Runs `work` in one transaction that holds the change counter's row lock, then calls `apply`
- * with its changes. Every failure to reach the database becomes STORE_UNAVAILABLE: the
- * transaction did not commit, or (if the connection broke during COMMIT) a retry finds what it stored.
+ * The version a write stamps its rows with until it commits. Only the writing transaction ever
+ * sees its own marked rows: another's are invisible until committed, and stampAndCommit leaves
+ * none behind, so one constant serves every transaction of every host.
+ */
+export const MARK = -1;
+
+/** The replicated tables: each row carries the change counter's value of the change that wrote it. */
+const STAMPED = ['instances', 'tombstones', 'boots', 'boot_events', 'passwords'];
+
+/**
+ * Takes the next change counter value, stamps every row this transaction marked with it and tells
+ * the other hosts, in one statement; the COMMIT follows. So the counter's row lock (which orders
+ * all hosts' writes) is held for two round trips instead of the whole write. The rows were locked
+ * by the write before it took the counter, so a row's versions still rise in the order its writes
+ * commit. The COMMIT is not sent with the statement in one message, although that would save a
+ * round trip: a connection cut while the statement waits for the lock would then still commit
+ * what the upload was told is not stored; sent apart, the session ends without a COMMIT.
+ */
+const STAMP = `WITH c AS (UPDATE cluster SET counter = counter + 1 RETURNING counter),
+  ${STAMPED.map((t) => `s_${t} AS (UPDATE ${t} SET version = (SELECT counter FROM c) WHERE version = ${MARK})`).join(',\n  ')}
+  SELECT counter, pg_notify('${CHANNEL}', counter::text) FROM c`;
+
+async function stampAndCommit(c: pg.PoolClient): Promise<number> {
+  const version = Number((await c.query<{ counter: string }>(STAMP)).rows[0]?.counter);
+  await c.query('COMMIT');
+  return version;
+}
+
+/** Refusals that a retry of the whole transaction resolves: two hosts' writes locked rows in opposite orders. */
+function retryable(e: unknown): boolean {
+  return e instanceof pg.DatabaseError && (e.code === '40P01' || e.code === '40001');
+}
+
+const ATTEMPTS = 3;
+
+/**
+ * Runs `work` in one transaction, stamps and commits it (stampAndCommit), then calls `apply` with
+ * its changes and version. Writes of different hosts run side by side; the database's row locks
+ * and unique constraints settle what they share. Every failure to reach the database becomes
+ * STORE_UNAVAILABLE: the transaction did not commit, or (if the connection broke during COMMIT) a
+ * retry finds what it stored.
  */
 export async function transaction<T>(
-  pool: pg.Pool, feed: PgFeed, index: InstanceIndex, work: Work<T>, apply: (version: number, changes: readonly Change[]) => void,
+  pool: pg.Pool, feed: PgFeed, work: Work<T>, apply: (version: number, changes: readonly Change[]) => void,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await attemptOnce(pool, feed, work, apply);
+    } catch (e) {
+      if (attempt >= ATTEMPTS || !retryable(e)) throw e;
+    }
+  }
+}
+
+async function attemptOnce<T>(
+  pool: pg.Pool, feed: PgFeed, work: Work<T>, apply: (version: number, changes: readonly Change[]) => void,
 ): Promise<T> {
   if (!feed.state().connected) throw unavailable(new Error(feed.state().error ?? 'not connected'));
   let c: pg.PoolClient;
@@ -58,12 +111,8 @@ export async function transaction<T>(
   c.on('error', lost);
   try {
     await c.query('BEGIN');
-    const version = Number((await c.query<{ counter: string }>('UPDATE cluster SET counter = counter + 1 RETURNING counter')).rows[0]?.counter);
-    // Holding the lock, this sees every earlier commit: the copy is brought up to date with it.
-    (await instancesFeed(index).read(c, feed.seen))();
-    const done = await work(c, version);
-    await c.query('SELECT pg_notify($1, $2)', [CHANNEL, String(version)]);
-    await c.query('COMMIT');
+    const done = await work(c, MARK);
+    const version = await stampAndCommit(c);
     apply(version, done.changes);
     return done.result;
   } catch (e) {

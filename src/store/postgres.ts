@@ -1,9 +1,10 @@
 // The instance store in PostgreSQL, shared by every host of a cluster. Reads are answered from an
 // in-memory copy of every instance (instanceIndex.ts) that the feed keeps current (pgFeed.ts), so
-// a metadata request never waits on the network. Each write is one transaction that first takes
-// the change counter's row lock: that orders the writes of all hosts, stamps what they change, and
-// makes the transaction see every earlier commit before it allocates an address. The database's
-// unique constraints are the last word on addresses, MACs, uuids, names and host names. Boots
+// a metadata request never waits on the network. Each write is one transaction that takes the
+// change counter's row lock only for its last round trip (pgWrite.ts): that orders the writes of
+// all hosts and stamps what they change. Addresses are chosen from the in-memory copy; the
+// database's unique constraints are the last word on addresses, MACs, uuids, names and host names,
+// and a registration that lost a race to another host's is tried again (pgInstances.ts). Boots
 // (pgBoots.ts) and passwords (pgPasswords.ts) are replicated the same way and follow their
 // instance's uuid.
 
@@ -16,10 +17,10 @@ import { InstanceIndex } from './instanceIndex.js';
 import { Background } from './pgBackground.js';
 import * as boots from './pgBoots.js';
 import { PgFeed } from './pgFeed.js';
-import { instancesFeed, registerOne, toInstance, type PgRow } from './pgInstances.js';
+import { instancesFeed, pruneTombstones, registerGroup, tombstone, toInstance, type PgRow } from './pgInstances.js';
 import * as passwords from './pgPasswords.js';
 import { migratePg } from './pgSchema.js';
-import { asError, transaction, unreachable, type Change, type Work } from './pgWrite.js';
+import { transaction, unreachable, type Change, type Work } from './pgWrite.js';
 import { Replica } from './replica.js';
 import { hostKey } from './schema.js';
 import type {
@@ -27,6 +28,13 @@ import type {
 } from './store.js';
 
 const log = moduleLogger('store');
+
+/**
+ * How long a deletion's tombstone is kept for the catch-ups of hosts that were away: a host away
+ * longer reads the whole store again when it is back, which costs it a start-up's work, once.
+ */
+const TOMBSTONE_AGE_MS = 7 * 24 * 3600_000;
+const PRUNE_EVERY_MS = 3600_000;
 
 export interface PgOptions {
   /** `[store] url`: a postgresql:// URL, with `?host=/dir` for a unix socket. */
@@ -46,6 +54,7 @@ export class PgStore implements Store {
   private readonly listeners: (() => void)[] = [];
   /** The copy's generation when the listeners were last told. */
   private told = 0;
+  private pruning: NodeJS.Timeout | null = null;
 
   private constructor(private readonly pool: pg.Pool, private readonly options: PgOptions) {
     // Named, so that an operator sees in pg_stat_activity which host holds which connection.
@@ -77,6 +86,9 @@ export class PgStore implements Store {
       await store.close();
       throw e;
     }
+    store.pruning = setInterval(() => {
+      store.background.detached('pruneTombstones', () => store.pruneTombstones(Date.now() - TOMBSTONE_AGE_MS));
+    }, PRUNE_EVERY_MS).unref();
     log.info('using the PostgreSQL instance store', { host: options.host, instances: store.count(), counter: store.feed.seen });
     return store;
   }
@@ -171,12 +183,15 @@ export class PgStore implements Store {
   }
 
   /**
-   * Runs `work` in one transaction holding the change counter's lock (pgWrite.ts), after `after`,
-   * and applies its changes here once it is committed.
+   * Runs `work` in one transaction (pgWrite.ts), after `after`, and applies its changes here once
+   * it is committed; `committed` learns the version it was stamped with.
    */
-  private async write<T>(work: Work<T>, after?: Promise<void>): Promise<T> {
+  private async write<T>(work: Work<T>, after?: Promise<void>, committed?: (version: number) => void): Promise<T> {
     await after;
-    return transaction(this.pool, this.feed, this.index, work, (version, changes) => this.apply(version, changes));
+    return transaction(this.pool, this.feed, work, (version, changes) => {
+      committed?.(version);
+      this.apply(version, changes);
+    });
   }
 
   private apply(version: number, changes: readonly Change[]): void {
@@ -195,26 +210,8 @@ export class PgStore implements Store {
   }
 
   registerAll(group: readonly Registration[], allocate: Allocate): Promise<RegisterOutcome[]> {
-    return this.write(async (c, version) => {
-      const given = new Set<string>();
-      const isUsed = (ip: string): boolean => given.has(ip) || this.index.byIPv4(ip) !== undefined;
-      const ctx = { version, allocate, isUsed };
-      const outcomes: RegisterOutcome[] = [];
-      const changes: Change[] = [];
-      for (const reg of group) {
-        await c.query('SAVEPOINT reg');
-        try {
-          const r = await registerOne(c, reg, ctx);
-          await c.query('RELEASE SAVEPOINT reg');
-          if (r.instance.ipv4) given.add(r.instance.ipv4);
-          if (r.changed) changes.push({ put: r.instance });
-          outcomes.push(r);
-        } catch (e) {
-          if (unreachable(e)) throw e;
-          await c.query('ROLLBACK TO SAVEPOINT reg');
-          outcomes.push(asError(e));
-        }
-      }
+    return this.write(async (c, mark) => {
+      const { outcomes, changes } = await registerGroup(c, group, mark, allocate, (ip) => this.index.byIPv4(ip) !== undefined, unreachable);
       return { result: outcomes, changes };
     });
   }
@@ -232,7 +229,7 @@ export class PgStore implements Store {
       if (holder) throw hostNameTaken({ name, uuid }, holder);
       const now = Date.now();
       await c.query('UPDATE instances SET uuid = $1, host_key = $2, last_update = $3, version = $4 WHERE uuid = $5', [uuid, hostKey(name, uuid), now, version, row.uuid]);
-      await this.tombstone(c, row.uuid, version);
+      await tombstone(c, row.uuid, version);
       // The foreign keys moved its boot and password: stamped, the other hosts read them under the new uuid.
       const moved = [await boots.restampBoot(c, uuid, version), await passwords.restampPassword(c, uuid, version)];
       const instance = toInstance({ ...row, uuid, last_update: now });
@@ -247,13 +244,17 @@ export class PgStore implements Store {
     return this.write(async (c, version) => {
       const row = (await c.query<PgRow>('DELETE FROM instances WHERE name = $1 RETURNING *', [name])).rows[0];
       if (!row) return { result: undefined, changes: [] };
-      await this.tombstone(c, row.uuid, version);
+      await tombstone(c, row.uuid, version);
       return { result: toInstance(row), changes: [{ remove: row.uuid }] };
     }, this.background.idle());
   }
 
-  private async tombstone(c: pg.ClientBase, uuid: string, version: number): Promise<void> {
-    await c.query('INSERT INTO tombstones (uuid, version) VALUES ($1, $2) ON CONFLICT (uuid) DO UPDATE SET version = excluded.version', [uuid, version]);
+  /**
+   * Removes the tombstones of deletions made before `before` (ms since the epoch); a host that had
+   * not seen them reads the whole store again at its next catch-up. Run by every host now and then.
+   */
+  async pruneTombstones(before: number): Promise<number> {
+    return pruneTombstones(this.pool, before);
   }
 
   bootRecord(uuid: string): BootRecord | undefined {
@@ -277,11 +278,10 @@ export class PgStore implements Store {
     if (this.background.full) return this.background.failed(operation, new Error('too many boot writes are waiting for the store'));
     const held = this.index.byUuid(uuid) !== undefined;
     if (held) this.boots.hold(uuid, op);
-    const run = this.background.queued(() => this.write(async (c, version) => {
-      op.version = version;
-      const change = await sql(c, version);
+    const run = this.background.queued(() => this.write(async (c, mark) => {
+      const change = await sql(c, mark);
       return { result: undefined, changes: change ? [change] : [] };
-    }));
+    }, undefined, (version) => (op.version = version)));
     this.background.detached(operation, () => (held ? run.finally(() => this.boots.settle(uuid, op)) : run));
   }
 
@@ -320,6 +320,7 @@ export class PgStore implements Store {
   }
 
   close(): Promise<void> {
+    if (this.pruning) clearInterval(this.pruning);
     const done = (async () => {
       await this.settled();
       await this.feed.close();

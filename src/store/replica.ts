@@ -52,6 +52,15 @@ export class Replica<V> {
     for (const [key, version] of this.gone) if (version <= seen) this.gone.delete(key);
   }
 
+  /**
+   * Removes, as of `version`, every row whose key is not in `keys`: after a full read of the table,
+   * what it no longer holds was deleted (its tombstone may be gone). A row written after that
+   * read (a newer version) stays.
+   */
+  retainOnly(keys: ReadonlySet<string>, version: number): void {
+    for (const key of [...this.rows.keys()]) if (!keys.has(key)) this.remove(key, version);
+  }
+
   get(key: string): V | undefined {
     return this.rows.get(key)?.value;
   }

@@ -1,0 +1,157 @@
+// The PostgreSQL store's writes run side by side on several hosts (the change counter is taken only
+// at the end of each): what that must never cost. A write that began first and commits last is
+// still seen by every host, also by one that reconnected in between; two hosts choosing the same
+// address or registering the same domain at the same moment both succeed, with one row each and
+// distinct addresses; a write cut while it waits for the counter leaves nothing behind. And the
+// deletions' tombstones are pruned after a while without a host that was away serving a deleted VM.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { PgStore } from '../src/store/postgres.js';
+import type { Allocate, Registration } from '../src/store/store.js';
+import { PgServer } from './postgres.js';
+
+let server: PgServer;
+let database = '';
+const hosts: PgStore[] = [];
+
+before(async () => {
+  server = await PgServer.start();
+  database = await server.createDatabase();
+  for (const h of ['a', 'b', 'c']) hosts.push(await PgStore.open({ url: server.url(database), password: null, host: `host-${h}` }));
+});
+after(async () => {
+  for (const h of hosts) await h.close();
+  server.destroySync();
+});
+
+const reg = (i: number, extra: Partial<Registration> = {}): Registration => ({
+  name: `vm${i}`, uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, mac: `52:54:00:00:01:${String(i % 100).padStart(2, '0')}`,
+  metadata: {}, arch: null, location: 'rack1', host: 'host-a', ...extra,
+});
+
+/** Always the lowest address its copy thinks free: two hosts with the same copy choose the same one. */
+const lowestFree: Allocate = (isUsed) => {
+  for (let i = 1; i <= 50; i++) if (!isUsed(`10.9.0.${i}`)) return `10.9.0.${i}`;
+  return null;
+};
+
+async function within(what: string, ms: number, check: () => boolean): Promise<void> {
+  const started = Date.now();
+  while (!check()) {
+    assert.ok(Date.now() - started < ms, `${what} within ${ms} ms`);
+    await new Promise((res) => setTimeout(res, 5));
+  }
+}
+
+const ok = <T>(r: T | Error | undefined): T => {
+  if (r === undefined || r instanceof Error) assert.fail(String(r));
+  return r;
+};
+
+test('a write that began first and commits after a later one was seen still reaches every host, also one that reconnected in between', async () => {
+  const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
+  ok((await a.registerAll([reg(1)], lowestFree))[0]);
+  await c.caughtUp();
+  // Another session holds vm1's row: host a's group inserts vm2, then waits on vm1 inside its transaction.
+  const holder = new pg.Client({ connectionString: server.url(database) });
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query(`SELECT * FROM instances WHERE name = 'vm1' FOR UPDATE`);
+    const slow = a.registerAll([reg(2), reg(1, { metadata: { role: 'changed' } })], lowestFree);
+    const waiting = async (): Promise<boolean> =>
+      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND wait_event_type = 'Lock'`, [], database))[0]?.n === '1';
+    for (let i = 0; !(await waiting()); i++) assert.ok(i < 300, 'host a waits inside its transaction');
+    // Meanwhile host b's write commits, and host c sees it...
+    ok((await b.registerAll([reg(3, { host: 'host-b' })], () => '10.9.1.3'))[0]);
+    await within('host c sees vm3', 2000, () => c.byName('vm3') !== undefined);
+    // ...and then loses its feed and reconnects, catching up from what it had seen.
+    await server.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mdserver host-c feed'`, [], database);
+    await within('host c notices the loss', 3000, () => !c.reachability().ok);
+    await within('host c reconnects', 5000, () => c.reachability().ok);
+    await holder.query('ROLLBACK');
+    const [two, one] = await slow;
+    assert.equal(ok(one).instance.metadata.role, 'changed');
+    await within('host c serves the write that committed last', 1000, () => c.byName('vm2')?.ipv4 === ok(two).instance.ipv4 && c.byName('vm1')?.metadata.role === 'changed');
+    await within('host b too', 1000, () => b.byName('vm2') !== undefined && b.byName('vm1')?.metadata.role === 'changed');
+  } finally {
+    await holder.end();
+  }
+});
+
+test('two hosts choosing the same address at the same moment both succeed, with distinct addresses', async () => {
+  const [a, b] = hosts as [PgStore, PgStore];
+  await Promise.all([a.caughtUp(), b.caughtUp()]);
+  const [ra, rb] = await Promise.all([a.registerAll([reg(10)], lowestFree), b.registerAll([reg(11, { host: 'host-b' })], lowestFree)]);
+  const ipA = ok(ra?.[0]).instance.ipv4;
+  const ipB = ok(rb?.[0]).instance.ipv4;
+  assert.notEqual(ipA, ipB);
+  const rows = await server.sql<{ ipv4: string }>(`SELECT ipv4 FROM instances WHERE name IN ('vm10', 'vm11')`, [], database);
+  assert.deepEqual(rows.map((r) => r.ipv4).sort(), [ipA, ipB].sort());
+});
+
+test('two hosts registering the same new domain at the same moment store it once, with one address', async () => {
+  const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
+  const [ra, rb] = await Promise.all([a.registerAll([reg(20)], lowestFree), b.registerAll([reg(20, { host: 'host-b' })], lowestFree)]);
+  assert.equal(ok(ra?.[0]).instance.ipv4, ok(rb?.[0]).instance.ipv4);
+  const rows = await server.sql(`SELECT uuid FROM instances WHERE name = 'vm20'`, [], database);
+  assert.equal(rows.length, 1);
+  await within('every host serves it', 1000, () => c.byName('vm20')?.ipv4 === ok(ra?.[0]).instance.ipv4);
+});
+
+test('an upload whose connection is cut while it waits for the change counter stores nothing, not even half', async () => {
+  const [a, b] = hosts as [PgStore, PgStore];
+  let taken: pg.PoolClient | null = null;
+  (a as unknown as { pool: pg.Pool }).pool.on('acquire', (client) => (taken = client));
+  const holder = new pg.Client({ connectionString: server.url(database) });
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT counter FROM cluster FOR UPDATE');
+    const write = a.registerAll([reg(30), reg(31)], lowestFree).then(() => null, (e: unknown) => e);
+    const waiting = async (): Promise<boolean> =>
+      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND wait_event_type = 'Lock'`, [], database))[0]?.n === '1';
+    for (let i = 0; !(await waiting()); i++) assert.ok(i < 300, 'the upload waits for the counter');
+    (taken as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    assert.match(String(await write), /STORE_UNAVAILABLE|unreachable/);
+  } finally {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    await holder.end();
+  }
+  // The cut session goes on waiting for the counter, then finds no COMMIT and ends: nothing of it stays.
+  for (let i = 0; ; i++) {
+    const open = await server.sql(`SELECT pid FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND state <> 'idle'`, [], database);
+    if (open.length === 0) break;
+    assert.ok(i < 300, 'the cut session ends');
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  assert.deepEqual(await server.sql(`SELECT uuid FROM instances WHERE name IN ('vm30', 'vm31') OR version < 0`, [], database), []);
+  assert.equal(a.byName('vm30'), undefined);
+  assert.equal(b.byName('vm30'), undefined);
+});
+
+test("deletions' tombstones are pruned after a while; a host away since before the pruning reads the whole store again and serves no deleted VM", async () => {
+  const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
+  ok((await a.registerAll([reg(40), reg(41)], lowestFree))[0]);
+  await within('host c sees vm40', 2000, () => c.byName('vm40') !== undefined);
+  // Host c is cut off: its feed ends and the database takes no new connection (the pools keep theirs).
+  await server.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
+  try {
+    await server.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mdserver host-c feed'`, [], 'postgres');
+    await within('host c notices the loss', 3000, () => !c.reachability().ok);
+    assert.ok(await a.delete('vm40'));
+    ok((await a.registerAll([reg(42)], lowestFree))[0]);
+    // A recent deletion is kept; once older than the age given, it goes.
+    assert.equal(await a.pruneTombstones(Date.now() - 3600_000), 0);
+    assert.ok((await a.pruneTombstones(Date.now() + 1000)) >= 1);
+  } finally {
+    await server.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
+  }
+  await within('host c reconnects', 8000, () => c.reachability().ok);
+  await within('host c forgets the deleted VM and serves the new one', 1000, () => c.byName('vm40') === undefined && c.byName('vm42') !== undefined);
+  assert.ok(c.byName('vm41'), 'what was not deleted stays');
+  await within('host b, connected all along, forgets it too', 1000, () => b.byName('vm40') === undefined);
+  assert.equal((await server.sql(`SELECT count(*)::int AS n FROM tombstones`, [], database))[0]?.n, 0);
+});
