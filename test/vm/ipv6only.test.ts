@@ -11,7 +11,8 @@
 // address. cloud-init 22.4 (Debian 12) stops earlier: its dhclient failure escapes as an
 // exception instead of "no lease", and the link-local path is never tried (doc/testing.md).
 //
-// Runs with `npm run test:vm` (skipped when MDSERVER_VM_SUITES leaves out trixie).
+// Runs with `npm run test:vm` (skipped when MDSERVER_VM_SUITES leaves out trixie or
+// MDSERVER_VM_STYLES leaves out ec2).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,7 +39,9 @@ runcmd:
 
 const unavailable = vmHostUnavailable();
 if (unavailable && process.env['CI'] === 'true') throw new Error(`the real-VM tests cannot run under CI: ${unavailable}`);
-const skip = unavailable ?? (selectedSuites().includes('trixie') ? false : 'MDSERVER_VM_SUITES leaves out trixie');
+const styles = process.env['MDSERVER_VM_STYLES']?.split(',').map((x) => x.trim());
+const skip = unavailable ??
+  (!selectedSuites().includes('trixie') ? 'MDSERVER_VM_SUITES leaves out trixie' : styles && !styles.includes('ec2') ? 'MDSERVER_VM_STYLES leaves out ec2' : false);
 
 interface Registered {
   mac: string;
