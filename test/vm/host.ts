@@ -37,6 +37,12 @@ export interface VmHostOptions {
   files?: Record<string, string>;
   /** Directories libvirtd's guests read (the image cache), kept visible to it read-only. */
   shareDirs?: string[];
+  /**
+   * false: an IPv6-only network. The bridge gets no address in the IPv4 VM network (only
+   * 169.254.169.254/32, mdserver's listener), so dnsmasq, which serves DHCPv4 only on a subnet of
+   * its interface, hands no guest an IPv4 address; RA and DHCPv6 work as before.
+   */
+  ipv4?: boolean;
 }
 
 /** Why real-VM tests cannot run here, or null when they can. */
@@ -139,7 +145,7 @@ export class VmHost {
     hosts.add(host);
     try {
       ns.ip('link', 'add', BRIDGE, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-      ns.ip('addr', 'add', `${network.gateway}/${network.prefix}`, 'dev', BRIDGE);
+      if (opts.ipv4 !== false) ns.ip('addr', 'add', `${network.gateway}/${network.prefix}`, 'dev', BRIDGE);
       ns.ip('addr', 'add', `${MDS}/32`, 'dev', BRIDGE);
       // The IPv6 addresses the network hook of doc/setup.md puts on the bridge.
       for (const a of [`${GATEWAY6}/64`, `${MDS6}/64`, 'fe80::a9fe:a9fe/64']) ns.ip('-6', 'addr', 'add', a, 'dev', BRIDGE, 'nodad');
