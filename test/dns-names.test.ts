@@ -10,6 +10,7 @@ import { after, describe, test } from 'node:test';
 import { loadConfig } from '../src/config/index.js';
 import { dnsmasqPaths, renderConf } from '../src/dnsmasq/render.js';
 import { cleanupNetns, skipUnlessNetns, waitFor } from './netns.js';
+import { cli } from './process.js';
 import { VmNet, type Vm } from './vmnet.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -90,6 +91,10 @@ describe('host names in DNS', skipUnlessNetns([DNSMASQ, 'busybox', 'curl']), () 
         net.serverLog(),
         /instances share a host name: the first seen keeps it in DNS; rename or delete the others hostName="VICTIM" kept="VICTIM \(d0d0d0d0-\S+\)" listedAs="victim_ \(c0c0c0c0-\S+\) as victim-c0c0c0c0"/,
       );
+      // The admin sees it too, without reading the log.
+      const status = await cli(['status', '--json', '--socket', path.join(net.dir, 'run', 'admin.sock')]);
+      const warnings = (JSON.parse(status.stdout) as { warnings: string[] }).warnings;
+      assert.ok(warnings.includes('instances share the host name VICTIM: VICTIM keeps it in DNS; victim_ is listed as victim-c0c0c0c0 (rename or delete them)'), warnings.join('\n'));
       // Both keep their records: the hook's next upload of each is accepted as it was.
       assert.equal(net.upload(VICTIM).status, 200);
       assert.equal(net.upload(COPYCAT).status, 200);

@@ -11,6 +11,7 @@ import { errorHandler } from '../http/errorReply.js';
 import { sendText } from '../http/respond.js';
 import { METRICS_PATH, metricsHandler } from '../http/routes/metrics.js';
 import { UPLOAD_PATH, uploadHandler } from '../http/routes/upload.js';
+import type { HostNameCollision } from '../instances/hostNames.js';
 import { unfilteredSummary } from '../metadata/isolation.js';
 import type { Services } from '../services.js';
 import { moduleLogger } from '../log.js';
@@ -54,8 +55,16 @@ export function statusReport(d: AdminDeps): StatusReport {
     logfile: h.logfile,
     connections: { open: d.connections.count(), clients: d.connections.clients },
     // Not problems of the server (it stays healthy), but what the admin should know about.
-    warnings: [unfilteredSummary(d.services.registry.list(), cfg.mdserver), openUploads(cfg)].filter((w): w is string => w !== null),
+    warnings: [
+      unfilteredSummary(d.services.registry.list(), cfg.mdserver), openUploads(cfg), ...sharedHostNames(d.services.registry.hostNameCollisions()),
+    ].filter((w): w is string => w !== null),
   };
+}
+
+/** One warning per host name several instances share (a database from before such uploads were refused). */
+function sharedHostNames(collisions: readonly HostNameCollision[]): string[] {
+  return collisions.map((c) => `instances share the host name ${c.hostName}: ${c.kept.name} keeps it in DNS; `
+    + `${c.renamed.map((r) => `${r.name} is listed as ${r.listedAs}`).join(', ')} (rename or delete them)`);
 }
 
 /** A warning while uploads over HTTP are open to every local user (an md_server configuration). */

@@ -26,6 +26,7 @@ export class Registry {
   private readonly commits = new GroupCommit<Registration, RegisterResult>((group) => this.commit(group));
   /** The host name collisions last reported, so that each is logged once, not at every rewrite. */
   private reportedCollisions = '[]';
+  private collisions: readonly HostNameCollision[] = [];
   private readonly unfiltered = new UnfilteredWarnings();
 
   constructor(
@@ -120,6 +121,11 @@ export class Registry {
     return this.store.count();
   }
 
+  /** The host names several instances share, as the last write of dnsmasq's files resolved them. */
+  hostNameCollisions(): readonly HostNameCollision[] {
+    return this.collisions;
+  }
+
   /** The dnsmasq files' entries: each host name once, whatever the database holds. */
   hostEntries(): HostEntry[] {
     const cfg = this.config();
@@ -139,6 +145,7 @@ export class Registry {
     const text = JSON.stringify(collisions);
     if (text === this.reportedCollisions) return;
     this.reportedCollisions = text;
+    this.collisions = collisions;
     for (const c of collisions) {
       log.warn('instances share a host name: the first seen keeps it in DNS; rename or delete the others', {
         hostName: c.hostName,
