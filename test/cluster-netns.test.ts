@@ -114,12 +114,14 @@ describe('three hosts, each in its own network namespace with its own bridge and
     thief.ns.delete();
   });
 
-  test('attack: a domain defined on host-a cannot take the name, MAC or DNS name of a domain registered on host-c (409, saying whose it is)', async () => {
+  test('attack: a domain defined on host-a cannot take the name, MAC, uuid or DNS name of a domain registered on host-c (409, saying whose it is)', async () => {
     const owner = vm(4);
     const ownerIp = ipOf(c().hook('prepare', owner).stderr);
     const attempts: [DomainSpec, RegExp][] = [
       [{ ...vm(5), name: owner.name }, new RegExp(`name cn4 of domain ${vm(5).uuid} already belongs to the instance of domain ${owner.uuid} \\(address ${ownerIp.replace(/\./g, '\\.')}\\)`)],
       [{ ...vm(6), mac: owner.mac }, new RegExp(`MAC ${owner.mac} of domain cn6 \\(${vm(6).uuid}\\) already belongs to domain cn4 \\(${owner.uuid}\\)`)],
+      // Not a migration (that keeps the MAC): another domain given the owner's uuid.
+      [{ ...vm(9), uuid: owner.uuid }, new RegExp(`uuid ${owner.uuid} of domain cn9 \\(MAC ${vm(9).mac}\\) is registered by host host-c as cn4 with MAC ${owner.mac}`)],
       [{ ...vm(7), name: 'CN4' }, new RegExp(`host name CN4 of domain CN4 \\(${vm(7).uuid}\\) is already the host name of domain cn4 \\(${owner.uuid}\\): DNS names ignore case`)],
     ];
     for (const [spec, why] of attempts) {
@@ -131,7 +133,7 @@ describe('three hosts, each in its own network namespace with its own bridge and
       assert.equal(direct.status, 409, direct.body);
     }
     const stored = await rows();
-    assert.deepEqual(stored.filter((r) => [vm(5), vm(6), vm(7)].some((s) => s.uuid === r.uuid)), [], 'nothing stored for them');
+    assert.deepEqual(stored.filter((r) => [vm(5), vm(6), vm(7)].some((s) => s.uuid === r.uuid) || [vm(5), vm(6), vm(7), vm(9)].some((s) => s.mac === r.mac)), [], 'nothing stored for them');
     assert.deepEqual(stored.find((r) => r.uuid === owner.uuid), { uuid: owner.uuid, ipv4: ownerIp, host: 'host-c', mac: owner.mac }, 'the owner untouched');
     const ns = c().attach(owner, ownerIp);
     assert.equal(instanceId(ns), `i-${ownerIp}`);
