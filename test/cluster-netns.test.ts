@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { ClusterHost, address, dhclient, metadata, unplug, VM_NET } from './clusterNet.js';
 import { domainXml, tempDir, type DomainSpec } from './helpers.js';
-import { Netns, skipUnlessNetns, veth } from './netns.js';
+import { cleanupNetns, Netns, skipUnlessNetns, veth } from './netns.js';
 import { PgServer } from './postgres.js';
 import { cli, run } from './process.js';
 
@@ -77,6 +77,7 @@ describe('three hosts, each in its own network namespace with its own bridge and
     if (process.env['MDSERVER_TEST_LOGS']) for (const h of hosts) process.stderr.write(h.logs());
     for (const h of hosts) await h.stop();
     pg?.destroySync();
+    cleanupNetns();
   });
 
   test('a domain the hook registers on host-a is served to its VM behind host-b within one second, and host-b\'s dnsmasq lists it', async (t) => {
