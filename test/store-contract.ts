@@ -130,6 +130,21 @@ export function storeContract(name: string, backend: Backend): void {
       assert.equal((await register({ ...DB })).instance.host, '', 'a registration that names no host');
     });
 
+    test('a known uuid registered by another host under another MAC is a CONFLICT, not a migration; the record stays as it was', async () => {
+      const first = await register(WEB);
+      const other = { ...WEB, mac: '52:54:00:99:99:98', host: 'host-b' };
+      const [taken] = await store.registerAll([other], POOL);
+      refused(taken, 'CONFLICT');
+      assert.equal((taken as Error).message,
+        `uuid ${WEB.uuid} of domain web 1 (MAC ${other.mac}) is registered by host host-a as web 1 with MAC ${WEB.mac} (address ${first.instance.ipv4}), ` +
+        'which is left as it is: a migration keeps the MAC; if that domain really moved with a new MAC, register the new MAC on host-a first, ' +
+        'or delete its record (mdserver instances delete web 1)');
+      assert.deepEqual([store.byUuid(WEB.uuid)?.host, store.byUuid(WEB.uuid)?.mac], ['host-a', WEB.mac]);
+      // Its own host may change the MAC; then the domain moves with it.
+      assert.equal((await register({ ...WEB, mac: other.mac })).changed, true);
+      assert.equal((await register(other)).instance.ipv4, first.instance.ipv4);
+    });
+
     test('a known uuid under a new name is renamed, keeping its address', async () => {
       const first = await register(WEB);
       const renamed = await register({ ...WEB, name: 'web-renamed' });

@@ -30,6 +30,22 @@ export function macTaken(reg: Pick<Registration, 'name' | 'uuid' | 'mac'>, holde
   return new MdsError('CONFLICT', `MAC ${reg.mac} of domain ${reg.name} (${reg.uuid}) already belongs to domain ${holder.name} (${holder.uuid})`);
 }
 
+/**
+ * A known uuid registered by another host under another MAC. A live migration keeps every MAC
+ * (libvirt refuses a destination whose interface differs), so this is not the VM moving but
+ * another domain given its uuid, which would take its address and instance id from under it.
+ * Null when it may go on: the same host, the same MAC, or a record or registration naming no host.
+ */
+export function uuidElsewhere(reg: Pick<Registration, 'name' | 'uuid' | 'mac' | 'host'>, existing: Holder & { readonly mac: string; readonly host: string }): MdsError | null {
+  if (!reg.host || !existing.host || existing.host === reg.host || existing.mac === reg.mac) return null;
+  return new MdsError(
+    'CONFLICT',
+    `uuid ${reg.uuid} of domain ${reg.name} (MAC ${reg.mac}) is registered by host ${existing.host} as ${existing.name} with MAC ${existing.mac} ` +
+      `(address ${existing.ipv4 ?? 'none'}), which is left as it is: a migration keeps the MAC; if that domain really moved with a new MAC, ` +
+      `register the new MAC on ${existing.host} first, or delete its record (mdserver instances delete ${existing.name})`,
+  );
+}
+
 /** A known domain renamed onto the name of another. */
 export function renameTaken(reg: Pick<Registration, 'name' | 'uuid'>, holder: Holder): MdsError {
   return new MdsError('CONFLICT', `name ${reg.name} of domain ${reg.uuid} already belongs to domain ${holder.uuid}`);

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
-import { addressTaken, hostNameTaken, macTaken, nameTaken, renameTaken } from './conflicts.js';
+import { addressTaken, hostNameTaken, macTaken, nameTaken, renameTaken, uuidElsewhere } from './conflicts.js';
 import type { InstanceIndex } from './instanceIndex.js';
 import { tombstonesAfter, type FeedTable } from './pgFeed.js';
 import { rowToInstance, type InstanceRow } from './rows.js';
@@ -102,6 +102,8 @@ function refusal(reg: Registration, rows: readonly PgRow[], existing: PgRow | un
   }
   const macOwner = rows.find((r) => r.mac === reg.mac);
   if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) return macTaken(reg, macOwner);
+  const elsewhere = existing && uuidElsewhere(reg, existing);
+  if (elsewhere) return elsewhere;
   const nameOwner = existing && existing.name !== reg.name ? rows.find((r) => r.name === reg.name) : undefined;
   if (nameOwner) return renameTaken(reg, nameOwner);
   const key = hostKey(reg.name, reg.uuid);

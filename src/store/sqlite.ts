@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
-import { hostNameTaken, macTaken, nameTaken, renameTaken, uuidTaken } from './conflicts.js';
+import { hostNameTaken, macTaken, nameTaken, renameTaken, uuidElsewhere, uuidTaken } from './conflicts.js';
 import { rowToInstance, type InstanceRow } from './rows.js';
 import { hostKey, migrate } from './schema.js';
 import { SqliteBoots } from './sqliteBoots.js';
@@ -171,6 +171,8 @@ export class SqliteStore implements Store {
       if (macOwner && (!existing || macOwner.uuid !== existing.uuid)) {
         throw macTaken(reg, macOwner);
       }
+      const elsewhere = existing && uuidElsewhere(reg, existing);
+      if (elsewhere) throw elsewhere;
       const nameOwner = existing && existing.name !== reg.name ? this.q.byName.get(reg.name) : undefined;
       if (nameOwner) {
         throw renameTaken(reg, nameOwner);
