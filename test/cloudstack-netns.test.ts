@@ -16,7 +16,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { PY_DIR, PYTHON, skipUnless } from './cloudinit.js';
 import { domainXml, tempDir, VM1, VM2, writeConfig } from './helpers.js';
-import { cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
+import { bridge, cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
 import { cli, MDSERVER, run } from './process.js';
 import { readUnit, startUnit } from './unit.js';
 
@@ -86,10 +86,7 @@ test('cloud-init 22.4\'s CloudStack datasource finds mdserver by data-server, by
     };
     const socket = ['--socket', path.join(dir, 'run', 'admin.sock')];
     try {
-      host.ip('link', 'add', 'br-mds', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-      host.ip('addr', 'add', `${GATEWAY}/24`, 'dev', 'br-mds');
-      host.ip('addr', 'add', `${MDS}/32`, 'dev', 'br-mds');
-      host.ip('link', 'set', 'br-mds', 'up');
+      bridge(host, 'br-mds', [`${GATEWAY}/24`, `${MDS}/32`]);
       await startMdserver();
       startUnit(host, readUnit('mdserver-dnsmasq.service'), {
         '/etc/mdserver/mdserver.conf': config, '/usr/local/bin/mdserver': MDSERVER, '/run/mdserver-dnsmasq': path.join(dir, 'run-dnsmasq'),

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { domainXml, tempDir, writeConfig, type DomainSpec, type Sections } from './helpers.js';
-import { Netns, veth, waitFor } from './netns.js';
+import { bridge, Netns, veth, waitFor } from './netns.js';
 import { HOOK, MDSERVER } from './process.js';
 import { readUnit, startUnit, type Started } from './unit.js';
 import { httpFrom, MDS_ADDRESS, MDS_URL, type HttpReply } from './vmnet.js';
@@ -20,7 +20,6 @@ import { httpFrom, MDS_ADDRESS, MDS_URL, type HttpReply } from './vmnet.js';
 /** The VM network of every host: one subnet, as a shared VM network is. */
 export const VM_NET = { address: '10.197.0.0', prefix: 16, gateway: '10.197.0.1' };
 const BRIDGE = 'br-mds';
-const BRIDGE_MAC = '02:6d:64:73:00:01';
 
 // What dhclient-script does, reduced to this test's needs: the address, nothing else.
 const DHCLIENT_SCRIPT = `#!/bin/sh
@@ -57,14 +56,8 @@ export class ClusterHost {
       dnsmasq: { net_address: VM_NET.address, net_prefix: VM_NET.prefix, gateway: VM_NET.gateway, interface: BRIDGE, user: 'root' },
     };
     const host = new ClusterHost(name, Netns.create('mdscl'), dir, writeConfig(dir, sections));
-    host.ns.ip('link', 'add', BRIDGE, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-    // A MAC of its own, as libvirt gives its bridges: otherwise the bridge takes the lowest of its
-    // ports' and changes it when a VM is plugged in, and the VMs' ARP entries for the gateway go
-    // stale. The same on every host, as a network stretched across hosts has one gateway.
-    host.ns.ip('link', 'set', BRIDGE, 'address', BRIDGE_MAC);
-    host.ns.ip('addr', 'add', `${VM_NET.gateway}/${VM_NET.prefix}`, 'dev', BRIDGE);
-    host.ns.ip('addr', 'add', `${MDS_ADDRESS}/32`, 'dev', BRIDGE);
-    host.ns.ip('link', 'set', BRIDGE, 'up');
+    // The same MAC on every host, as a network stretched across hosts has one gateway.
+    bridge(host.ns, BRIDGE, [`${VM_NET.gateway}/${VM_NET.prefix}`, `${MDS_ADDRESS}/32`]);
     fs.writeFileSync(path.join(dir, 'hook-defaults'), `MDSERVER_URL=${MDS_URL}\n`);
     await host.startServer();
     // mdserver-dnsmasq.service starts after mdserver.service is ready, as here.

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { domainXml, tempDir, VM1, VM2, writeConfig, type DomainSpec } from './helpers.js';
-import { cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
+import { bridge, cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
 import { cli, HOOK, MDSERVER } from './process.js';
 import { readUnit, startUnit } from './unit.js';
 
@@ -66,10 +66,7 @@ test('a VM registered by the libvirt hook gets its address from dnsmasq and its 
   const output = { mdserver: '', dnsmasq: (): string => '' };
   try {
     // The host side: a bridge like libvirt's mds network (doc/mds-network.xml).
-    host.ip('link', 'add', 'br-mds', 'type', 'bridge');
-    host.ip('addr', 'add', `${GATEWAY}/24`, 'dev', 'br-mds');
-    host.ip('addr', 'add', `${MDS}/32`, 'dev', 'br-mds');
-    host.ip('link', 'set', 'br-mds', 'up');
+    bridge(host, 'br-mds', [`${GATEWAY}/24`, `${MDS}/32`]);
 
     const config = writeConfig(dir, {
       mdserver: { port: 80, listen_address: MDS },

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { qemuDmi, runPy, skipUnless, type DatasourceResult } from './cloudinit.js';
 import { domainXml, tempDir, writeConfig, type DomainSpec } from './helpers.js';
-import { cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
+import { bridge, cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
 import { MDSERVER } from './process.js';
 import { trixieCloudInit } from './trixie.js';
 import { readUnit, startUnit } from './unit.js';
@@ -69,11 +69,7 @@ test('IPv6-only, link-local and dual-stack VMs find mdserver by address and by n
   const output = { mdserver: '', dnsmasq: (): string => '' };
   const vms = new Map<string, Netns>();
   try {
-    host.ip('link', 'add', 'br-mds', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-    host.ip('addr', 'add', `${GW4}/24`, 'dev', 'br-mds');
-    host.ip('addr', 'add', `${MDS4}/32`, 'dev', 'br-mds');
-    host.ip('addr', 'add', `${GW6}/64`, 'dev', 'br-mds', 'nodad');
-    host.ip('link', 'set', 'br-mds', 'up');
+    bridge(host, 'br-mds', [`${GW4}/24`, `${MDS4}/32`, `${GW6}/64`]);
     const configFile = writeConfig(dir, {
       mdserver: { port: 80, listen_address: MDS4, ipv6: 'yes', logfile: path.join(dir, 'mdserver.log') },
       loglevels: { base: 'debug', file: 'debug' },

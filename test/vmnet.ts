@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { domainXml, tempDir, writeConfig, type DomainSpec, type Sections } from './helpers.js';
-import { Netns, veth, waitFor } from './netns.js';
+import { bridge, Netns, veth, waitFor } from './netns.js';
 
 export const MDS_ADDRESS = '169.254.169.254';
 export const MDS_URL = `http://${MDS_ADDRESS}`;
@@ -118,10 +118,7 @@ export class VmNet {
     const host = Netns.create('mdshost');
     let server: ChildProcess | undefined;
     try {
-      host.ip('link', 'add', BRIDGE, 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-      host.ip('addr', 'add', `${network.gateway}/${network.prefix}`, 'dev', BRIDGE);
-      host.ip('addr', 'add', `${MDS_ADDRESS}/32`, 'dev', BRIDGE);
-      host.ip('link', 'set', BRIDGE, 'up');
+      bridge(host, BRIDGE, [`${network.gateway}/${network.prefix}`, `${MDS_ADDRESS}/32`]);
       const argv = [...(opts.wrap ?? []), process.execPath, BIN, configFile];
       server = host.spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       const net = new VmNet(host, dir, configFile, network, server);
