@@ -18,63 +18,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { BOOT_TIMEOUT_MS, DATASOURCE, Guest } from './guest.js';
-import { MDS6, VmHost, vmHostUnavailable } from './host.js';
+import { MDS6, VmHost } from './host.js';
 import { ensureImage, selectedSuites } from './image.js';
-import { poll } from './wait.js';
+import { explained, re, registered, RUNCMD_LOG, selectedStyles, TEMPLATE, vmsUnavailable, type Registered } from './checks.js';
 
 const NAME = 'ipv6only-trixie';
-const RUNCMD_LOG = '/var/tmp/mdserver-runcmd';
-// The same administrator's user-data as the dual-stack guests get (vm.test.ts).
-const TEMPLATE = `#cloud-config
-hostname: <%= it.hostname %>
-fqdn: <%= it.hostname %>.localdomain
-manage_etc_hosts: true
-ssh_authorized_keys:
-<% for (const key of Object.values(it.public_keys)) { %>  - <%= key %>
-<% } %>reporting:
-  mdserver: {type: webhook, endpoint: <%= it.yaml_quote(it.report_url) %>}
-runcmd:
-  - [sh, -c, 'echo "<%= it.name %> $(cat /proc/sys/kernel/random/boot_id)" >> ${RUNCMD_LOG}']
-`;
-
-const unavailable = vmHostUnavailable();
-if (unavailable && process.env['CI'] === 'true') throw new Error(`the real-VM tests cannot run under CI: ${unavailable}`);
-const styles = process.env['MDSERVER_VM_STYLES']?.split(',').map((x) => x.trim());
+const unavailable = vmsUnavailable();
 const skip = unavailable ??
-  (!selectedSuites().includes('trixie') ? 'MDSERVER_VM_SUITES leaves out trixie' : styles && !styles.includes('ec2') ? 'MDSERVER_VM_STYLES leaves out ec2' : false);
-
-interface Registered {
-  mac: string;
-  ipv4: string;
-  ipv6: string;
-}
-
-function re(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** Runs `body`; when it fails, prints the guest's console and the daemons' logs, then fails. */
-async function explained(host: VmHost, what: string, body: () => Promise<void>): Promise<void> {
-  try {
-    await body();
-  } catch (e) {
-    process.stderr.write(`\n=== ${what} failed: ${e instanceof Error ? e.message : String(e)}\n${host.diagnostics()}`);
-    throw e;
-  }
-}
+  (!selectedSuites().includes('trixie') ? 'MDSERVER_VM_SUITES leaves out trixie' : !selectedStyles().includes('ec2') ? 'MDSERVER_VM_STYLES leaves out ec2' : false);
 
 /** Boots the guest; returns its record once its cloud-init reported the end and SSH answers. */
 async function boot(host: VmHost, guest: Guest): Promise<{ reg: Registered; seconds: number; cpu: number }> {
   await guest.define('ec2');
   const started = guest.start();
-  let reg: Registered | null = null;
-  await poll('the hook to register the guest', async () => {
-    const r = await host.mdserver(['instances', 'show', NAME, '--json']);
-    if (r.status === 0) reg = JSON.parse(r.stdout) as Registered;
-    return reg !== null;
-  }, 60000);
-  const found = reg as Registered | null;
-  if (!found) throw new Error('unreachable');
+  const found = await registered(host, NAME);
   // Its cloud-init reports to mdserver over IPv6 (report_url is listen_address6 for a guest that
   // asked from its link-local address); `instances wait` returns 0 when every stage succeeded.
   const waited = await host.mdserver(['instances', 'wait', NAME, '--timeout', String(BOOT_TIMEOUT_MS / 1000)], BOOT_TIMEOUT_MS + 30000);

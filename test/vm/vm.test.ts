@@ -13,66 +13,18 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BOOT_TIMEOUT_MS, DATASOURCE, Guest, type Style } from './guest.js';
-import { MDS, VmHost, vmHostUnavailable } from './host.js';
+import { MDS, VmHost } from './host.js';
 import { ensureImage, selectedSuites, type Image, type Suite } from './image.js';
-import { poll } from './wait.js';
+import { explained, re, registered, RUNCMD_LOG, selectedStyles, TEMPLATE, vmsUnavailable, type Registered } from './checks.js';
 
-const ALL_STYLES: Style[] = ['ec2', 'openstack', 'nocloud', 'cloudstack'];
-/** MDSERVER_VM_STYLES=nocloud,ec2 boots only those styles (all of them by default). */
-const STYLES: Style[] = (() => {
-  const env = process.env['MDSERVER_VM_STYLES'];
-  if (!env) return ALL_STYLES;
-  const wanted = env.split(',').map((x) => x.trim()).filter(Boolean);
-  for (const w of wanted) if (!(ALL_STYLES as string[]).includes(w)) throw new Error(`MDSERVER_VM_STYLES: unknown style ${w} (expected ${ALL_STYLES.join(', ')})`);
-  return wanted as Style[];
-})();
+const STYLES = selectedStyles();
 /**
  * Which styles boot a second time. A boot costs minutes of emulated CPU, so by default only the
  * EC2 style, the one whose instance id and platform check depend most on what mdserver keeps
  * (MDSERVER_VM_SECOND_BOOT=all boots every style twice).
  */
 const SECOND_BOOT: Style[] = process.env['MDSERVER_VM_SECOND_BOOT'] === 'all' ? STYLES : ['ec2'];
-const RUNCMD_LOG = '/var/tmp/mdserver-runcmd';
-
-// The administrator's user-data: what the built-in template does (host name, keys, /etc/hosts,
-// cloud-init reporting its progress to mdserver), plus a runcmd that leaves a line per run, so
-// the test can tell first-boot modules ran once.
-const TEMPLATE = `#cloud-config
-hostname: <%= it.hostname %>
-fqdn: <%= it.hostname %>.localdomain
-manage_etc_hosts: true
-ssh_authorized_keys:
-<% for (const key of Object.values(it.public_keys)) { %>  - <%= key %>
-<% } %>reporting:
-  mdserver: {type: webhook, endpoint: <%= it.yaml_quote(it.report_url) %>}
-runcmd:
-  - [sh, -c, 'echo "<%= it.name %> $(cat /proc/sys/kernel/random/boot_id)" >> ${RUNCMD_LOG}']
-`;
-
-const unavailable = vmHostUnavailable();
-if (unavailable && process.env['CI'] === 'true') throw new Error(`the real-VM tests cannot run under CI: ${unavailable}`);
-
-interface Registered {
-  name: string;
-  mac: string;
-  ipv4: string;
-  ipv6: string;
-}
-
-async function registered(host: VmHost, name: string): Promise<Registered> {
-  let found: Registered | null = null;
-  await poll(
-    `the hook to register ${name}`,
-    async () => {
-      const r = await host.mdserver(['instances', 'show', name, '--json']);
-      if (r.status !== 0) return false;
-      found = JSON.parse(r.stdout) as Registered;
-      return true;
-    },
-    60000,
-  );
-  return found as unknown as Registered;
-}
+const unavailable = vmsUnavailable();
 
 interface Timing {
   suite: Suite;
@@ -81,16 +33,6 @@ interface Timing {
   seconds: number;
 }
 const timings: Timing[] = [];
-
-/** Runs `body`; when it fails, prints the guest's console and the daemons' logs, then fails. */
-async function explained(host: VmHost, what: string, body: () => Promise<void>): Promise<void> {
-  try {
-    await body();
-  } catch (e) {
-    process.stderr.write(`\n=== ${what} failed: ${e instanceof Error ? e.message : String(e)}\n${host.diagnostics()}`);
-    throw e;
-  }
-}
 
 function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Registered): string {
   const ip = reg.ipv4;
@@ -154,10 +96,6 @@ function checkConfigured(host: VmHost, guest: Guest, style: Style, reg: Register
   assert.match(f['name'] as string, new RegExp(`\\s${guest.name}(\\s|$)`));
 
   return f['instance'] as string;
-}
-
-function re(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 async function runStyle(t: TestContext, host: VmHost, image: Image, style: Style): Promise<void> {
