@@ -89,11 +89,11 @@ test('cloud-init 22.4\'s and 25.1\'s CloudStack datasource find mdserver by data
       cloudstack: { enabled: 'yes' },
     });
     fs.writeFileSync(path.join(dir, 'userdata', 'test1.yaml'), '#cloud-config\nruncmd: [echo cloudstack-user-data]\n');
-    const startMdserver = async (): Promise<void> => {
+    const startMdserver = async (via = GATEWAY): Promise<void> => {
       mdserver = host.spawn(process.execPath, [MDSERVER, config]);
       mdserver.stdout?.on('data', (c: Buffer) => (out += c.toString()));
       mdserver.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-      await waitFor('mdserver on the gateway', () => host.try('curl', ['-sf', '--max-time', '2', `http://${GATEWAY}/service/name`]).status === 0, 30000);
+      await waitFor('mdserver on the gateway', () => host.try('curl', ['-sf', '--max-time', '2', `http://${via}/service/name`]).status === 0, 30000);
     };
     const stopMdserver = async (): Promise<void> => {
       const m = mdserver;
@@ -105,12 +105,20 @@ test('cloud-init 22.4\'s and 25.1\'s CloudStack datasource find mdserver by data
     const socket = ['--socket', path.join(dir, 'run', 'admin.sock')];
     try {
       host.ip('link', 'add', 'br-mds', 'type', 'bridge', 'forward_delay', '0', 'stp_state', '0');
-      host.ip('addr', 'add', `${GATEWAY}/24`, 'dev', 'br-mds');
       host.ip('addr', 'add', `${MDS}/32`, 'dev', 'br-mds');
       host.ip('addr', 'add', `${GW6}/64`, 'dev', 'br-mds', 'nodad');
       host.ip('addr', 'add', `${MDS6}/128`, 'dev', 'br-mds', 'nodad');
       host.ip('link', 'set', 'br-mds', 'up');
-      await startMdserver();
+      // mdserver starts before the gateway address is on the bridge: it serves the metadata
+      // address, and says that the gateway's CloudStack listeners wait; they bind once it appears.
+      await startMdserver(MDS);
+      const waiting = await cli(['status', ...socket]);
+      assert.equal(waiting.status, 1, waiting.stdout);
+      assert.match(waiting.stdout, /^cloudstack metadata:\s+10\.98\.0\.1:80 NOT BOUND \(retrying\): .*EADDRNOTAVAIL/m);
+      assert.match(waiting.stdout, /^cloudstack password:\s+10\.98\.0\.1:8080 NOT BOUND/m);
+      host.ip('addr', 'add', `${GATEWAY}/24`, 'dev', 'br-mds');
+      await waitFor('mdserver on the gateway', () => host.try('curl', ['-sf', '--max-time', '2', `http://${GATEWAY}/service/name`]).status === 0, 30000);
+      assert.doesNotMatch((await cli(['status', ...socket])).stdout, /NOT BOUND/);
       startUnit(host, readUnit('mdserver-dnsmasq.service'), {
         '/etc/mdserver/mdserver.conf': config, '/usr/local/bin/mdserver': MDSERVER, '/run/mdserver-dnsmasq': path.join(dir, 'run-dnsmasq'),
       }, ['--log-facility=-']);
