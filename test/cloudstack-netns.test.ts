@@ -172,7 +172,7 @@ test('cloud-init 22.4\'s and 25.1\'s CloudStack datasource find mdserver by data
         if (r.status !== 0) throw new Error(`cloud-init failed (${r.status}):\n${r.stderr.slice(-6000)}\n${out}`);
         return { ...(JSON.parse(r.stdout) as CsResult), log: r.stderr };
       };
-      /** What the VM's resolver answers for `name` with the lease's name server, one address a line. */
+      /** The addresses the VM's resolver answers for `name` through the lease's name server. */
       const resolve = (name: string): string[] => {
         const file = path.join(dir, 'resolv-lookup');
         fs.writeFileSync(file, `nameserver ${GATEWAY}\n`);
