@@ -17,7 +17,7 @@ export interface Health {
     running: boolean;
   };
   logfile: { file: string | null; writable: boolean };
-  /** Every metadata listener and whether it is bound (an optional one is retried until it is). */
+  /** Every listener (metadata, CloudStack) and whether it is bound (an optional one is retried until it is). */
   listeners: ListenerState[];
   /** With `[mdserver] ipv6 = yes`, the prefix instance IPv6 addresses are derived in; else null. */
   ipv6: { prefix: string; gateway: string; listenAddress: string } | null;

@@ -6,14 +6,13 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAdminApp } from './admin/app.js';
-import { RetryingListeners, type ListenerSpec } from './cloudstackListeners.js';
 import { listenAdmin, type AdminServer } from './admin/server.js';
 import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
 import { createApp } from './http/app.js';
 import { guardConnections, openFileLimit } from './http/connections.js';
 import { ConnectionCounts } from './net/connlimit.js';
-import { ListenerSet } from './net/listeners.js';
+import { ListenerSet, type ListenerSpec } from './net/listeners.js';
 import { createPasswordApp } from './http/passwordApp.js';
 import { RefusalLog } from './http/refusalLog.js';
 import { Passwords } from './instances/passwords.js';
@@ -46,8 +45,6 @@ export interface Running {
   readonly server: http.Server;
   /** The address and port actually bound. */
   readonly address: { address: string; port: number };
-  /** The gateway and password server listeners of `[cloudstack] enabled`, or null. */
-  readonly cloudstack: RetryingListeners | null;
   /** The admin socket's path, or null when it is disabled. */
   readonly adminSocket: string | null;
   /**
@@ -169,13 +166,14 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     };
     const { main: server, bound } = await listenAll(cfg, services, newServer);
     log.info('listening', { address: bound.address, port: bound.port, instances: store.count() });
-    let cloudstack: RetryingListeners | null = null;
     if (cfg.cloudstack.enabled) {
-      const servers = cloudstackServers(cfg, bound.port, app, createPasswordApp(services, refusals));
-      for (const s of servers) guardConnections(s.server, guard, connections);
-      cloudstack = new RetryingListeners(servers);
       await services.passwords.purge();
-      await cloudstack.start();
+      const passwordApp = createPasswordApp(services, refusals);
+      for (const l of cloudstackListeners(cfg, bound.port)) {
+        const s = http.createServer(LISTENER_TIMEOUTS, l.password ? passwordApp : app);
+        guardConnections(s, guard, connections);
+        await services.listeners.add(s, l.spec);
+      }
     }
     const reloader = makeReload(configFile, config, services, applyConfig);
     let admin: AdminServer | null = null;
@@ -188,32 +186,36 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
           s.close();
           (s as http.Server).closeAllConnections();
         }
-        void cloudstack?.close();
         throw e;
       });
     }
-    const close = closer(admin, cloudstack, services, store, refusals);
-    return { configFile, config, store, services, server, address: bound, cloudstack, adminSocket, reload: reloader.reload, close };
+    const close = closer(admin, services, store, refusals);
+    return { configFile, config, store, services, server, address: bound, adminSocket, reload: reloader.reload, close };
   } catch (e) {
     await Promise.resolve(store.close()).catch(() => undefined);
     throw e;
   }
 }
 
+/** The labels of `[cloudstack] enabled`'s listeners in status, /health and the log. */
+export const CLOUDSTACK_METADATA = 'cloudstack metadata';
+export const CLOUDSTACK_PASSWORD = 'cloudstack password';
+
 /**
  * What `[cloudstack] enabled` listens on besides the metadata address: the metadata app on the
- * gateway (its port as bound, so a test's port 0 serves both), and the password server on both.
+ * gateway (a CloudStack guest finds its server as its DHCP server or default gateway; the port as
+ * bound, so a test's port 0 serves both), and the password server on both. All optional: the
+ * bridge may come up after mdserver, so an address not there yet is retried, never fatal.
  */
-function cloudstackServers(cfg: Config, port: number, app: http.RequestListener, passwords: http.RequestListener): ListenerSpec[] {
+function cloudstackListeners(cfg: Config, port: number): { spec: ListenerSpec; password: boolean }[] {
   const { listenAddress } = cfg.mdserver;
   const { gateway } = cfg.dnsmasq;
-  const pwPort = cfg.cloudstack.passwordPort;
-  const specs: ListenerSpec[] = [];
-  if (gateway !== listenAddress) specs.push({ role: 'metadata', address: gateway, port, server: http.createServer(LISTENER_TIMEOUTS, app) });
+  const out: { spec: ListenerSpec; password: boolean }[] = [];
+  if (gateway !== listenAddress) out.push({ spec: { label: CLOUDSTACK_METADATA, address: gateway, port }, password: false });
   for (const address of new Set([listenAddress, gateway])) {
-    specs.push({ role: 'password', address, port: pwPort, server: http.createServer(LISTENER_TIMEOUTS, passwords) });
+    out.push({ spec: { label: CLOUDSTACK_PASSWORD, address, port: cfg.cloudstack.passwordPort }, password: true });
   }
-  return specs;
+  return out;
 }
 
 /** `reload` re-reads `configFile` and applies it when valid; `last` says when it last ran. */
@@ -237,13 +239,12 @@ function makeReload(configFile: string, config: () => Config, services: Services
 }
 
 /** Stops accepting, lets requests in flight finish (10 s at most), then writes and closes. */
-function closer(admin: AdminServer | null, cloudstack: RetryingListeners | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
+function closer(admin: AdminServer | null, services: Services, store: Store, refusals: RefusalLog): () => Promise<void> {
   let closing: Promise<void> | null = null;
   return () => {
     closing ??= new Promise<void>((resolve) => {
       log.info('stopping: finishing requests in flight');
       void admin?.close();
-      void cloudstack?.close();
       services.listeners.stopRetrying();
       const servers = services.listeners.servers() as http.Server[];
       const each = (f: (s: http.Server) => void) => (): void => servers.forEach(f);

@@ -22,7 +22,7 @@ export interface Services {
   readonly tokens: TokenIssuer;
   readonly dnsmasq: DnsmasqFiles;
   readonly limiter: RateLimiter;
-  /** The metadata listeners: the IPv4 one, and the IPv6 ones that are retried until bound. */
+  /** The listeners: the IPv4 metadata one, and the IPv6 and CloudStack ones, retried until bound. */
   readonly listeners: ListenerSet;
   /** Each instance's boots and the events its cloud-init posts. */
   readonly provisioning: ProvisioningTracker;

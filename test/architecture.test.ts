@@ -14,7 +14,6 @@ const SRC = path.join(ROOT, 'src');
 const LAYERS: [string, number][] = [
   ['cli/', 10],
   ['server.ts', 9],
-  ['cloudstackListeners.ts', 9],
   ['admin/', 8],
   ['http/', 7],
   ['services.ts', 6],

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { guestDmi, runDsIdentify, skipUnless, sysinfoApplied } from './cloudinit.js';
 import { ROOT } from './process.js';
+import { trixieCloudInit } from './trixie.js';
 
 const DOMAIN = fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'test1-domain.xml'), 'utf8');
 
@@ -25,6 +26,14 @@ describe('ds-identify picks the datasource of each sysinfo style', () => {
       assert.match(r.log, why);
     });
   }
+
+  test("cloud-init 25.1's ds-identify (Debian 13) also picks CloudStack for the cloudstack style", skipUnless({ cloudInit: true }), () => {
+    const script = path.resolve(trixieCloudInit(), '..', '..', 'cloud-init', 'ds-identify');
+    const r = runDsIdentify({ dmi: guestDmi(sysinfoApplied(DOMAIN, 'cloudstack')) }, script);
+    assert.equal(r.status, 0, r.log);
+    assert.deepEqual(r.datasources, ['CloudStack', 'None'], r.log);
+    assert.match(r.log, /check for 'CloudStack' returned found/);
+  });
 
   test('without any sysinfo, ds-identify finds nothing and disables cloud-init', skipUnless({ cloudInit: true }), () => {
     const r = runDsIdentify({ dmi: guestDmi(DOMAIN) });

@@ -62,7 +62,7 @@ export interface StatusReport {
   uptimeSeconds: number;
   configFiles: readonly string[];
   listen: { address: string; port: number };
-  /** Every metadata listener; an unbound one is retried and makes the server degraded. */
+  /** Every listener (metadata, CloudStack); an unbound one is retried and makes the server degraded. */
   listeners: { label: string; address: string; port: number; bound: boolean; error: string | null }[];
   /** The IPv6 prefix, gateway and listen address with `ipv6 = yes`; else null. */
   ipv6: { prefix: string; gateway: string; listenAddress: string } | null;

@@ -29,9 +29,10 @@ export async function statusCommand(args: string[]): Promise<number> {
     ['up since', `${s.startedAt} (${s.uptimeSeconds} s)`],
     ['config', s.configFiles.join(', ')],
     ['metadata', `${s.listen.address}:${s.listen.port}`],
-    // The IPv6 listeners, when there are any (each says whether it is bound yet).
-    ...(s.listeners ?? []).filter((l) => l.address !== s.listen.address).map((l): [string, string] =>
-      ['metadata', `[${l.address}]:${l.port} ${l.bound ? '' : `NOT BOUND (retrying): ${l.error ?? ''}`}`.trim()]),
+    // The other listeners, when there are any: IPv6, CloudStack's (each says whether it is bound yet).
+    ...(s.listeners ?? []).filter((l) => l.address !== s.listen.address || l.port !== s.listen.port).map((l): [string, string] =>
+      [l.label.startsWith('metadata') ? 'metadata' : l.label,
+        `${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port} ${l.bound ? '' : `NOT BOUND (retrying): ${l.error ?? ''}`}`.trim()]),
     ...(s.ipv6 ? [['ipv6', `${s.ipv6.prefix}, gateway ${s.ipv6.gateway}`] as [string, string]] : []),
     ['network', s.network],
     ['instances', String(s.instances)],

@@ -197,17 +197,28 @@ export function renderDhcpHosts(hosts: readonly HostEntry[], leaseLen: number, s
 }
 
 /**
+ * Service names that get no AAAA record. cloud-init's CloudStack datasource (22.4 and 25.1 alike)
+ * takes the first address `getaddrinfo("data-server")` returns and pastes it into
+ * `http://<address>/` and wget's `<address>:8080` without brackets; a dual-stack guest's resolver
+ * puts the IPv6 address first, and the datasource then never reaches any server. CloudStack's
+ * own virtual router names only its IPv4 address data-server.
+ */
+const IPV4_ONLY_NAMES = new Set(['data-server']);
+
+/**
  * The service names' lines: A the IPv4 listen address (169.254.169.254), AAAA listen_address6
- * with `ipv6 = yes`, each name also under `domain` (expand-hosts would add it; written out so the
- * file says what is served).
+ * with `ipv6 = yes` (except IPV4_ONLY_NAMES), each name also under `domain` (expand-hosts would
+ * add it; written out so the file says what is served).
  */
 export function renderServiceNames(cfg: Config): string {
   const d = cfg.dnsmasq;
-  const names = d.serviceNames.flatMap((n) => (d.domain ? [n, `${n}.${d.domain}`] : [n]));
+  const withDomain = (ns: readonly string[]): string[] => ns.flatMap((n) => (d.domain ? [n, `${n}.${d.domain}`] : [n]));
+  const names = withDomain(d.serviceNames);
   if (names.length === 0) return '';
   let out = '';
   if (net.isIPv4(cfg.mdserver.listenAddress)) out += `${cfg.mdserver.listenAddress} ${names.join(' ')}\n`;
-  if (cfg.mdserver.ipv6) out += `${cfg.mdserver.listenAddress6} ${names.join(' ')}\n`;
+  const names6 = withDomain(d.serviceNames.filter((n) => !IPV4_ONLY_NAMES.has(n.toLowerCase())));
+  if (cfg.mdserver.ipv6 && names6.length > 0) out += `${cfg.mdserver.listenAddress6} ${names6.join(' ')}\n`;
   return out;
 }
 

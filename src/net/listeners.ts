@@ -23,6 +23,7 @@ export interface ListenerSpec {
 export interface ListenerState {
   readonly label: string;
   readonly address: string;
+  /** The port bound (port 0 in the spec: the one the system chose), or the one asked for while not bound. */
   readonly port: number;
   readonly bound: boolean;
   /** Why the last attempt failed, while not bound. */
@@ -46,13 +47,14 @@ export interface RetryPolicy {
 
 const DEFAULT_RETRY: RetryPolicy = { firstMs: 1000, maxMs: 10000 };
 
-function bind(server: net.Server, spec: ListenerSpec): Promise<void> {
+/** Binds `server`; resolves with the port bound. */
+function bind(server: net.Server, spec: ListenerSpec): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (e: Error): void => reject(e);
     server.once('error', onError);
     server.listen(spec.port, spec.address, () => {
       server.off('error', onError);
-      resolve();
+      resolve((server.address() as net.AddressInfo).port);
     });
   });
 }
@@ -73,8 +75,8 @@ export class ListenerSet {
       state: { label: spec.label, address: spec.address, port: spec.port, bound: false, error: null, attempts: 0 },
     };
     if (spec.required) {
-      await bind(server, spec);
-      entry.state = { ...entry.state, bound: true, attempts: 1 };
+      const port = await bind(server, spec);
+      entry.state = { ...entry.state, port, bound: true, attempts: 1 };
       this.entries.push(entry);
       return;
     }
@@ -87,10 +89,10 @@ export class ListenerSet {
     if (this.closed) return;
     const attempts = entry.state.attempts + 1;
     try {
-      await bind(entry.server, entry.spec);
-      entry.state = { ...entry.state, bound: true, error: null, attempts };
-      if (attempts > 1) log.info('listening now', { listener: entry.spec.label, address: entry.spec.address, port: entry.spec.port, attempts });
-      else log.info('listening', { listener: entry.spec.label, address: entry.spec.address, port: entry.spec.port });
+      const port = await bind(entry.server, entry.spec);
+      entry.state = { ...entry.state, port, bound: true, error: null, attempts };
+      if (attempts > 1) log.info('listening now', { listener: entry.spec.label, address: entry.spec.address, port, attempts });
+      else log.info('listening', { listener: entry.spec.label, address: entry.spec.address, port });
     } catch (e) {
       const error = describe(e);
       // Logged when the reason changes, not at every retry: an address that stays missing for

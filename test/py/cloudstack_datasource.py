@@ -7,43 +7,25 @@ stdin: {"work": <temp dir>}
 """
 
 import json
-import logging
-import os
 import sys
 
-from cloudinit import distros, helpers, version
+import guest
 from cloudinit.sources import DataSourceCloudStack as cs_module
 
 
 def main():
-    args = json.load(sys.stdin)
-    workdir = args["work"]
-    # force: importing cloudinit already gave the root logger a handler.
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, force=True)
-    paths = helpers.Paths(
-        {
-            "cloud_dir": os.path.join(workdir, "cloud"),
-            "run_dir": os.path.join(workdir, "run"),
-            "templates_dir": os.path.join(workdir, "templates"),
-        }
-    )
-    distro = distros.fetch("debian")("debian", {}, paths)
+    args = guest.args()
+    guest.debug_log()
+    paths, distro = guest.debian(args["work"])
     sys_cfg = {"datasource": {"CloudStack": {"max_wait": 20, "timeout": 5}}}
     ds = cs_module.DataSourceCloudStack(sys_cfg, distro, paths)
     found = ds.get_data()
-    out = {"cloud_init_version": version.version_string(), "vr_addr": ds.vr_addr, "get_data": bool(found)}
+    out = {**guest.which_cloud_init(), "vr_addr": ds.vr_addr, "get_data": bool(found)}
     if found:
-        host = ds.get_hostname()
-        raw = ds.get_userdata_raw()
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8")
+        out.update(guest.facts(ds))
         out.update(
             {
-                "instance_id": ds.get_instance_id(),
-                "hostname": getattr(host, "hostname", host),
-                "public_keys": ds.get_public_ssh_keys(),
                 "availability_zone": ds.availability_zone,
-                "userdata_raw": raw,
                 "config": ds.get_config_obj(),
                 "metadata": ds.metadata,
             }

@@ -7,28 +7,16 @@
 # container check is turned off, since a test runs in one but plays a KVM guest. Everything else
 # (detection, the HTTP crawl, parsing, network config conversion) is cloud-init's own code.
 import json
-import os
-import sys
 
-from cloudinit import dmi, distros, helpers, util
+import guest
+from cloudinit import util
 from cloudinit.net import eni, network_state
 
-args = json.load(sys.stdin)
-dmi.DMI_SYS_PATH = args["dmi"]
-dmi.is_container = lambda: False
-util.is_container = lambda: False
+args = guest.args()
+guest.kvm_guest(args["dmi"])
 # A guest kernel command line without any ds= hint: the DMI data alone must select the source.
 util.get_cmdline = lambda: "BOOT_IMAGE=/vmlinuz root=/dev/vda1 ro"
-
-work = args["work"]
-paths = helpers.Paths(
-    {
-        "cloud_dir": os.path.join(work, "cloud"),
-        "run_dir": os.path.join(work, "run"),
-        "templates_dir": os.path.join(work, "templates"),
-    }
-)
-distro = distros.fetch("debian")("debian", {}, paths)
+paths, distro = guest.debian(args["work"])
 URL = "http://169.254.169.254"
 
 

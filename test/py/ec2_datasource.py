@@ -10,31 +10,22 @@ a cloud-init service or touches the system's cloud-init state.
 """
 
 import json
-import logging
-import os
 import sys
 from unittest import mock
 
-import cloudinit
-from cloudinit import distros, helpers, net, util, version
+import guest
+from cloudinit import net, util
 from cloudinit.sources import DataSourceEc2 as ec2_module
 
 
 def main():
-    args = json.load(sys.stdin)
+    args = guest.args()
     platform, url, workdir, iface = args["platform"], args["url"], args["work"], args["iface"]
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
+    guest.debug_log()
     with open(f"/sys/class/net/{iface}/address", encoding="ascii") as f:
         mac = f.read().strip()
 
-    paths = helpers.Paths(
-        {
-            "cloud_dir": os.path.join(workdir, "cloud"),
-            "run_dir": os.path.join(workdir, "run"),
-            "templates_dir": os.path.join(workdir, "templates"),
-        }
-    )
-    distro = distros.fetch("debian")("debian", {}, paths)
+    paths, distro = guest.debian(workdir)
     sys_cfg = {
         "datasource": {
             "Ec2": {"metadata_urls": [url], "max_wait": 6, "timeout": 2}
@@ -53,26 +44,14 @@ def main():
     ):
         ds = ec2_module.DataSourceEc2(sys_cfg, distro, paths)
         found = ds.get_data()
-        out = {
-            "cloud_init_version": version.version_string(),
-            "cloud_init_path": os.path.dirname(cloudinit.__file__),
-            "get_data": bool(found),
-            "cloud_name": ds.cloud_name,
-        }
+        out = {**guest.which_cloud_init(), "get_data": bool(found), "cloud_name": ds.cloud_name}
         if found:
-            host = ds.get_hostname()
             fqdn = ds.get_hostname(fqdn=True)
-            raw = ds.get_userdata_raw()
-            if isinstance(raw, bytes):
-                raw = raw.decode("utf-8")
+            out.update(guest.facts(ds))
+            raw = out["userdata_raw"]
             out.update(
                 {
-                    "instance_id": ds.get_instance_id(),
-                    # 22.4 and later return a (hostname, is_default) tuple.
-                    "hostname": getattr(host, "hostname", host),
                     "fqdn": getattr(fqdn, "hostname", fqdn),
-                    "public_keys": ds.get_public_ssh_keys(),
-                    "userdata_raw": raw,
                     "userdata": util.load_yaml(raw) if raw else None,
                     "availability_zone": ds.availability_zone,
                     "region": ds.region,

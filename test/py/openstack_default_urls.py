@@ -10,43 +10,26 @@ the probe, the crawl and the network config conversion, is cloud-init's own code
 """
 
 import json
-import logging
-import os
-import sys
 
-import cloudinit
-from cloudinit import dmi, distros, helpers, util, version
+import guest
 from cloudinit.sources.DataSourceOpenStack import DataSourceOpenStack
 
-args = json.load(sys.stdin)
-logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
-dmi.DMI_SYS_PATH = args["dmi"]
-dmi.is_container = lambda: False
-util.is_container = lambda: False
-work = args["work"]
-paths = helpers.Paths(
-    {
-        "cloud_dir": os.path.join(work, "cloud"),
-        "run_dir": os.path.join(work, "run"),
-        "templates_dir": os.path.join(work, "templates"),
-    }
-)
-distro = distros.fetch("debian")("debian", {}, paths)
+args = guest.args()
+guest.debug_log()
+guest.kvm_guest(args["dmi"])
+paths, distro = guest.debian(args["work"])
 sys_cfg = {"datasource_list": ["OpenStack"], "datasource": {"OpenStack": {"max_wait": 20, "timeout": 5, "retries": 1}}}
 ds = DataSourceOpenStack(sys_cfg, distro, paths)
 found = ds.get_data()
-out = {
-    "cloud_init_version": version.version_string(),
-    "cloud_init_path": os.path.dirname(cloudinit.__file__),
-    "found": found,
-}
+out = {**guest.which_cloud_init(), "found": found}
 if found:
+    f = guest.facts(ds)
     out.update(
         {
             "metadata_address": ds.metadata_address,
             "uuid": ds.metadata.get("uuid"),
-            "hostname": ds.get_hostname().hostname,
-            "public_keys": ds.get_public_ssh_keys(),
+            "hostname": f["hostname"],
+            "public_keys": f["public_keys"],
             "network_config": ds.network_config,
         }
     )
