@@ -6,6 +6,8 @@
 //
 // Options: --instances N (default 100000)   --rate R uploads/s for the propagation phase (200)
 //          --seconds S of that phase (5)   --uploads U for the throughput phase (3000)
+//          --profile DIR: each host writes V8 CPU profiles into DIR/host-a etc. when it stops (read with
+//          `node dist/bench/profile.js FILE`)
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -18,14 +20,15 @@ import { VM_NET } from './setup.js';
 import { fmt, quantile, table } from './stats.js';
 import { lockSampler, perUpload, snapshot } from './clusterProbe.js';
 
-interface Options { instances: number; rate: number; seconds: number; uploads: number }
+interface Options { instances: number; rate: number; seconds: number; uploads: number; profile: string | null }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { instances: 100_000, rate: 200, seconds: 5, uploads: 3000 };
+  const o: Options = { instances: 100_000, rate: 200, seconds: 5, uploads: 3000, profile: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = Number(argv[++i]);
-    if (a === '--instances') o.instances = v;
+    if (a === '--profile') o.profile = path.resolve(argv[i] ?? '.');
+    else if (a === '--instances') o.instances = v;
     else if (a === '--rate') o.rate = v;
     else if (a === '--seconds') o.seconds = v;
     else if (a === '--uploads') o.uploads = v;
@@ -130,7 +133,9 @@ export async function clusterBench(argv: string[]): Promise<void> {
       const port = await freePort();
       fs.mkdirSync(path.join(dir, name));
       const conf = hostConfig(path.join(dir, name), port, pg.url(), name);
-      const h = await serve([path.join(ROOT, 'bin', 'mdserver'), conf], port, { path: '/latest/meta-data/instance-id', from: seededIp(o.instances - 1) }, path.join(dir, `${name}.log`));
+      const prof = o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(o.profile, name)}`] : [];
+      const probe = { path: '/latest/meta-data/instance-id', from: seededIp(o.instances - 1) };
+      const h = await serve([path.join(ROOT, 'bin', 'mdserver'), conf], port, probe, path.join(dir, `${name}.log`), prof);
       hosts.push(h);
     }
     await new Promise((r) => setTimeout(r, 3000));
