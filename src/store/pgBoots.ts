@@ -6,7 +6,7 @@
 
 import type pg from 'pg';
 import type { BootHeader, BootReplica, BootState, SeqEvent } from './bootReplica.js';
-import { tombstonesAfter, type FeedTable } from './pgFeed.js';
+import type { FeedTable } from './pgFeed.js';
 import type { BootEvent } from './store.js';
 
 interface BootRow {
@@ -44,19 +44,21 @@ const toEvent = (r: EventRow): SeqEvent => ({
 
 const EVENT_COLUMNS = 'uuid, seq, received, kind, name, result, description';
 
-/** Reads the boots, their events and the instances' tombstones written after `seen`, to apply to `boots`. */
+/** Reads the boots and their events written after a change counter (all of them on a resync), to apply to `boots`. */
 export function bootsFeed(boots: BootReplica): FeedTable {
   return {
-    async read(client, seen, resync) {
-      const gone = await tombstonesAfter(client, seen, resync);
-      const after = resync === null ? seen : -1;
-      const rows = await client.query<BootRow & { version: string }>('SELECT * FROM boots WHERE version > $1', [after]);
-      const events = await client.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > $1 ORDER BY uuid, seq`, [after]);
+    statements: (after) => [
+      `SELECT * FROM boots WHERE version > ${after}`,
+      `SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > ${after} ORDER BY uuid, seq`,
+    ],
+    apply([heads, added], gone, resync) {
+      const rows = (heads?.rows ?? []) as (BootRow & { version: string })[];
+      const events = (added?.rows ?? []) as EventRow[];
       return () => {
         for (const t of gone) boots.remove(t.uuid, Number(t.version));
-        for (const r of rows.rows) boots.apply({ uuid: r.uuid, header: toHeader(r), events: [] }, Number(r.version));
-        for (const [uuid, list] of byUuid(events.rows)) boots.addEvents(uuid, list);
-        if (resync !== null) boots.retainOnly(new Set(rows.rows.map((r) => r.uuid)), resync);
+        for (const r of rows) boots.apply({ uuid: r.uuid, header: toHeader(r), events: [] }, Number(r.version));
+        for (const [uuid, list] of byUuid(events)) boots.addEvents(uuid, list);
+        if (resync !== null) boots.retainOnly(new Set(rows.map((r) => r.uuid)), resync);
       };
     },
   };

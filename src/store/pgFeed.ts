@@ -11,22 +11,43 @@ import type { Logger } from '../log.js';
 
 export const CHANNEL = 'mdserver_changes';
 
-/**
- * One replicated table: reads its changes after `seen` inside the catch-up's snapshot, and returns
- * what applies them. The catch-up applies every table's at once, once all are read, so that no
- * reader sees a snapshot half applied (an instance without its boot, say). With `resync` (the
- * snapshot's change counter) it reads the whole table instead, and what the copy holds that the
- * table no longer does goes as of that counter: tombstones older than this host's last catch-up
- * may have been pruned.
- */
-export interface FeedTable {
-  read(client: pg.ClientBase, seen: number, resync: number | null): Promise<() => void>;
+/** A deleted (or rekeyed away) instance, as its tombstone row reads. */
+export interface Tombstone {
+  readonly uuid: string;
+  readonly version: string;
 }
 
-/** The tombstones a catch-up after `seen` applies: none on a full read, which replaces the copy. */
-export async function tombstonesAfter(client: pg.ClientBase, seen: number, resync: number | null): Promise<{ uuid: string; version: string }[]> {
-  if (resync !== null) return [];
-  return (await client.query<{ uuid: string; version: string }>('SELECT uuid, version FROM tombstones WHERE version > $1', [seen])).rows;
+/**
+ * One replicated table: the statements that read its changes after `after` (-1: all of it), and
+ * what applies the rows they returned. A catch-up sends every table's statements in one message,
+ * inside one snapshot, and applies every table's rows at once, once all are read, so that no
+ * reader sees a snapshot half applied (an instance without its boot, say). `gone` holds the
+ * instances deleted since; with `resync` (a full read, at that change counter) there are none to
+ * read, and what the copy holds that the table no longer does goes as of that counter: tombstones
+ * older than this host's last catch-up may have been pruned.
+ */
+export interface FeedTable {
+  statements(after: number): string[];
+  apply(results: readonly pg.QueryResult[], gone: readonly Tombstone[], resync: number | null): () => void;
+}
+
+/**
+ * The statements of one catch-up. `after` is written into the text, not passed as a parameter:
+ * only a message without parameters may carry several statements, and it is an integer this host
+ * keeps itself (checked here), never anything a client sent.
+ */
+function catchUpText(tables: readonly FeedTable[], after: number): { text: string; counts: number[] } {
+  if (!Number.isSafeInteger(after)) throw new Error(`a catch-up after ${after}: not a change counter`);
+  const own = tables.map((t) => t.statements(after));
+  const statements = [
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+    'SELECT counter, pruned FROM cluster',
+    // A full read (after = -1) replaces the copy: no deletion needs reading then.
+    after < 0 ? 'SELECT NULL::text AS uuid, NULL::text AS version WHERE false' : `SELECT uuid, version::text FROM tombstones WHERE version > ${after}`,
+    ...own.flat(),
+    'COMMIT',
+  ];
+  return { text: statements.join(';\n'), counts: own.map((o) => o.length) };
 }
 
 export interface FeedState {
@@ -156,25 +177,15 @@ export class PgFeed {
   }
 
   private async catchUp(client: pg.Client): Promise<void> {
-    // One snapshot for the counter and the rows: every change up to that counter is in it.
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
-      const row = (await client.query<{ counter: string; pruned: string }>('SELECT counter, pruned FROM cluster')).rows[0];
-      const counter = Number(row?.counter ?? 0);
-      // Tombstones after what this host has seen were pruned: it was away too long for a catch-up.
-      const resync = this.seenCounter < Number(row?.pruned ?? 0) ? counter : null;
-      if (resync !== null && this.seenCounter >= 0) {
-        this.log.warn('this host was behind for longer than deletions are kept: reading the whole store again', { seen: this.seenCounter, pruned: Number(row?.pruned) });
-      }
-      const apply: (() => void)[] = [];
-      for (const t of this.tables) apply.push(await t.read(client, this.seenCounter, resync));
-      await client.query('COMMIT');
-      for (const a of apply) a();
-      if (counter > this.seenCounter) this.seenCounter = counter;
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
+    let read = await this.readAfter(client, this.seenCounter);
+    // Tombstones after what this host has seen were pruned: it was away too long for a catch-up.
+    // (Before its first read it has seen nothing, and that read was already a full one.)
+    if (this.seenCounter >= 0 && read.pruned > this.seenCounter) {
+      this.log.warn('this host was behind for longer than deletions are kept: reading the whole store again', { seen: this.seenCounter, pruned: read.pruned });
+      read = await this.readAfter(client, -1);
     }
+    for (const a of read.apply) a();
+    if (read.counter > this.seenCounter) this.seenCounter = read.counter;
     this.afterCatchUp();
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       const w = this.waiters[i] as { counter: number; resolve: () => void };
@@ -183,6 +194,32 @@ export class PgFeed {
         w.resolve();
       }
     }
+  }
+
+  /**
+   * Reads every table's changes after `after` (-1: everything) in one snapshot and one round trip.
+   * Nothing is applied yet: a caller that finds the read too old (pruned) throws it away.
+   */
+  private async readAfter(client: pg.Client, after: number): Promise<{ counter: number; pruned: number; apply: (() => void)[] }> {
+    const { text, counts } = catchUpText(this.tables, after);
+    let results: pg.QueryResult[];
+    try {
+      results = (await client.query(text)) as unknown as pg.QueryResult[];
+    } catch (e) {
+      // A statement failed inside the transaction: it must end before the connection is used again.
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+    const row = results[1]?.rows[0] as { counter: string; pruned: string } | undefined;
+    const counter = Number(row?.counter ?? 0);
+    const gone = (results[2]?.rows ?? []) as Tombstone[];
+    const resync = after < 0 ? counter : null;
+    let at = 3;
+    const apply = this.tables.map((t, i) => {
+      const own = results.slice(at, (at += counts[i] ?? 0));
+      return t.apply(own, gone, resync);
+    });
+    return { counter, pruned: Number(row?.pruned ?? 0), apply };
   }
 
   /** Resolves once every change up to `counter` is applied here (for tests and `store copy`). */

@@ -7,7 +7,7 @@ import { MdsError } from '../errors.js';
 import { safeHostName } from '../names.js';
 import { addressTaken, hostNameTaken, macTaken, nameTaken, renameTaken, uuidElsewhere } from './conflicts.js';
 import type { InstanceIndex } from './instanceIndex.js';
-import { tombstonesAfter, type FeedTable } from './pgFeed.js';
+import type { FeedTable } from './pgFeed.js';
 import { rowToInstance, type InstanceRow } from './rows.js';
 import { hostKey } from './schema.js';
 import type { Allocate, Instance, NewInstance, Registration, RegisterResult } from './store.js';
@@ -21,16 +21,16 @@ export const toInstance = (r: PgRow): Instance => rowToInstance(r);
 /** A change made inside a transaction, applied to the in-memory copy once it is committed. */
 export type LocalChange = { put: Instance } | { remove: string };
 
-/** Reads the instances and tombstones written after `seen` (everything on a resync), to apply to `index`. */
+/** Reads the instances written after a change counter (all of them on a resync), to apply to `index`. */
 export function instancesFeed(index: InstanceIndex): FeedTable {
   return {
-    async read(client, seen, resync) {
-      const gone = await tombstonesAfter(client, seen, resync);
-      const rows = await client.query<PgRow>('SELECT * FROM instances WHERE version > $1', [resync === null ? seen : -1]);
+    statements: (after) => [`SELECT * FROM instances WHERE version > ${after}`],
+    apply([changed], gone, resync) {
+      const rows = (changed?.rows ?? []) as PgRow[];
       return () => {
         for (const t of gone) index.rows.remove(t.uuid, Number(t.version));
-        for (const r of rows.rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
-        if (resync !== null) index.rows.retainOnly(new Set(rows.rows.map((r) => r.uuid)), resync);
+        for (const r of rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
+        if (resync !== null) index.rows.retainOnly(new Set(rows.map((r) => r.uuid)), resync);
       };
     },
   };

@@ -6,7 +6,7 @@
 // A password is never logged: nothing here logs, and it is only ever a parameter of a statement.
 
 import type pg from 'pg';
-import { tombstonesAfter, type FeedTable } from './pgFeed.js';
+import type { FeedTable } from './pgFeed.js';
 import type { Replica } from './replica.js';
 
 export interface StoredPassword {
@@ -36,17 +36,16 @@ export function applyPassword(rows: Replica<StoredPassword>, ch: PasswordChange,
   else rows.remove(ch.password.uuid, version);
 }
 
-/** Reads the passwords and the instances' tombstones written after `seen`, to apply to `rows`. */
+/** Reads the passwords written after a change counter (all of them on a resync), to apply to `rows`. */
 export function passwordsFeed(rows: Replica<StoredPassword>): FeedTable {
   return {
-    async read(client, seen, resync) {
-      const gone = await tombstonesAfter(client, seen, resync);
-      const changed = await client.query<PasswordRow & { version: string }>(
-        'SELECT uuid, password, expires, version FROM passwords WHERE version > $1', [resync === null ? seen : -1]);
+    statements: (after) => [`SELECT uuid, password, expires, version FROM passwords WHERE version > ${after}`],
+    apply([result], gone, resync) {
+      const changed = (result?.rows ?? []) as (PasswordRow & { version: string })[];
       return () => {
         for (const t of gone) rows.remove(t.uuid, Number(t.version));
-        for (const r of changed.rows) applyPassword(rows, toChange(r), Number(r.version));
-        if (resync !== null) rows.retainOnly(new Set(changed.rows.filter((r) => r.password !== null).map((r) => r.uuid)), resync);
+        for (const r of changed) applyPassword(rows, toChange(r), Number(r.version));
+        if (resync !== null) rows.retainOnly(new Set(changed.filter((r) => r.password !== null).map((r) => r.uuid)), resync);
       };
     },
   };
