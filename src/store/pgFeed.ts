@@ -61,6 +61,14 @@ export interface FeedState {
 }
 
 const MIN_DELAY_MS = 100;
+
+/**
+ * The least time between the starts of two catch-ups. Every commit of every host notifies every
+ * host; during an upload storm one catch-up per notification would cost each host and the
+ * database a transaction per commit, while one every few milliseconds reads the same changes in
+ * bulk. A change still reaches every host well within the second that propagation is allowed.
+ */
+const CATCH_UP_GAP_MS = 20;
 const MAX_DELAY_MS = 5_000;
 
 export class PgFeed {
@@ -73,6 +81,8 @@ export class PgFeed {
   private retry: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
+  private lastStart = 0;
+  private gap: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly waiters: { counter: number; resolve: () => void }[] = [];
 
@@ -155,14 +165,27 @@ export class PgFeed {
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
   }
 
-  /** Runs a catch-up soon: one at a time, and one more if asked meanwhile. */
+  /**
+   * Runs a catch-up soon: one at a time, one more if asked meanwhile, and starts at least
+   * CATCH_UP_GAP_MS apart (the ones asked for in between are one).
+   */
   schedule(): void {
     if (this.running) {
       this.again = true;
       return;
     }
+    if (this.gap) return;
     const client = this.client;
     if (!client) return;
+    const wait = this.lastStart + CATCH_UP_GAP_MS - performance.now();
+    if (wait > 0) {
+      this.gap = setTimeout(() => {
+        this.gap = null;
+        this.schedule();
+      }, wait);
+      return;
+    }
+    this.lastStart = performance.now();
     this.running = this.catchUp(client)
       .catch((e: unknown) => {
         if (!this.closed) this.log.warn('catching up with the instance store failed; retrying at the next change', { error: describe(e) });
@@ -231,6 +254,7 @@ export class PgFeed {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retry) clearTimeout(this.retry);
+    if (this.gap) clearTimeout(this.gap);
     const client = this.client;
     this.client = null;
     if (client) {
