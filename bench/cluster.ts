@@ -1,8 +1,9 @@
 // `npm run bench -- --cluster`: three mdserver processes as three hosts on one real PostgreSQL
 // (started here in a temporary directory as the `postgres` user, as the tests do; needs root),
-// seeded with N instances. Measures each host's start-up time and resident memory, uploads per
-// second across the cluster, and how long a change made on one host takes to be served by
-// another while uploads arrive at a steady rate. Not a test: nothing here fails a build.
+// seeded with N instances. Measures each host's start-up time and resident memory, leaf requests
+// against the Express floor, uploads per second across the cluster, and how long a change made on
+// one host takes to be served by another while uploads arrive at a steady rate. Not a test:
+// nothing here fails a build.
 //
 // Options: --instances N (default 100000)   --rate R uploads/s for the propagation phase (200)
 //          --seconds S of that phase (5)   --uploads U for the throughput phase (3000)
@@ -15,7 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { PgServer } from '../test/postgres.js';
 import { benchDomain, domainXml } from './domain.js';
-import { freePort, memory, ROOT, serve, type Served } from './procs.js';
+import type { FixedJob } from './loadgen.js';
+import { freePort, LoadGen, memory, ROOT, serve, type Served } from './procs.js';
 import { VM_NET } from './setup.js';
 import { fmt, quantile, table } from './stats.js';
 import { lockSampler, perUpload, snapshot } from './clusterProbe.js';
@@ -97,6 +99,32 @@ async function throughput(hosts: Served[], count: number, first: number): Promis
   return count / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * Leaf requests per second on one host of the cluster against the Express floor (bench/floor.ts),
+ * the floor measured just before and after: the same load and the same ratio as the single-host
+ * bench's leaf figure, with the host serving from the replicated copy of a PostgreSQL store.
+ */
+async function leafRatio(host: Served, instances: number): Promise<{ mds: number; floor: number; cpuUs: number }> {
+  const gen = new LoadGen();
+  const fport = await freePort();
+  const floor = await serve([path.join('dist', 'bench', 'floor.js'), 'express', String(fport)], fport, { path: '/', from: '127.0.0.1' }, os.devNull);
+  try {
+    const sources = Array.from({ length: Math.min(instances, 2000) }, (_, i) => seededIp(Math.floor((i * instances) / Math.min(instances, 2000))));
+    const job = (port: number): FixedJob => ({
+      kind: 'fixed', port, method: 'GET', path: '/latest/meta-data/instance-id', sources, concurrency: 64, perConnection: 50,
+      warmupMs: 1000, durationMs: 3000, maxRequests: 500_000,
+    });
+    const before = await gen.run(job(fport), floor.child.pid as number);
+    const mine = await gen.run(job(host.port), host.child.pid as number);
+    const after = await gen.run(job(fport), floor.child.pid as number);
+    if (mine.errors > 0) throw new Error(`leaf requests: ${mine.errors} errors, first: ${mine.firstError ?? ''}`);
+    return { mds: mine.rate, floor: (before.rate + after.rate) / 2, cpuUs: mine.serverCpuUsPerRequest };
+  } finally {
+    gen.close();
+    await floor.stop();
+  }
+}
+
 /** Uploads at `rate` per second on host k, and times how long until host k+1 serves each. */
 async function propagation(hosts: Served[], o: Options, first: number): Promise<number[]> {
   const delays: number[] = [];
@@ -141,6 +169,8 @@ export async function clusterBench(argv: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 3000));
     for (const [i, h] of hosts.entries()) rows.push([`host ${'abc'[i] ?? ''}`, fmt(h.startupMs / 1000, ' s'), fmt(memory(h.child.pid as number).rssMiB, ' MiB')]);
     console.log(table(['', 'start-up', 'RSS'], rows));
+    const leaf = await leafRatio(hosts[0] as Served, o.instances);
+    console.log(`leaf GET on host a: ${fmt(leaf.mds)} req/s, Express floor ${fmt(leaf.floor)} req/s: ${fmt((leaf.mds / leaf.floor) * 100)}% of the floor (${fmt(leaf.cpuUs)} us of server CPU per request)`);
     const procs = hosts.map((h) => ({ pid: h.child.pid as number, port: h.port }));
     const before = await snapshot(pg, procs);
     const locks = lockSampler(pg);
@@ -150,7 +180,7 @@ export async function clusterBench(argv: string[]): Promise<void> {
     for (const line of perUpload(before, await snapshot(pg, procs), o.uploads, sampled)) console.log(`  ${line}`);
     const d = await propagation(hosts, o, 1 + o.uploads);
     console.log(`propagation at ${o.rate} uploads/s for ${o.seconds} s (acknowledged on one host -> served by the next): p50 ${fmt(quantile(d, 0.5))} ms, p99 ${fmt(quantile(d, 0.99))} ms, max ${fmt(d.at(-1) ?? NaN)} ms`);
-    console.log('targets: start-up < 5 s, RSS < 400 MB, propagation p99 < 1 s, >= 300 uploads/s');
+    console.log('targets: start-up < 5 s, RSS < 400 MB, leaf >= 85% of the Express floor, propagation p99 < 1 s, >= 300 uploads/s');
   } catch (e) {
     // The hosts' logs go with the temporary directory: what they said about the failure is shown first.
     for (const name of ['host-a', 'host-b', 'host-c']) {
