@@ -25,7 +25,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { PY_DIR, PYTHON, skipUnless } from './cloudinit.js';
 import { domainXml, tempDir, VM1, VM2, writeConfig } from './helpers.js';
-import { bridge, cleanupNetns, Netns, skipUnlessNetns, veth, waitFor } from './netns.js';
+import { bridge, cleanupNetns, Netns, skipUnlessNetns, veth, waitFor, writeDhclientScript } from './netns.js';
 import { cli, MDSERVER, run } from './process.js';
 import { trixieCloudInit } from './trixie.js';
 import { readUnit, startUnit } from './unit.js';
@@ -40,24 +40,6 @@ const LEASE_DIRS = ['/var/lib/dhclient', '/var/lib/dhcp', '/var/lib/NetworkManag
 const NETWORKD_LEASES = '/run/systemd/netif/leases';
 /** cloud-init 25.1's last resort before the gateway: the lease of its own ephemeral dhclient. */
 const EPHEMERAL_LEASE = '/run/dhclient.lease';
-
-// What dhclient-script does, reduced to this test's needs: the addresses (IPv6 as /128: the
-// prefix is on-link from the router advertisement) and the default route.
-const DHCLIENT_SCRIPT = `#!/bin/sh
-case "$reason" in
-  PREINIT) ip link set "$interface" up ;;
-  BOUND|RENEW|REBIND|REBOOT)
-    ip -4 addr flush dev "$interface"
-    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
-    set -- $new_routers
-    ip route replace default via "$1" dev "$interface"
-    ;;
-  BOUND6|RENEW6|REBIND6|REBOOT6)
-    ip -6 addr add "$new_ip6_address/128" dev "$interface" nodad
-    ;;
-esac
-exit 0
-`;
 
 interface CsResult {
   cloud_init_version: string;
@@ -134,11 +116,12 @@ test('cloud-init 22.4\'s and 25.1\'s CloudStack datasource find mdserver by data
       fs.mkdirSync(empty);
       const emptyFile = path.join(dir, 'empty-lease');
       fs.writeFileSync(emptyFile, '');
-      fs.writeFileSync(path.join(dir, 'dhclient-script'), DHCLIENT_SCRIPT, { mode: 0o755 });
+      // The addresses (dhclient -4 and -6) and the default route, as a guest's dhclient-script sets them.
+      const script = writeDhclientScript(path.join(dir, 'dhclient-script'), { defaultRoute: true, ipv6: true });
       fs.writeFileSync(path.join(dir, 'dhclient.conf'), 'request subnet-mask, routers, domain-name-servers;\n');
       const leaseFile = path.join(leases, 'dhclient.eth0.leases');
       const dhclient = vm.spawn('dhclient', ['-d', '-1', '-cf', path.join(dir, 'dhclient.conf'), '-lf', leaseFile,
-        '-pf', path.join(dir, 'dhclient.pid'), '-sf', path.join(dir, 'dhclient-script'), 'eth0']);
+        '-pf', path.join(dir, 'dhclient.pid'), '-sf', script, 'eth0']);
       await waitFor('the dhclient lease', () => fs.existsSync(leaseFile) && fs.readFileSync(leaseFile, 'utf8').includes('dhcp-server-identifier'), 30000);
       dhclient.kill('SIGKILL');
       assert.match(fs.readFileSync(leaseFile, 'utf8'), new RegExp(`option dhcp-server-identifier ${GATEWAY.replace(/\./g, '\\.')};`));
@@ -146,7 +129,7 @@ test('cloud-init 22.4\'s and 25.1\'s CloudStack datasource find mdserver by data
       await waitFor('a router advertisement', () => /^fd00:ec2::\/64 dev eth0/m.test(vm.ip('-6', 'route', 'show')), 20000);
       await waitFor('a usable link-local address', () => !/tentative/.test(vm.ip('-6', 'addr', 'show', 'eth0', 'scope', 'link')), 10000);
       const v6 = vm.try('dhclient', ['-6', '-1', '-v', '-lf', path.join(dir, 'dhclient6.leases'), '-pf', path.join(dir, 'dhclient6.pid'),
-        '-sf', path.join(dir, 'dhclient-script'), 'eth0'], undefined, 30000);
+        '-sf', script, 'eth0'], undefined, 30000);
       assert.equal(v6.status, 0, v6.stderr);
       vm.try('sh', ['-c', `kill $(cat ${path.join(dir, 'dhclient6.pid')}) 2>/dev/null; true`]);
       assert.match(vm.ip('-6', 'addr', 'show', 'eth0', 'scope', 'global'), /inet6 fd00:ec2::[0-9a-f:]+\/128/);

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { domainXml, tempDir, writeConfig, type DomainSpec, type Sections } from './helpers.js';
-import { bridge, Netns, veth, waitFor } from './netns.js';
+import { bridge, Netns, veth, waitFor, writeDhclientScript } from './netns.js';
 import { HOOK, MDSERVER } from './process.js';
 import { readUnit, startUnit, type Started } from './unit.js';
 import { httpFrom, MDS_ADDRESS, MDS_URL, type HttpReply } from './vmnet.js';
@@ -20,18 +20,6 @@ import { httpFrom, MDS_ADDRESS, MDS_URL, type HttpReply } from './vmnet.js';
 /** The VM network of every host: one subnet, as a shared VM network is. */
 export const VM_NET = { address: '10.197.0.0', prefix: 16, gateway: '10.197.0.1' };
 const BRIDGE = 'br-mds';
-
-// What dhclient-script does, reduced to this test's needs: the address, nothing else.
-const DHCLIENT_SCRIPT = `#!/bin/sh
-case "$reason" in
-  PREINIT) ip link set "$interface" up ;;
-  BOUND|RENEW|REBIND|REBOOT)
-    ip -4 addr flush dev "$interface"
-    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
-    ;;
-esac
-exit 0
-`;
 
 export class ClusterHost {
   private server: ChildProcess | null = null;
@@ -193,10 +181,11 @@ export function metadata(vm: Netns, p: string): HttpReply {
  */
 export async function dhclient(vm: Netns, dir: string): Promise<string> {
   const base = path.join(dir, `dhclient-${vm.name}-${Date.now()}`);
-  fs.writeFileSync(`${base}.script`, DHCLIENT_SCRIPT, { mode: 0o755 });
+  // The address, nothing else: the lease is what the test reads.
+  const script = writeDhclientScript(`${base}.script`);
   fs.writeFileSync(`${base}.conf`, 'request subnet-mask, routers;\n');
   const leases = `${base}.leases`;
-  const child = vm.spawn('dhclient', ['-d', '-1', '-cf', `${base}.conf`, '-lf', leases, '-pf', `${base}.pid`, '-sf', `${base}.script`, 'eth0']);
+  const child = vm.spawn('dhclient', ['-d', '-1', '-cf', `${base}.conf`, '-lf', leases, '-pf', `${base}.pid`, '-sf', script, 'eth0']);
   let out = '';
   child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
   try {

@@ -5,6 +5,7 @@
 
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 
 const created = new Set<string>();
 const children = new Set<ChildProcess>();
@@ -144,6 +145,30 @@ export function bridge(host: Netns, name: string, addresses: readonly string[]):
   host.ip('link', 'set', name, 'address', BRIDGE_MAC);
   for (const a of addresses) host.ip('addr', 'add', a, 'dev', name, ...(a.includes(':') ? ['nodad'] : []));
   host.ip('link', 'set', name, 'up');
+}
+
+/** What the test dhclient-script applies besides a DHCPv4 lease's address. */
+export interface DhclientScriptOptions {
+  /** The lease's first router as the default route. */
+  defaultRoute?: boolean;
+  /** A DHCPv6 lease's address (dhclient -6), as /128: the prefix is on-link from the router advertisement. */
+  ipv6?: boolean;
+}
+
+/**
+ * Writes to `file` (executable) what dhclient-script does, reduced to what a test needs, for
+ * `dhclient -sf`: the DHCPv4 address, and what `opts` asks for. Debian's own script would also
+ * rewrite /etc/resolv.conf (and may set the hostname), which a network namespace shares with the
+ * host. Returns `file`.
+ */
+export function writeDhclientScript(file: string, opts: DhclientScriptOptions = {}): string {
+  const route = opts.defaultRoute ? ['    set -- $new_routers', '    ip route replace default via "$1" dev "$interface"'] : [];
+  const v6 = opts.ipv6 ? ['  BOUND6|RENEW6|REBIND6|REBOOT6)', '    ip -6 addr add "$new_ip6_address/128" dev "$interface" nodad', '    ;;'] : [];
+  const script = ['#!/bin/sh', 'case "$reason" in', '  PREINIT) ip link set "$interface" up ;;', '  BOUND|RENEW|REBIND|REBOOT)',
+    '    ip -4 addr flush dev "$interface"', '    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"', ...route, '    ;;',
+    ...v6, 'esac', 'exit 0', ''];
+  fs.writeFileSync(file, script.join('\n'), { mode: 0o755 });
+  return file;
 }
 
 /** Waits until `probe` returns true, polling; throws after `timeoutMs`. */

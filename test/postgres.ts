@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import type { PgStore } from '../src/store/postgres.js';
 
 const BIN_DIRS = ['/usr/lib/postgresql/15/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/17/bin'];
 
@@ -99,5 +100,37 @@ export class PgServer {
     if (!running.delete(this)) return;
     spawnSync(binary('pg_ctl'), ['-D', this.data, '-m', 'immediate', '-w', 'stop'], { uid: this.user.uid, gid: this.user.gid, cwd: this.dir });
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs `write` on `store` (opened with `[store] host_name` `host`) while a session of its own holds
+ * the change counter's row lock, and once the write waits for that lock inside its transaction,
+ * cuts the connection it took from the store's pool: its socket destroyed from this side, with no
+ * word to the server. Resolves to the error the write failed with, or null if it succeeded; the
+ * lock is given up after.
+ */
+export async function cutWhileWaitingForCounter(server: PgServer, database: string, store: PgStore, host: string,
+  write: () => Promise<unknown>): Promise<unknown> {
+  let taken: pg.PoolClient | null = null;
+  (store as unknown as { pool: pg.Pool }).pool.on('acquire', (c) => (taken = c));
+  const holder = new pg.Client({ connectionString: server.url(database) });
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT counter FROM cluster FOR UPDATE');
+    const settled = write().then(() => null, (e: unknown) => e);
+    // The store's pool names its sessions `mdserver <host>`.
+    const waiting = async (): Promise<boolean> =>
+      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`,
+        [`mdserver ${host}`], database))[0]?.n === '1';
+    for (let i = 0; !(await waiting()); i++) if (i >= 300) throw new Error(`${host}'s write never waited for the change counter`);
+    const cut = taken as unknown as { connection: { stream: { destroy(): void } } } | null;
+    if (!cut) throw new Error(`${host}'s write took no connection from its pool`);
+    cut.connection.stream.destroy();
+    return await settled;
+  } finally {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    await holder.end();
   }
 }

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { PgStore } from '../src/store/postgres.js';
 import type { Allocate, Registration } from '../src/store/store.js';
-import { PgServer } from './postgres.js';
+import { cutWhileWaitingForCounter, PgServer } from './postgres.js';
 
 let server: PgServer;
 let database = '';
@@ -103,23 +103,8 @@ test('two hosts registering the same new domain at the same moment store it once
 
 test('an upload whose connection is cut while it waits for the change counter stores nothing, not even half', async () => {
   const [a, b] = hosts as [PgStore, PgStore];
-  let taken: pg.PoolClient | null = null;
-  (a as unknown as { pool: pg.Pool }).pool.on('acquire', (client) => (taken = client));
-  const holder = new pg.Client({ connectionString: server.url(database) });
-  await holder.connect();
-  try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT counter FROM cluster FOR UPDATE');
-    const write = a.registerAll([reg(30), reg(31)], lowestFree).then(() => null, (e: unknown) => e);
-    const waiting = async (): Promise<boolean> =>
-      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND wait_event_type = 'Lock'`, [], database))[0]?.n === '1';
-    for (let i = 0; !(await waiting()); i++) assert.ok(i < 300, 'the upload waits for the counter');
-    (taken as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    assert.match(String(await write), /STORE_UNAVAILABLE|unreachable/);
-  } finally {
-    await holder.query('ROLLBACK').catch(() => undefined);
-    await holder.end();
-  }
+  const failed = await cutWhileWaitingForCounter(server, database, a, 'host-a', () => a.registerAll([reg(30), reg(31)], lowestFree));
+  assert.match(String(failed), /STORE_UNAVAILABLE|unreachable/);
   // The cut session goes on waiting for the counter, then finds no COMMIT and ends: nothing of it stays.
   for (let i = 0; ; i++) {
     const open = await server.sql(`SELECT pid FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND state <> 'idle'`, [], database);

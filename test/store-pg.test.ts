@@ -4,10 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { PgStore } from '../src/store/postgres.js';
 import type { Allocate, BootEvent, Registration } from '../src/store/store.js';
-import { PgServer } from './postgres.js';
+import { cutWhileWaitingForCounter, PgServer } from './postgres.js';
 import { storeContract } from './store-contract.js';
 
 let server: PgServer | null = null;
@@ -213,28 +212,13 @@ test("a write whose connection is cut in the middle of its transaction (the data
   const store = await openOn(database, 'host-y');
   const r = (await store.registerAll([reg(2)], randomPool(10)))[0];
   assert.ok(r && !(r instanceof Error));
-  // The connection the write takes from the pool: its socket is cut from this side, with no word from the server.
-  let taken: pg.PoolClient | null = null;
-  (store as unknown as { pool: pg.Pool }).pool.on('acquire', (c) => (taken = c));
-  // Holding the change counter's lock, so that the store's write waits inside its transaction.
-  const holder = new pg.Client({ connectionString: server.url(database) });
-  await holder.connect();
   try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT counter FROM cluster FOR UPDATE');
-    const write = store.setPassword('vm2', 'Zq7pass', Date.now() + 60_000).then(() => null, (e: unknown) => e);
-    const waiting = async (): Promise<boolean> =>
-      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-y' AND wait_event_type = 'Lock'`, [], database))[0]?.n === '1';
-    for (let i = 0; !(await waiting()); i++) assert.ok(i < 300, 'the write waits for the lock');
-    const cut = taken as unknown as { connection: { stream: { destroy(): void } } } | null;
-    assert.ok(cut, 'the write took a connection');
-    cut.connection.stream.destroy();
-    assert.match(String(await write), /STORE_UNAVAILABLE|unreachable/);
-    await holder.query('ROLLBACK');
+    // The write waits inside its transaction for the change counter, and its connection is cut there.
+    const failed = await cutWhileWaitingForCounter(server, database, store, 'host-y', () => store.setPassword('vm2', 'Zq7pass', Date.now() + 60_000));
+    assert.match(String(failed), /STORE_UNAVAILABLE|unreachable/);
     // The pool opens a new connection for the next write.
     assert.equal(await store.setPassword('vm2', 'Zq7pass', Date.now() + 60_000), true);
   } finally {
-    await holder.end();
     await store.close();
   }
 });
