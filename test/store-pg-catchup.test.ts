@@ -8,6 +8,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
+import { moduleLogger } from '../src/log.js';
+import { InstanceIndex } from '../src/store/instanceIndex.js';
+import { PgFeed } from '../src/store/pgFeed.js';
+import { instancesFeed } from '../src/store/pgInstances.js';
 import { PgStore } from '../src/store/postgres.js';
 import type { Allocate, Registration } from '../src/store/store.js';
 import { cutWhileWaitingForCounter, PgServer } from './postgres.js';
@@ -139,4 +143,33 @@ test("deletions' tombstones are pruned after a while; a host away since before t
   assert.ok(c.byName('vm41'), 'what was not deleted stays');
   await within('host b, connected all along, forgets it too', 1000, () => b.byName('vm40') === undefined);
   assert.equal((await server.sql(`SELECT count(*)::int AS n FROM tombstones`, [], database))[0]?.n, 0);
+});
+
+test('a storm of commits reaches another host in full, read in catch-ups spaced apart rather than one per commit', async () => {
+  const [a, b] = hosts as [PgStore, PgStore];
+  // A host's feed on its own, to count its catch-ups.
+  const index = new InstanceIndex();
+  let catchUps = 0;
+  const feed = new PgFeed(() => new pg.Client({ connectionString: server.url(database) }), [instancesFeed(index)], moduleLogger('store'), () => catchUps++);
+  await feed.start();
+  try {
+    const before = catchUps;
+    const started = performance.now();
+    // 60 commits from two hosts, each a notification to every host.
+    const storm: Allocate = (isUsed) => {
+      for (let i = 1; i < 255; i++) if (!isUsed(`10.9.3.${i}`)) return `10.9.3.${i}`;
+      return null;
+    };
+    await Promise.all([a, b].map(async (h, k) => {
+      for (let i = 0; i < 30; i++) ok((await h.registerAll([reg(300 + k * 30 + i, { mac: `52:54:00:00:03:${(k * 30 + i).toString(16).padStart(2, '0')}` })], storm))[0]);
+    }));
+    await within('all 60 on the other host', 5000, () => Array.from({ length: 60 }, (_, i) => index.byName(`vm${300 + i}`)).every(Boolean));
+    const elapsed = performance.now() - started;
+    const count = catchUps - before;
+    // Catch-ups start at least 20 ms apart: never more than one per 20 ms, however many commits.
+    assert.ok(count <= Math.ceil(elapsed / 20) + 1, `${count} catch-ups in ${Math.round(elapsed)} ms`);
+    assert.ok(count < 60, `${count} catch-ups for 60 commits`);
+  } finally {
+    await feed.close();
+  }
 });
