@@ -69,20 +69,32 @@ export async function insertRow(c: pg.ClientBase, r: NewInstance, version: numbe
 }
 
 /**
- * Inserts a new instance only if its address ($15) is not being claimed by another host's write
- * that has not committed yet: the address's advisory lock, held to the end of the transaction,
- * says so without waiting. Waiting instead would stall on the other write, and two hosts each
- * waiting for an address the other one holds would deadlock (PostgreSQL breaks that only after
- * deadlock_timeout, a second). Distinct addresses may share a lock (a hash): one is then skipped.
+ * A new instance, in one statement: the rows it could conflict with (same uuid, name, MAC or host
+ * name) are read and locked, and only when there are none is the row inserted, and only if its
+ * address ($15) is not being claimed by another host's write that has not committed yet: the
+ * address's advisory lock, held to the end of the transaction, says so without waiting. Waiting
+ * instead would stall on the other write, and two hosts each waiting for an address the other one
+ * holds would deadlock (PostgreSQL breaks that only after deadlock_timeout, a second). Distinct
+ * addresses may share a lock (a hash): one is then skipped. A row another host committed meanwhile
+ * under any unique key makes the insert do nothing rather than fail, so no savepoint is needed.
+ * Answers the locked rows (one row of nulls when there are none) and whether it inserted.
  */
-const CLAIMING_INSERT = `INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, version)
-  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::bigint, $13::bigint, $14::bigint
-  WHERE pg_try_advisory_xact_lock(${ADDRESS_LOCKS}, hashtext($15::text))`;
+const CLAIMING_INSERT = `WITH held AS (SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $4 OR host_key = $3 FOR UPDATE),
+  ins AS (INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, version)
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::bigint, $13::bigint, $14::bigint
+    WHERE NOT EXISTS (SELECT 1 FROM held) AND pg_try_advisory_xact_lock(${ADDRESS_LOCKS}, hashtext($15::text))
+    ON CONFLICT DO NOTHING RETURNING 1)
+  SELECT held.*, (SELECT count(*) FROM ins)::int AS inserted FROM (SELECT 1) AS one LEFT JOIN held ON true`;
 
-/** An address another host's uncommitted write claims: the registration tries another. */
-class AddressBusy extends Error {
-  constructor(readonly ipv4: string) {
-    super(`address ${ipv4} is being claimed by another write`);
+const LOCK_ROWS = 'SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $3 OR host_key = $4 FOR UPDATE';
+
+/**
+ * Another host's write took what this registration chose (its address, or a uuid, name or MAC
+ * it committed first): the registration tries again, and then sees that row.
+ */
+class LostRace extends Error {
+  constructor(readonly ipv4: string | null) {
+    super(ipv4 === null ? 'another write took a key of this registration' : `address ${ipv4} is taken or being claimed by another write`);
   }
 }
 
@@ -92,6 +104,10 @@ export interface RegisterContext {
   readonly allocate: Allocate;
   /** Whether an address belongs to a stored instance or to one registered earlier in the group. */
   readonly isUsed: (ipv4: string) => boolean;
+  /** Whether the copy holds an instance of that uuid (then it is most likely an update). */
+  readonly known: (uuid: string) => boolean;
+  /** Notes a uuid the copy holds that the database does not. */
+  readonly forget: (uuid: string) => void;
 }
 
 /** The refusal, in SQLite's words, of a registration that conflicts with the rows it touches. */
@@ -113,50 +129,65 @@ function refusal(reg: Registration, rows: readonly PgRow[], existing: PgRow | un
 }
 
 /**
- * Registers `reg` inside the caller's transaction (and savepoint): the rows it could conflict
- * with are read and locked first, so the checks see what is committed, not the in-memory copy.
+ * Registers `reg` inside the caller's transaction: the rows it could conflict with are read and
+ * locked first, so the checks see what is committed, not the in-memory copy. A uuid this host
+ * does not know is most likely new, and is tried in one statement (CLAIMING_INSERT), which falls
+ * back to the checks below when it finds rows in the way.
  */
 export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: RegisterContext): Promise<RegisterResult> {
   const key = hostKey(reg.name, reg.uuid);
-  const { rows } = await c.query<PgRow>(
-    'SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $3 OR host_key = $4 FOR UPDATE', [reg.uuid, reg.name, reg.mac, key]);
-  const existing = rows.find((r) => r.uuid === reg.uuid);
-  const refused = refusal(reg, rows, existing);
-  if (refused) throw refused;
-  const ipv4 = existing?.ipv4 ?? ctx.allocate(ctx.isUsed);
-  if (ipv4 === null) throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${reg.name}`);
-  if (!existing && ctx.isUsed(ipv4)) throw addressTaken(reg, ipv4);
   const now = Date.now();
   const metadata = JSON.stringify(reg.metadata);
   const nwfilter = reg.nwfilter ?? null;
   const host = reg.host ?? '';
+  let rows: PgRow[];
+  const fresh = ctx.known(reg.uuid) ? null : ctx.allocate(ctx.isUsed);
+  if (fresh !== null) {
+    if (ctx.isUsed(fresh)) throw addressTaken(reg, fresh);
+    const row = { name: reg.name, uuid: reg.uuid, mac: reg.mac, location: reg.location, arch: reg.arch, metadata: reg.metadata, nwfilter, host, ipv4: fresh, ipv6: null, firstSeen: now, lastUpdate: now };
+    const r = await c.query<PgRow & { inserted: number }>(CLAIMING_INSERT, [...rowParams(row, ctx.version), fresh]);
+    if (r.rows[0]?.inserted) return { instance: { ...row, hostName: safeHostName(reg.name, reg.uuid) }, created: true, changed: true };
+    rows = r.rows.filter((x) => x.uuid !== null);
+    // Nothing in the way, yet nothing inserted: the address is someone else's (or a key was
+    // committed by another host after this statement's snapshot: the next try sees it).
+    if (rows.length === 0) throw new LostRace(fresh);
+  } else {
+    rows = (await c.query<PgRow>(LOCK_ROWS, [reg.uuid, reg.name, reg.mac, key])).rows;
+  }
+  const existing = rows.find((r) => r.uuid === reg.uuid);
+  const refused = refusal(reg, rows, existing);
+  if (refused) throw refused;
   if (!existing) {
-    const row = { name: reg.name, uuid: reg.uuid, mac: reg.mac, location: reg.location, arch: reg.arch, metadata: reg.metadata, nwfilter, host, ipv4, ipv6: null, firstSeen: now, lastUpdate: now };
-    const claimed = await c.query(CLAIMING_INSERT, [...rowParams(row, ctx.version), ipv4]);
-    if (claimed.rowCount === 0) throw new AddressBusy(ipv4);
-    return { instance: { ...row, hostName: safeHostName(reg.name, reg.uuid) }, created: true, changed: true };
+    // Known here but gone from the database (deleted meanwhile): the next try registers it as new.
+    if (ctx.known(reg.uuid)) {
+      ctx.forget(reg.uuid);
+      throw new LostRace(null);
+    }
+    // Unknown, and no address was left for it.
+    throw new MdsError('POOL_EXHAUSTED', `no free address left for domain ${reg.name}`);
   }
   const changed = existing.name !== reg.name || existing.mac !== reg.mac || existing.metadata !== metadata || existing.arch !== reg.arch ||
     existing.location !== reg.location || existing.nwfilter !== nwfilter || existing.host !== host;
-  const row: PgRow = { ...existing, name: reg.name, mac: reg.mac, location: reg.location, metadata, arch: reg.arch, nwfilter, host, last_update: now };
   if (!changed) {
     // A repeat is no change to replicate: it only notes when the domain was last seen.
     await c.query('UPDATE instances SET last_update = $2 WHERE uuid = $1', [reg.uuid, now]);
     return { instance: toInstance({ ...existing, last_update: now }), created: false, changed };
   }
-  await c.query(
-    `UPDATE instances SET name = $2, host_key = $3, mac = $4, location = $5, metadata = $6, arch = $7, nwfilter = $8, host = $9,
-     last_update = $10, version = $11 WHERE uuid = $1`,
-    [reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, host, now, ctx.version]);
+  // A new name, MAC or host name may meet one another host committed after the rows were locked:
+  // the unique constraint refuses it, and only this statement is undone.
+  await c.query('SAVEPOINT reg');
+  try {
+    await c.query(
+      `UPDATE instances SET name = $2, host_key = $3, mac = $4, location = $5, metadata = $6, arch = $7, nwfilter = $8, host = $9,
+       last_update = $10, version = $11 WHERE uuid = $1`,
+      [reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, host, now, ctx.version]);
+  } catch (e) {
+    if (!(e instanceof pg.DatabaseError) || e.code !== '23505') throw e;
+    await c.query('ROLLBACK TO SAVEPOINT reg');
+    throw new LostRace(null);
+  }
+  const row: PgRow = { ...existing, name: reg.name, mac: reg.mac, location: reg.location, metadata, arch: reg.arch, nwfilter, host, last_update: now };
   return { instance: toInstance(row), created: false, changed };
-}
-
-/**
- * Whether `e` says another host's write took what this registration chose: a row it committed
- * first (a unique violation), an address it is claiming, or a deadlock between the two writes.
- */
-function lostRace(e: unknown): boolean {
-  return e instanceof AddressBusy || (e instanceof pg.DatabaseError && (e.code === '23505' || e.code === '40P01'));
 }
 
 /** How often one registration is tried again after another host's write took what it chose. */
@@ -176,38 +207,38 @@ export interface GroupResult {
  */
 export async function registerGroup(
   c: pg.ClientBase, group: readonly Registration[], version: number, allocate: Allocate, inCopy: (ipv4: string) => boolean,
-  isUnreachable: (e: unknown) => boolean,
+  known: (uuid: string) => boolean,
 ): Promise<GroupResult> {
   const given = new Set<string>();
-  // The address the allocator chose last: when the database refuses it, the next try avoids it.
-  let picked: string | null;
-  const isUsed = (ip: string): boolean => given.has(ip) || inCopy(ip);
+  // uuids the copy holds that the database turned out not to (deleted meanwhile).
+  const gone = new Set<string>();
   const ctx: RegisterContext = {
-    version, isUsed, allocate: (used) => (picked = allocate(used)),
+    version,
+    isUsed: (ip) => given.has(ip) || inCopy(ip),
+    allocate,
+    known: (uuid) => !gone.has(uuid) && known(uuid),
+    forget: (uuid) => gone.add(uuid),
   };
   const outcomes: (RegisterResult | Error)[] = [];
   const changes: LocalChange[] = [];
   for (const reg of group) {
     for (let attempt = 0; ; attempt++) {
-      picked = null;
-      await c.query('SAVEPOINT reg');
       try {
-        // Not released: the next registration's savepoint of the same name hides this one, and a
-        // ROLLBACK TO goes back to the newest; a RELEASE would only cost a round trip.
         const r = await registerOne(c, reg, ctx);
         if (r.instance.ipv4) given.add(r.instance.ipv4);
         if (r.changed) changes.push({ put: r.instance });
         outcomes.push(r);
         break;
       } catch (e) {
-        if (!(e instanceof AddressBusy) && isUnreachable(e)) throw e;
-        await c.query('ROLLBACK TO SAVEPOINT reg');
-        if (lostRace(e) && attempt < RACE_RETRIES) {
+        // Anything else the database said ended the transaction: the whole write fails (and a
+        // deadlock is retried whole, see pgWrite.ts).
+        if (!(e instanceof LostRace) && !(e instanceof MdsError)) throw e;
+        if (e instanceof LostRace && attempt < RACE_RETRIES) {
           // The address it chose is someone else's, or may be: the next try chooses another.
-          if (picked !== null && !(e instanceof pg.DatabaseError && e.code === '23505' && e.constraint !== 'instances_ipv4_key')) given.add(picked);
+          if (e.ipv4 !== null) given.add(e.ipv4);
           continue;
         }
-        outcomes.push(e instanceof Error ? e : new Error(String(e)));
+        outcomes.push(e);
         break;
       }
     }

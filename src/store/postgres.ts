@@ -20,7 +20,7 @@ import { PgFeed } from './pgFeed.js';
 import { instancesFeed, pruneTombstones, registerGroup, tombstone, toInstance, type PgRow } from './pgInstances.js';
 import * as passwords from './pgPasswords.js';
 import { migratePg } from './pgSchema.js';
-import { transaction, unreachable, type Change, type Work } from './pgWrite.js';
+import { transaction, type Change, type Work } from './pgWrite.js';
 import { Replica } from './replica.js';
 import { hostKey } from './schema.js';
 import type {
@@ -211,7 +211,7 @@ export class PgStore implements Store {
 
   registerAll(group: readonly Registration[], allocate: Allocate): Promise<RegisterOutcome[]> {
     return this.write(async (c, mark) => {
-      const { outcomes, changes } = await registerGroup(c, group, mark, allocate, (ip) => this.index.byIPv4(ip) !== undefined, unreachable);
+      const { outcomes, changes } = await registerGroup(c, group, mark, allocate, (ip) => this.index.byIPv4(ip) !== undefined, (uuid) => this.index.byUuid(uuid) !== undefined);
       return { result: outcomes, changes };
     });
   }
