@@ -173,3 +173,22 @@ test('a storm of commits reaches another host in full, read in catch-ups spaced 
     await feed.close();
   }
 });
+
+test('a domain deleted from the database behind this host\'s back is registered again as a new instance, with an address', async () => {
+  const [a] = hosts as [PgStore];
+  const first = ok((await a.registerAll([reg(400, { mac: '52:54:00:00:04:00' })], lowestFree))[0]);
+  // Removed without telling any host (as a restored backup would): host a's copy still holds it.
+  const admin = new pg.Client({ connectionString: server.url(database) });
+  await admin.connect();
+  try {
+    await admin.query('DELETE FROM instances WHERE uuid = $1', [first.instance.uuid]);
+    assert.ok(a.byUuid(first.instance.uuid), 'still in host a\'s copy');
+    const again = ok((await a.registerAll([reg(400, { mac: '52:54:00:00:04:00' })], lowestFree))[0]);
+    assert.equal(again.created, true);
+    assert.ok(again.instance.ipv4);
+    const stored = await admin.query<{ ipv4: string }>('SELECT ipv4 FROM instances WHERE uuid = $1', [first.instance.uuid]);
+    assert.equal(stored.rows[0]?.ipv4, again.instance.ipv4);
+  } finally {
+    await admin.end();
+  }
+});
