@@ -37,14 +37,18 @@ export function statements(items: readonly QueuedBoot[]): QueuedBoot[][] {
 
 const asWrite = ({ uuid, op }: QueuedBoot): BootWrite => (op.kind === 'begin' ? { uuid, at: op.at, firstRequest: op.firstRequest } : { uuid, at: op.at });
 
-/** Runs the statements of `items` on `c`, stamped with `mark`; the boots they changed, in order. Unknown instances are skipped. */
+/**
+ * Runs the statements of `items` on `c`, stamped with `mark`; the boots they changed, each as its
+ * last statement left it: the copy takes one change per boot and version, and all of a batch's
+ * have the same. Unknown instances are skipped.
+ */
 export async function writeBoots(c: pg.ClientBase, items: readonly QueuedBoot[], mark: number): Promise<BootChange[]> {
-  const changes: BootChange[] = [];
+  const changes = new Map<string, BootChange>();
   for (const s of statements(items)) {
     const writes = s.map(asWrite);
-    changes.push(...(await (s[0]?.op.kind === 'begin' ? beginBoots(c, writes, mark) : markFirstRequests(c, writes, mark))));
+    for (const ch of await (s[0]?.op.kind === 'begin' ? beginBoots(c, writes, mark) : markFirstRequests(c, writes, mark))) changes.set(ch.boot.uuid, ch);
   }
-  return changes;
+  return [...changes.values()];
 }
 
 /**
