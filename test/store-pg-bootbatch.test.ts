@@ -223,3 +223,22 @@ test('attack: a flood of uploads while the store is slow queues at most 10000 bo
   const b = await open(database, 'host-b');
   assert.deepEqual(b.bootRecord(uuid(100)), { boot: 100, began: 1000 + 9999, firstRequest: null, events: [] });
 });
+
+test('a write the database refuses fails alone, counted: the others of its batch are stored', async () => {
+  const database = await server.createDatabase();
+  const a = await open(database, 'host-a');
+  const faults: string[] = [];
+  a.onBackgroundFault((operation) => faults.push(operation));
+  await registered(a, 1, 3);
+  a.beginBoot(uuid(1), 1000, null);
+  // Not a time PostgreSQL takes as a bigint: the statement holding it is refused.
+  a.beginBoot(uuid(2), Number.NaN, null);
+  a.beginBoot(uuid(3), 1000, null);
+  a.markFirstRequest(uuid(1), 1100);
+  await a.settled();
+  assert.deepEqual(faults, ['beginBoot']);
+  const b = await open(database, 'host-b');
+  for (const h of [a, b]) {
+    assert.deepEqual([1, 2, 3].map((i) => h.bootRecord(uuid(i))?.firstRequest), [1100, undefined, null]);
+  }
+});
