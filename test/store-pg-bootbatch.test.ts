@@ -94,24 +94,24 @@ test("a boot's begin, first request and events keep the order they were made in,
   const database = await server.createDatabase();
   const a = await open(database, 'host-a');
   const b = await open(database, 'host-b');
-  await registered(a, 1, 2);
-  const [x, y] = [uuid(1), uuid(2)];
-  // Within one batch: begin, first, begin again, first again; a second first request changes nothing.
-  a.beginBoot(x, 1000, null);
-  a.markFirstRequest(x, 1100);
+  await registered(a, 1, 3);
+  const [x, y, z] = [uuid(1), uuid(2), uuid(3)];
+  // Within one batch: z's begin, then x's first request (beginning its first boot), then x's begin; a
+  // statement of begins runs before one of first requests, yet x's begin must not pass x's first request.
+  a.beginBoot(z, 500, null);
+  a.markFirstRequest(x, 900);
   a.beginBoot(x, 2000, null);
-  a.markFirstRequest(x, 2100);
-  a.markFirstRequest(x, 2200);
-  // Across batches: 494 first requests of VMs not registered fill the batch of 500 (in one statement, each
+  // Across batches: 496 first requests of VMs not registered fill the batch of 500 (in one statement, each
   // skipped), y's begin is the last in it and its first request the first of the next.
-  for (let i = 0; i < 494; i++) a.markFirstRequest(uuid(1000 + i), 10 + i);
+  for (let i = 0; i < 496; i++) a.markFirstRequest(uuid(1000 + i), 10 + i);
   a.beginBoot(y, 3000, null);
   a.markFirstRequest(y, 3100);
   await a.settled();
   await b.caughtUp();
   for (const h of [a, b]) {
-    assert.deepEqual(h.bootRecord(x), { boot: 2, began: 2000, firstRequest: 2100, events: [] });
+    assert.deepEqual(h.bootRecord(x), { boot: 2, began: 2000, firstRequest: null, events: [] });
     assert.deepEqual(h.bootRecord(y), { boot: 1, began: 3000, firstRequest: 3100, events: [] });
+    assert.deepEqual(h.bootRecord(z), { boot: 1, began: 500, firstRequest: null, events: [] });
   }
   // Events come after the begin made before them and before the begin made after them.
   a.beginBoot(y, 4000, null);
