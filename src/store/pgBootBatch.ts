@@ -19,7 +19,8 @@ export interface QueuedBoot {
  * Splits `items` (in the order made) into statements, in the order they are to run: each holds
  * writes of one kind for distinct instances, and a write goes into the first statement of its
  * kind after the one holding its instance's write before it, so no write passes an earlier one of
- * its instance (nor shares a statement with one). A run of begins and first requests for many instances takes two statements.
+ * its instance (nor shares a statement with one). Begins and first requests of many instances,
+ * interleaved, take two statements.
  */
 export function statements(items: readonly QueuedBoot[]): QueuedBoot[][] {
   const out: { kind: PendingBoot['kind']; items: QueuedBoot[] }[] = [];
