@@ -74,26 +74,44 @@ function byUuid(rows: readonly EventRow[]): Map<string, SeqEvent[]> {
   return out;
 }
 
-/** A boot row for the instance `$1` if it has none (none for an unknown uuid); $2 began, $3 first request, $4 version. */
-const NEW_BOOT = `INSERT INTO boots (uuid, boot, began, first_request, next_seq, first_seq, version)
-  SELECT uuid, 1, $2, $3, 0, 0, $4 FROM instances WHERE uuid = $1`;
-
-/** Begins a new boot of `uuid`, dropping the last one's events; null when it has no instance. */
-export async function beginBoot(c: pg.ClientBase, uuid: string, at: number, firstRequest: number | null, version: number): Promise<BootChange | null> {
-  const row = (await c.query<BootRow>(
-    `${NEW_BOOT} ON CONFLICT (uuid) DO UPDATE SET boot = boots.boot + 1, began = excluded.began, first_request = excluded.first_request,
-     first_seq = boots.next_seq, version = excluded.version RETURNING *`, [uuid, at, firstRequest, version])).rows[0];
-  if (!row) return null;
-  await c.query('DELETE FROM boot_events WHERE uuid = $1 AND seq < $2', [uuid, row.first_seq]);
-  return { boot: { uuid, header: toHeader(row), events: [] } };
+/** A boot's begin (`firstRequest` set or null) or its first request (`firstRequest` undefined), for one instance. */
+export interface BootWrite {
+  readonly uuid: string;
+  readonly at: number;
+  readonly firstRequest?: number | null;
 }
 
-/** Notes the first request of the current boot (begins one if there is none); null when nothing changed. */
-export async function markFirstRequest(c: pg.ClientBase, uuid: string, at: number, version: number): Promise<BootChange | null> {
-  const row = (await c.query<BootRow>(
-    `${NEW_BOOT} ON CONFLICT (uuid) DO UPDATE SET first_request = excluded.first_request, version = excluded.version
-     WHERE boots.first_request IS NULL RETURNING *`, [uuid, at, at, version])).rows[0];
-  return row ? { boot: { uuid, header: toHeader(row), events: [] } } : null;
+/** New boot rows for the instances of $1 (at $2, first request $3, version $4), those unknown to the database left out, in uuid order (the rows are locked in that order). */
+const NEW_BOOTS = `INSERT INTO boots (uuid, boot, began, first_request, next_seq, first_seq, version)
+  SELECT i.uuid, 1, u.at, u.first, 0, 0, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (uuid, at, first)
+  JOIN instances i ON i.uuid = u.uuid ORDER BY i.uuid`;
+
+const asArrays = (ops: readonly BootWrite[], first: (w: BootWrite) => number | null): unknown[] =>
+  [ops.map((w) => w.uuid), ops.map((w) => w.at), ops.map(first)];
+
+const changed = (rows: readonly BootRow[]): BootChange[] => rows.map((r) => ({ boot: { uuid: r.uuid, header: toHeader(r), events: [] } }));
+
+/**
+ * Begins a new boot of each instance of `ops` (distinct uuids), dropping the last one's events,
+ * in one statement; instances unknown to the database are skipped. The DELETE reads the events
+ * as of the statement's start: one another host appended while this waited for the boot's row
+ * lock is left below `first_seq`, where no reader looks, and goes with the next begin or append.
+ */
+export async function beginBoots(c: pg.ClientBase, ops: readonly BootWrite[], version: number): Promise<BootChange[]> {
+  const rows = (await c.query<BootRow>(
+    `WITH b AS (${NEW_BOOTS} ON CONFLICT (uuid) DO UPDATE SET boot = boots.boot + 1, began = excluded.began,
+       first_request = excluded.first_request, first_seq = boots.next_seq, version = excluded.version RETURNING *),
+     d AS (DELETE FROM boot_events e USING b WHERE e.uuid = b.uuid AND e.seq < b.first_seq)
+     SELECT * FROM b`, [...asArrays(ops, (w) => w.firstRequest ?? null), version])).rows;
+  return changed(rows);
+}
+
+/** Notes the first request of each current boot of `ops` (distinct uuids), beginning one where there is none; only the boots that changed come back. */
+export async function markFirstRequests(c: pg.ClientBase, ops: readonly BootWrite[], version: number): Promise<BootChange[]> {
+  const rows = (await c.query<BootRow>(
+    `${NEW_BOOTS} ON CONFLICT (uuid) DO UPDATE SET first_request = excluded.first_request, version = excluded.version
+     WHERE boots.first_request IS NULL RETURNING *`, [...asArrays(ops, (w) => w.at), version])).rows;
+  return changed(rows);
 }
 
 /** What an append does to one boot: the events it adds, numbered, and the boot's new bounds. */

@@ -11,10 +11,11 @@
 import pg from 'pg';
 import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { BootReplica, type PendingBoot } from './bootReplica.js';
+import { BootReplica } from './bootReplica.js';
 import { uuidTaken, hostNameTaken } from './conflicts.js';
 import { InstanceIndex } from './instanceIndex.js';
 import { Background } from './pgBackground.js';
+import { eachOutcome, writeBoots, type QueuedBoot } from './pgBootBatch.js';
 import * as boots from './pgBoots.js';
 import { PgFeed } from './pgFeed.js';
 import { instancesFeed, pruneTombstones, registerGroup, tombstone, toInstance, type PgRow } from './pgInstances.js';
@@ -262,28 +263,30 @@ export class PgStore implements Store {
   }
 
   beginBoot(uuid: string, at: number, firstRequest: number | null): void {
-    this.bootInBackground('beginBoot', uuid, { kind: 'begin', at, firstRequest }, (c, v) => boots.beginBoot(c, uuid, at, firstRequest, v));
+    this.bootInBackground('beginBoot', { uuid, op: { kind: 'begin', at, firstRequest } });
   }
 
   markFirstRequest(uuid: string, at: number): void {
-    this.bootInBackground('markFirstRequest', uuid, { kind: 'first', at }, (c, v) => boots.markFirstRequest(c, uuid, at, v));
+    this.bootInBackground('markFirstRequest', { uuid, op: { kind: 'first', at } });
   }
 
   /**
-   * Queues a boot's bookkeeping behind the boot writes made before it, and lays it over the copy
-   * (for a known instance) until it is committed, so that this host reads it at once. A failure
-   * (the store is down) is logged and counted, and the copy goes back to what is stored.
+   * Queues a boot's bookkeeping behind the boot writes made before it (those waiting go as one
+   * transaction, pgBootBatch.ts), and lays it over the copy (for a known instance) until it is
+   * committed, so that this host reads it at once. A failure (the store is down) is logged and
+   * counted, and the copy goes back to what is stored.
    */
-  private bootInBackground(operation: string, uuid: string, op: PendingBoot, sql: (c: pg.PoolClient, version: number) => Promise<boots.BootChange | null>): void {
+  private bootInBackground(operation: string, item: QueuedBoot): void {
     if (this.background.full) return this.background.failed(operation, new Error('too many boot writes are waiting for the store'));
-    const held = this.index.byUuid(uuid) !== undefined;
-    if (held) this.boots.hold(uuid, op);
-    const run = this.background.queued(() => this.write(async (c, mark) => {
-      const change = await sql(c, mark);
-      return { result: undefined, changes: change ? [change] : [] };
-    }, undefined, (version) => (op.version = version)));
-    this.background.detached(operation, () => (held ? run.finally(() => this.boots.settle(uuid, op)) : run));
+    const held = this.index.byUuid(item.uuid) !== undefined;
+    if (held) this.boots.hold(item.uuid, item.op);
+    const run = this.background.batched(item, this.writeBoots);
+    this.background.detached(operation, () => (held ? run.finally(() => this.boots.settle(item.uuid, item.op)) : run));
   }
+
+  private readonly writeBoots = (items: readonly QueuedBoot[]): Promise<unknown[]> => eachOutcome(items, (some) => this.write(
+    async (c, mark) => ({ result: undefined, changes: await writeBoots(c, some, mark) }),
+    undefined, (version) => some.forEach((i) => (i.op.version = version))));
 
   appendBootEvents(batch: ReadonlyMap<string, readonly BootEvent[]>, keep: number): Promise<void> {
     return this.background.queued(() => this.write(async (c, version) => {
