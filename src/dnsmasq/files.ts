@@ -9,7 +9,7 @@ import type { ConfigSource } from '../config/index.js';
 import { writeAtomic } from '../atomic.js';
 import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { dnsmasqPaths, isSafeHost, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
+import { checkHosts, dnsmasqPaths, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
 
 const log = moduleLogger('dnsmasq');
 
@@ -124,11 +124,12 @@ export class DnsmasqFiles {
     const p = dnsmasqPaths(cfg);
     try {
       const hosts = this.hosts();
-      this.reportUnfit(hosts);
+      const { safe, unfit } = checkHosts(hosts);
+      this.reportUnfit(unfit);
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
-      writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames));
-      writeAtomic(p.dnsHosts, renderDnsHosts(cfg, hosts));
+      writeAtomic(p.dhcpHosts, renderDhcpHosts(safe, cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames));
+      writeAtomic(p.dnsHosts, renderDnsHosts(cfg, safe));
       this.lastFlushAt = Date.now();
       const used = process.cpuUsage(started);
       this.lastFlushMs = (used.user + used.system) / 1000;
@@ -146,10 +147,9 @@ export class DnsmasqFiles {
     return true;
   }
 
-  /** Logs, once each, records that render.ts leaves out of dnsmasq's files. */
-  private reportUnfit(hosts: readonly HostEntry[]): void {
-    for (const h of hosts) {
-      if (isSafeHost(h)) continue;
+  /** Logs, once each, the records checkHosts left out of dnsmasq's files. */
+  private reportUnfit(unfit: readonly HostEntry[]): void {
+    for (const h of unfit) {
       const key = JSON.stringify(h);
       if (this.reported.has(key)) continue;
       this.reported.add(key);
