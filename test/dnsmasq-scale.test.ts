@@ -155,6 +155,39 @@ describe('the host files of a large cluster', () => {
     });
   }
 
+  test('the next rewrites, after changes to a few hosts and after a reload, are the plain rule\'s too', () => {
+    const d = path.join(dir, 'changes');
+    let cfg = configFor(d, { domain: 'vm.example', prefix: 'kvm-', entry_order: 'base,prefix,domain' });
+    let hosts = plainUnique(recs);
+    const files = new DnsmasqFiles(() => cfg, () => hosts);
+    const p = dnsmasqPaths(cfg);
+    const written = (): string => fs.readFileSync(p.dhcpHosts, 'utf8') + fs.readFileSync(p.dnsHosts, 'utf8');
+    const plain = (): string => plainDhcp(hosts, cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames) + plainDns(cfg, hosts);
+    assert.equal(files.flush(), true);
+    assert.equal(written(), plain());
+    // The same MACs with a new name, a new address, a MAC-safe entry turned unfit and back.
+    hosts = hosts.map((h, i) => {
+      if (i === 100) return { ...h, hostName: 'renamed' };
+      if (i === 101) return { ...h, ipv4: '10.122.250.1' };
+      if (i === 102) return { ...h, hostName: 'metadata' };
+      if (i === 103) return { ...h, ipv4: '10.122.0.1\nconf-file=/tmp/evil' };
+      return h;
+    }).filter((_, i) => i !== 104);
+    assert.equal(files.flush(), true);
+    assert.equal(written(), plain());
+    assert.match(written(), /^10\.122\.0\.100 renamed kvm-renamed kvm-renamed\.vm\.example$/m);
+    assert.doesNotMatch(written(), /evil/);
+    hosts = hosts.map((h, i) => (i === 103 ? { ...h, ipv4: '10.122.250.2' } : h));
+    assert.equal(files.flush(), true);
+    assert.equal(written(), plain());
+    // A reload: another lease time, service names, names in DNS.
+    cfg = configFor(d, { domain: 'vm.example', prefix: 'kvm-', entry_order: 'domain', lease_len: '900', service_names: 'metadata renamed' });
+    assert.equal(files.flush(), true);
+    assert.equal(written(), plain());
+    assert.doesNotMatch(written(), /,renamed,/, 'renamed is a service name now');
+    assert.match(written(), /^10\.122\.0\.100 kvm-renamed\.vm\.example$/m);
+  });
+
   test('the derived IPv6 addresses are the BigInt rule\'s, in prefixes whose zeros fall anywhere', () => {
     const nets: [string, number][] = [['fd00:ec2::', 64], ['2001:db8:0:1::', 64], ['fd00:0:0:0:1::', 80], ['fd12:3456:789a::', 48], ['2001:db8:1:2:3:4::', 96], ['::', 96]];
     for (const [text, prefix] of nets) {

@@ -157,12 +157,18 @@ declare const checked: unique symbol;
  */
 export type SafeHostEntry = HostEntry & { readonly [checked]: true };
 
+/** The entry as a checked one, or null when it fails isSafeHost. */
+export function checkHost(h: HostEntry): SafeHostEntry | null {
+  return isSafeHost(h) ? (h as SafeHostEntry) : null;
+}
+
 /** The entries that can go into dnsmasq's host files, and the ones left out; each checked once. */
 export function checkHosts(hosts: readonly HostEntry[]): { safe: SafeHostEntry[]; unfit: HostEntry[] } {
   const safe: SafeHostEntry[] = [];
   const unfit: HostEntry[] = [];
   for (const h of hosts) {
-    if (isSafeHost(h)) safe.push(h as SafeHostEntry);
+    const c = checkHost(h);
+    if (c) safe.push(c);
     else unfit.push(h);
   }
   return { safe, unfit };
@@ -201,19 +207,21 @@ function serviceNameSet(names: readonly string[]): ReadonlySet<string> {
  * a domain `metadata` cannot take the name VMs look mdserver up by.
  */
 export function renderDhcpHosts(hosts: readonly SafeHostEntry[], leaseLen: number, serviceNames: readonly string[] = []): string {
+  return hosts.map(dhcpLiner(leaseLen, serviceNames)).join('');
+}
+
+/** One checked host's line in the DHCP hosts file (see renderDhcpHosts); empty without an address. */
+export function dhcpLiner(leaseLen: number, serviceNames: readonly string[]): (h: SafeHostEntry) => string {
   const taken = serviceNameSet(serviceNames);
   const tail = `,${leaseLen}\n`;
-  // The pieces of the text, joined once: no string per line for the collector to copy about.
-  const parts: string[] = [];
-  for (const h of hosts) {
-    if (!h.ipv4 && !h.ipv6) continue;
-    parts.push(h.mac, ',id:*');
-    if (h.ipv4) parts.push(',', h.ipv4);
-    if (h.ipv6) parts.push(',[', h.ipv6, ']');
-    if (taken.size === 0 || !taken.has(h.hostName.toLowerCase())) parts.push(',', h.hostName);
-    parts.push(tail);
-  }
-  return parts.join('');
+  return (h) => {
+    if (!h.ipv4 && !h.ipv6) return '';
+    let line = `${h.mac},id:*`;
+    if (h.ipv4) line += `,${h.ipv4}`;
+    if (h.ipv6) line += `,[${h.ipv6}]`;
+    if (taken.size === 0 || !taken.has(h.hostName.toLowerCase())) line += `,${h.hostName}`;
+    return line + tail;
+  };
 }
 
 /**
@@ -280,14 +288,16 @@ function dnsNamer(cfg: Config): (hostName: string) => string {
  * leaving out instance names that are service names (see renderDhcpHosts).
  */
 export function renderDnsHosts(cfg: Config, hosts: readonly SafeHostEntry[]): string {
+  return renderServiceNames(cfg) + hosts.map(dnsLiner(cfg)).join('');
+}
+
+/** One checked host's lines in the DNS hosts file (see renderDnsHosts): none, one or two. */
+export function dnsLiner(cfg: Config): (h: SafeHostEntry) => string {
   const namesOf = dnsNamer(cfg);
-  // The lines, joined once: no string of the whole file so far for the collector to copy about.
-  const lines = [renderServiceNames(cfg)];
-  for (const h of hosts) {
+  return (h) => {
     const names = namesOf(h.hostName);
-    if (names === '') continue;
-    if (h.ipv4) lines.push(`${h.ipv4} ${names}\n`);
-    if (h.ipv6) lines.push(`${h.ipv6} ${names}\n`);
-  }
-  return lines.join('');
+    if (names === '') return '';
+    const v4 = h.ipv4 ? `${h.ipv4} ${names}\n` : '';
+    return h.ipv6 ? `${v4}${h.ipv6} ${names}\n` : v4;
+  };
 }
