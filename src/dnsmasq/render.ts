@@ -153,7 +153,7 @@ declare const checked: unique symbol;
 
 /**
  * A host entry that passed isSafeHost. The host files are rendered from these only, so an entry
- * nobody checked cannot reach a line; checkHosts is the one place that makes them.
+ * nobody checked cannot reach a line; checkHost is the one place that makes them.
  */
 export type SafeHostEntry = HostEntry & { readonly [checked]: true };
 
