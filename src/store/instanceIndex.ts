@@ -55,12 +55,8 @@ export class InstanceIndex {
     return [...this.sorted.list];
   }
 
-  /**
-   * The instances themselves, each being a HostRecord: no copy of a hundred thousand records at
-   * every rewrite of the dnsmasq files (records are replaced, never changed, see Replica).
-   */
   hostEntries(): HostRecord[] {
-    return this.all();
+    return this.all().map((i) => ({ hostName: i.hostName, mac: i.mac, ipv4: i.ipv4, ipv6: i.ipv6, name: i.name, uuid: i.uuid, firstSeen: i.firstSeen, host: i.host }));
   }
 
   count(): number {
