@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config/index.js';
 import { DnsmasqFiles } from '../src/dnsmasq/files.js';
-import { dnsmasqPaths, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from '../src/dnsmasq/render.js';
+import { checkHosts, dnsmasqPaths, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from '../src/dnsmasq/render.js';
 import { silenceLogging } from '../src/log.js';
 import { iniText, tempDir } from './helpers.js';
 
@@ -60,25 +60,25 @@ describe('dnsmasq files', () => {
   });
 
   test('dhcp-hosts has one mac,id:*,ipv4,[ipv6],name,lease line per host', () => {
-    golden('mds.dhcp-hosts', renderDhcpHosts(HOSTS, cfg.dnsmasq.leaseLen));
+    golden('mds.dhcp-hosts', renderDhcpHosts(checkHosts(HOSTS).safe, cfg.dnsmasq.leaseLen));
   });
 
   test('dns-hosts names each host in entry_order with prefix and domain', () => {
-    golden('mds.dns-hosts', renderDnsHosts(cfg, HOSTS));
+    golden('mds.dns-hosts', renderDnsHosts(cfg, checkHosts(HOSTS).safe));
   });
 
   test("md_server's defaults: no domain, no DNS option, base names only", () => {
     const plain = configFor({ dnsmasq: {} });
     assert.doesNotMatch(renderConf(plain), /^domain=/m);
     assert.doesNotMatch(renderOpts(plain), /dns-server/);
-    assert.equal(renderDnsHosts(plain, HOSTS),
+    assert.equal(renderDnsHosts(plain, checkHosts(HOSTS).safe),
       '169.254.169.254 metadata instance-data data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
   });
 
   test('data-server (CloudStack\'s name) names the metadata address, and no VM can take that name', () => {
     const cs = configFor({ dnsmasq: {}, cloudstack: { enabled: 'yes' } });
     const rogue: HostEntry = { hostName: 'Data-Server', mac: '52:54:00:00:00:99', ipv4: '10.122.9.9', ipv6: null };
-    assert.equal(renderDnsHosts(cs, [rogue, ...HOSTS]), '169.254.169.254 metadata instance-data data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
+    assert.equal(renderDnsHosts(cs, checkHosts([rogue, ...HOSTS]).safe), '169.254.169.254 metadata instance-data data-server\n10.122.4.17 web1\n10.122.200.3 db-1\nfd00:122::3 db-1\n');
   });
 
   test('a configured path with a newline, "#" or "," stays one quoted value: it cannot start an option', () => {
@@ -111,8 +111,8 @@ describe('dnsmasq files', () => {
       { hostName: 'ok', mac: '52:54:00:00:00:03', ipv4: '10.122.0.7,set:evil', ipv6: null },
       { hostName: 'ok', mac: '52:54:00:00:00:04', ipv4: null, ipv6: 'fd00::1]\nconf-file=/tmp/evil' },
     ];
-    assert.equal(renderDhcpHosts([...hostile, ...HOSTS], 600), renderDhcpHosts(HOSTS, 600));
-    assert.equal(renderDnsHosts(cfg, [...hostile, ...HOSTS]), renderDnsHosts(cfg, HOSTS));
+    assert.equal(renderDhcpHosts(checkHosts([...hostile, ...HOSTS]).safe, 600), renderDhcpHosts(checkHosts(HOSTS).safe, 600));
+    assert.equal(renderDnsHosts(cfg, checkHosts([...hostile, ...HOSTS]).safe), renderDnsHosts(cfg, checkHosts(HOSTS).safe));
   });
 });
 
@@ -153,7 +153,7 @@ describe('writing and signalling', () => {
       const files = new DnsmasqFiles(() => cfg, () => HOSTS);
       assert.equal(files.writeAll(), true);
       assert.equal(await got, 'HUP');
-      assert.equal(fs.readFileSync(path.join(dir, 'base', 'dhcp', 'mds.dhcp-hosts'), 'utf8'), renderDhcpHosts(HOSTS, 86400));
+      assert.equal(fs.readFileSync(path.join(dir, 'base', 'dhcp', 'mds.dhcp-hosts'), 'utf8'), renderDhcpHosts(checkHosts(HOSTS).safe, 86400));
       assert.deepEqual(fs.readdirSync(path.join(dir, 'base', 'dns')), ['mds.dns-hosts'], 'no temporary files are left');
     } finally {
       clearTimeout(timer);

@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { ipv4Allocator } from '../src/instances/allocation.js';
-import { renderConf, renderDhcpHosts, renderDnsHosts, renderOpts } from '../src/dnsmasq/render.js';
+import { checkHosts, renderConf, renderDhcpHosts, renderDnsHosts, renderOpts } from '../src/dnsmasq/render.js';
 import { canonicalIPv6, eui64Mac, formatIPv6, ipv4ForIPv6, ipv6ForIPv4, isLinkLocal6, parseIPv6, withIPv6, type Plan6 } from '../src/net/ip6.js';
 import { net4, parseIPv4 } from '../src/net/ip.js';
 import { ListenerSet } from '../src/net/listeners.js';
@@ -127,11 +127,11 @@ describe('dnsmasq files with IPv6', () => {
     assert.match(renderConf(c), /^enable-ra$/m);
     assert.match(renderConf(c), /^dhcp-range=fd00:ec2::,static,64,86400$/m);
     assert.match(renderOpts(c), /^option6:dns-server,\[fd00:ec2::1\]$/m);
-    assert.equal(renderDhcpHosts(hosts, 600), '52:54:00:3a:cf:41,id:*,10.122.3.7,[fd00:ec2::307],web1,600\n');
+    assert.equal(renderDhcpHosts(checkHosts(hosts).safe, 600), '52:54:00:3a:cf:41,id:*,10.122.3.7,[fd00:ec2::307],web1,600\n');
   });
 
   test('the service names resolve to both metadata addresses, also under the domain; data-server to the IPv4 one only', () => {
-    const dns = renderDnsHosts(c, hosts);
+    const dns = renderDnsHosts(c, checkHosts(hosts).safe);
     const names = 'metadata metadata.vm.example instance-data instance-data.vm.example';
     const cs = 'data-server data-server.vm.example';
     // CloudStack's datasource cannot use an IPv6 address it resolved (see test/cloudstack-netns.test.ts).
@@ -141,14 +141,14 @@ describe('dnsmasq files with IPv6', () => {
 
   test('a tenant who names a domain "metadata" does not get the name', () => {
     const squatter = [{ hostName: 'Metadata', mac: '52:54:00:00:00:66', ipv4: '10.122.0.66', ipv6: 'fd00:ec2::42' }];
-    assert.doesNotMatch(renderDnsHosts(c, squatter), /^10\.122\.0\.66|^fd00:ec2::42/m);
-    assert.equal(renderDhcpHosts(squatter, 600, c.dnsmasq.serviceNames), '52:54:00:00:00:66,id:*,10.122.0.66,[fd00:ec2::42],600\n');
+    assert.doesNotMatch(renderDnsHosts(c, checkHosts(squatter).safe), /^10\.122\.0\.66|^fd00:ec2::42/m);
+    assert.equal(renderDhcpHosts(checkHosts(squatter).safe, 600, c.dnsmasq.serviceNames), '52:54:00:00:00:66,id:*,10.122.0.66,[fd00:ec2::42],600\n');
   });
 
   test('an IPv4-only configuration writes no IPv6 line', () => {
     const off = configFor({ dnsmasq: { use_dns: 'yes' } }).config as Config;
     assert.doesNotMatch(renderConf(off) + renderOpts(off), /enable-ra|option6|fd00/);
-    assert.doesNotMatch(renderDnsHosts(off, []), /:/);
+    assert.doesNotMatch(renderDnsHosts(off, checkHosts([]).safe), /:/);
   });
 });
 

@@ -9,7 +9,8 @@ import type { ConfigSource } from '../config/index.js';
 import { writeAtomic } from '../atomic.js';
 import { describe } from '../errors.js';
 import { moduleLogger } from '../log.js';
-import { dnsmasqPaths, isSafeHost, renderDhcpHosts, renderDnsHosts, renderOpts, type HostEntry } from './render.js';
+import { HostLines } from './hostLines.js';
+import { dnsmasqPaths, renderOpts, type HostEntry } from './render.js';
 
 const log = moduleLogger('dnsmasq');
 
@@ -57,6 +58,7 @@ export class DnsmasqFiles {
   private readonly status: DnsmasqStatus = { ok: true, lastError: null, lastWrite: null, lastHup: null, hupError: null };
   /** Host entries already reported as unfit for dnsmasq's files, so each is logged once. */
   private readonly reported = new Set<string>();
+  private readonly lines = new HostLines();
 
   constructor(
     private readonly config: ConfigSource,
@@ -124,11 +126,12 @@ export class DnsmasqFiles {
     const p = dnsmasqPaths(cfg);
     try {
       const hosts = this.hosts();
-      this.reportUnfit(hosts);
+      const { dhcpHosts, dnsHosts, unfit } = this.lines.render(cfg, hosts);
+      this.reportUnfit(unfit);
       fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
       fs.mkdirSync(p.dnsHostsDir, { recursive: true });
-      writeAtomic(p.dhcpHosts, renderDhcpHosts(hosts, cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames));
-      writeAtomic(p.dnsHosts, renderDnsHosts(cfg, hosts));
+      writeAtomic(p.dhcpHosts, dhcpHosts);
+      writeAtomic(p.dnsHosts, dnsHosts);
       this.lastFlushAt = Date.now();
       const used = process.cpuUsage(started);
       this.lastFlushMs = (used.user + used.system) / 1000;
@@ -146,10 +149,9 @@ export class DnsmasqFiles {
     return true;
   }
 
-  /** Logs, once each, records that render.ts leaves out of dnsmasq's files. */
-  private reportUnfit(hosts: readonly HostEntry[]): void {
-    for (const h of hosts) {
-      if (isSafeHost(h)) continue;
+  /** Logs, once each, the records isSafeHost left out of dnsmasq's files. */
+  private reportUnfit(unfit: readonly HostEntry[]): void {
+    for (const h of unfit) {
       const key = JSON.stringify(h);
       if (this.reported.has(key)) continue;
       this.reported.add(key);

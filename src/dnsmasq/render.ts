@@ -149,6 +149,31 @@ export function isSafeHost(h: HostEntry): boolean {
     (h.ipv4 === null || net.isIPv4(h.ipv4)) && (h.ipv6 === null || net.isIPv6(h.ipv6));
 }
 
+declare const checked: unique symbol;
+
+/**
+ * A host entry that passed isSafeHost. The host files are rendered from these only, so an entry
+ * nobody checked cannot reach a line; checkHost is the one place that makes them.
+ */
+export type SafeHostEntry = HostEntry & { readonly [checked]: true };
+
+/** The entry as a checked one, or null when it fails isSafeHost. */
+export function checkHost(h: HostEntry): SafeHostEntry | null {
+  return isSafeHost(h) ? (h as SafeHostEntry) : null;
+}
+
+/** The entries that can go into dnsmasq's host files, and the ones left out; each checked once. */
+export function checkHosts(hosts: readonly HostEntry[]): { safe: SafeHostEntry[]; unfit: HostEntry[] } {
+  const safe: SafeHostEntry[] = [];
+  const unfit: HostEntry[] = [];
+  for (const h of hosts) {
+    const c = checkHost(h);
+    if (c) safe.push(c);
+    else unfit.push(h);
+  }
+  return { safe, unfit };
+}
+
 export function renderOpts(cfg: Config): string {
   const gw = address(cfg.dnsmasq.gateway, '[dnsmasq] gateway');
   const mds = address(cfg.mdserver.listenAddress, '[mdserver] listen_address');
@@ -170,30 +195,33 @@ export function renderOpts(cfg: Config): string {
   return lines.join('\n') + '\n';
 }
 
-/** Whether `name` is one of the service names, which no instance may take (ignoring case). */
-function isServiceName(cfg: Config, name: string): boolean {
-  const n = name.toLowerCase();
-  return cfg.dnsmasq.serviceNames.some((s) => s.toLowerCase() === n);
+/** The service names, lower-cased: no instance may take one (ignoring case). */
+function serviceNameSet(names: readonly string[]): ReadonlySet<string> {
+  return new Set(names.map((s) => s.toLowerCase()));
 }
 
 /**
  * One `<mac>,id:*,<ipv4>,[<ipv6>],<name>,<lease>` line per host (`id:*` ignores client ids;
- * DHCPv6 finds the client's MAC through the neighbour table). Entries that fail isSafeHost are
- * left out; a host named like a service name gets no name from DHCP, so that a tenant who calls
+ * DHCPv6 finds the client's MAC through the neighbour table). Only checked entries come here (see
+ * checkHosts); a host named like a service name gets no name from DHCP, so that a tenant who calls
  * a domain `metadata` cannot take the name VMs look mdserver up by.
  */
-export function renderDhcpHosts(hosts: readonly HostEntry[], leaseLen: number, serviceNames: readonly string[] = []): string {
-  const taken = new Set(serviceNames.map((s) => s.toLowerCase()));
-  let out = '';
-  for (const h of hosts) {
-    if (!isSafeHost(h) || (!h.ipv4 && !h.ipv6)) continue;
-    const fields = [h.mac, 'id:*'];
-    if (h.ipv4) fields.push(h.ipv4);
-    if (h.ipv6) fields.push(`[${h.ipv6}]`);
-    if (!taken.has(h.hostName.toLowerCase())) fields.push(h.hostName);
-    out += `${fields.join(',')},${leaseLen}\n`;
-  }
-  return out;
+export function renderDhcpHosts(hosts: readonly SafeHostEntry[], leaseLen: number, serviceNames: readonly string[] = []): string {
+  return hosts.map(dhcpLiner(leaseLen, serviceNames)).join('');
+}
+
+/** One checked host's line in the DHCP hosts file (see renderDhcpHosts); empty without an address. */
+export function dhcpLiner(leaseLen: number, serviceNames: readonly string[]): (h: SafeHostEntry) => string {
+  const taken = serviceNameSet(serviceNames);
+  const tail = `,${leaseLen}\n`;
+  return (h) => {
+    if (!h.ipv4 && !h.ipv6) return '';
+    let line = `${h.mac},id:*`;
+    if (h.ipv4) line += `,${h.ipv4}`;
+    if (h.ipv6) line += `,[${h.ipv6}]`;
+    if (taken.size === 0 || !taken.has(h.hostName.toLowerCase())) line += `,${h.hostName}`;
+    return line + tail;
+  };
 }
 
 /**
@@ -222,31 +250,54 @@ export function renderServiceNames(cfg: Config): string {
   return out;
 }
 
-/** The names for one host, in entry_order: base, <prefix><base>, <prefix><base>.<domain>. */
-export function hostNames(cfg: Config, hostName: string): string[] {
+/**
+ * The names one checked host gets in the DNS hosts file, space-separated, in entry_order: base,
+ * <prefix><base>, <prefix><base>.<domain>, less those whose first label is a service name (see
+ * renderDhcpHosts); empty for none. Made once per rewrite: all but the host name is configuration.
+ */
+function dnsNamer(cfg: Config): (hostName: string) => string {
   const { prefix, domain, entryOrder } = cfg.dnsmasq;
-  const prefixed = prefix ? prefix + hostName : hostName;
-  const names: string[] = [];
-  for (const kind of entryOrder) {
-    if (kind === 'base') names.push(hostName);
-    else if (kind === 'prefix' && prefix) names.push(prefixed);
-    else if (kind === 'domain' && domain) names.push(`${prefixed}.${domain}`);
-  }
-  return names;
+  const services = serviceNameSet(cfg.dnsmasq.serviceNames);
+  const kinds = entryOrder.filter((k) => k === 'base' || (k === 'prefix' && prefix) || (k === 'domain' && domain));
+  const dotDomain = `.${domain ?? ''}`;
+  // A checked host name is one label, so a prefixed name's first label is the prefix's own first
+  // label when the prefix holds a dot, else the whole prefixed name, which can only be a service
+  // name that starts with the prefix.
+  const lowerPrefix = (prefix || '').toLowerCase();
+  const prefixLabel = prefix && prefix.includes('.') ? (prefix.split('.')[0] as string) : null;
+  const prefixLabelIsService = prefixLabel !== null && services.has(prefixLabel.toLowerCase());
+  const prefixedMayBeService = [...services].some((s) => s.startsWith(lowerPrefix));
+  return (hostName) => {
+    const prefixed = prefix ? prefix + hostName : hostName;
+    const baseOut = services.size > 0 && services.has(hostName.toLowerCase());
+    const prefixedOut = !prefix ? baseOut
+      : prefixLabel !== null ? prefixLabelIsService
+        : prefixedMayBeService && services.has(prefixed.toLowerCase());
+    let names = '';
+    for (const kind of kinds) {
+      if (kind === 'base' ? baseOut : prefixedOut) continue;
+      const name = kind === 'base' ? hostName : kind === 'prefix' ? prefixed : prefixed + dotDomain;
+      names = names === '' ? name : `${names} ${name}`;
+    }
+    return names;
+  };
 }
 
 /**
- * The service names, then `<address> <names...>` lines; entries that fail isSafeHost are left
- * out, and so are instance names that are service names (see renderDhcpHosts).
+ * The service names, then `<address> <names...>` lines for the checked entries (see checkHosts),
+ * leaving out instance names that are service names (see renderDhcpHosts).
  */
-export function renderDnsHosts(cfg: Config, hosts: readonly HostEntry[]): string {
-  let out = renderServiceNames(cfg);
-  for (const h of hosts) {
-    if (!isSafeHost(h)) continue;
-    const names = hostNames(cfg, h.hostName).filter((n) => !isServiceName(cfg, n.split('.')[0] as string));
-    if (names.length === 0) continue;
-    if (h.ipv4) out += `${h.ipv4} ${names.join(' ')}\n`;
-    if (h.ipv6) out += `${h.ipv6} ${names.join(' ')}\n`;
-  }
-  return out;
+export function renderDnsHosts(cfg: Config, hosts: readonly SafeHostEntry[]): string {
+  return renderServiceNames(cfg) + hosts.map(dnsLiner(cfg)).join('');
+}
+
+/** One checked host's lines in the DNS hosts file (see renderDnsHosts): none, one or two. */
+export function dnsLiner(cfg: Config): (h: SafeHostEntry) => string {
+  const namesOf = dnsNamer(cfg);
+  return (h) => {
+    const names = namesOf(h.hostName);
+    if (names === '') return '';
+    const v4 = h.ipv4 ? `${h.ipv4} ${names}\n` : '';
+    return h.ipv6 ? `${v4}${h.ipv6} ${names}\n` : v4;
+  };
 }

@@ -21,7 +21,7 @@ function keyOf(hostName: string): string {
 }
 
 /** `<hostName>-<8 hex of the uuid>`, then with `-2`, `-3`… until a name no one holds; one label. */
-function alternateName(r: HostRecord, taken: ReadonlySet<string>): string {
+function alternateName(r: HostRecord, taken: { has(key: string): boolean }): string {
   const tag = r.uuid.replace(/-/g, '').slice(0, 8);
   for (let n = 1; ; n++) {
     const suffix = n === 1 ? `-${tag}` : `-${tag}-${n}`;
@@ -35,31 +35,51 @@ function firstSeenFirst(a: HostRecord, b: HostRecord): number {
 }
 
 /**
- * The entries for dnsmasq's files, in the order given, with every host name unique ignoring case,
- * and the collisions that had to be resolved.
+ * The entries for dnsmasq's files, in the order given, with every host name unique ignoring case
+ * and the IPv6 address `ipv6Of` gives, and the collisions that had to be resolved. Groups are
+ * built only for names that repeat: none do in a database uploads filled, and this runs over
+ * every instance at each rewrite.
  */
-export function uniqueHostNames(records: readonly HostRecord[]): { entries: HostEntry[]; collisions: HostNameCollision[] } {
-  const groups = new Map<string, HostRecord[]>();
-  for (const r of records) {
+export function uniqueHostNames(
+  records: readonly HostRecord[],
+  ipv6Of: (r: HostRecord) => string | null = (r) => r.ipv6,
+): { entries: HostEntry[]; collisions: HostNameCollision[] } {
+  /** Each name's first record, by its position in `records`. */
+  const first = new Map<string, number>();
+  /** The names that repeat: the position of their first record, and all their records. */
+  const repeated = new Map<string, { at: number; group: HostRecord[] }>();
+  records.forEach((r, at) => {
     const k = keyOf(r.hostName);
-    const g = groups.get(k);
-    if (g) g.push(r);
-    else groups.set(k, [r]);
-  }
-  const taken = new Set(groups.keys());
+    const f = first.get(k);
+    if (f === undefined) first.set(k, at);
+    else {
+      const g = repeated.get(k);
+      if (g) g.group.push(r);
+      else repeated.set(k, { at: f, group: [records[f] as HostRecord, r] });
+    }
+  });
+  const { listedAs, collisions } = resolve([...repeated.values()].sort((a, b) => a.at - b.at).map((g) => g.group), first);
+  const entries = records.map((r) => ({ hostName: (listedAs.size > 0 && listedAs.get(r)) || r.hostName, mac: r.mac, ipv4: r.ipv4, ipv6: ipv6Of(r) }));
+  return { entries, collisions };
+}
+
+/** For each group of records sharing a name (in order of their first record): who keeps it, who is renamed to what. */
+function resolve(groups: readonly HostRecord[][], names: ReadonlyMap<string, unknown>): { listedAs: Map<HostRecord, string>; collisions: HostNameCollision[] } {
   const listedAs = new Map<HostRecord, string>();
   const collisions: HostNameCollision[] = [];
-  for (const group of groups.values()) {
-    if (group.length < 2) continue;
+  if (groups.length === 0) return { listedAs, collisions };
+  // Every name held, and each replacement once given: no copy of a hundred thousand names.
+  const given = new Set<string>();
+  const taken = { has: (k: string): boolean => names.has(k) || given.has(k) };
+  for (const group of groups) {
     const [keeper, ...others] = [...group].sort(firstSeenFirst) as [HostRecord, ...HostRecord[]];
     const renamed = others.map((r) => {
       const name = alternateName(r, taken);
-      taken.add(keyOf(name));
+      given.add(keyOf(name));
       listedAs.set(r, name);
       return { name: r.name, uuid: r.uuid, listedAs: name };
     });
     collisions.push({ hostName: keeper.hostName, kept: { name: keeper.name, uuid: keeper.uuid }, renamed });
   }
-  const entries = records.map((r) => ({ hostName: listedAs.get(r) ?? r.hostName, mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6 }));
-  return { entries, collisions };
+  return { listedAs, collisions };
 }

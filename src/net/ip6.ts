@@ -32,7 +32,11 @@ export function parseIPv6(s: string): bigint | null {
 
 /** The canonical text of an address (RFC 5952: lower case, the longest run of zero groups as ::). */
 export function formatIPv6(n: bigint): string {
-  const g = Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn));
+  return formatGroups(Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn)));
+}
+
+/** The canonical text of the eight 16-bit groups `g`. */
+function formatGroups(g: readonly number[]): string {
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8;) {
@@ -99,8 +103,39 @@ export interface Plan6 {
   readonly reserved: readonly bigint[];
 }
 
-function hostPart(plan: Plan6, ipv4: number): bigint {
-  return BigInt(ipv4 - plan.net4.network);
+/**
+ * What every address of a plan shares, in numbers rather than BigInts: the dnsmasq files derive
+ * an address for each of a hundred thousand instances at every rewrite. An IPv4 host part is
+ * below 2^32, so it only changes the last two groups, and their text follows the canonical text
+ * of the first six; which of the two are zero decides where the longest run of zeros is.
+ */
+interface PlanParts {
+  /** The network's last 32 bits. */
+  readonly low: number;
+  /** The last 32 bits of the reserved addresses that share the first six groups. */
+  readonly reservedLow: ReadonlySet<number>;
+  /** By which of the last two groups are non-zero (2: the 7th, 1: the 8th), the text before theirs. */
+  readonly head: readonly [string, string, string, string];
+}
+
+const planParts = new WeakMap<Plan6, PlanParts>();
+
+function partsOf(plan: Plan6): PlanParts {
+  let parts = planParts.get(plan);
+  if (!parts) {
+    const high = plan.network >> 32n;
+    const first = Array.from({ length: 6 }, (_, i) => Number((plan.network >> BigInt(112 - 16 * i)) & 0xffffn));
+    // Formatted with 1 for a non-zero group, whose text `1` (and the `:0` of a zero last group
+    // after a non-zero one: a single zero group is never shortened) is then cut off again.
+    const text = (g7: number, g8: number): string => formatGroups([...first, g7, g8]);
+    parts = {
+      low: Number(plan.network & 0xffffffffn),
+      reservedLow: new Set(plan.reserved.filter((r) => r >> 32n === high).map((r) => Number(r & 0xffffffffn))),
+      head: [text(0, 0), text(0, 1).slice(0, -1), text(1, 0).slice(0, -3), text(1, 1).slice(0, -3)],
+    };
+    planParts.set(plan, parts);
+  }
+  return parts;
 }
 
 /**
@@ -111,8 +146,14 @@ function hostPart(plan: Plan6, ipv4: number): bigint {
 export function ipv6ForIPv4(plan: Plan6, ipv4: string | null): string | null {
   const v4 = ipv4 === null ? null : parseIPv4(ipv4);
   if (v4 === null || !inNet(plan.net4, v4)) return null;
-  const n = plan.network | hostPart(plan, v4);
-  return plan.reserved.includes(n) ? null : formatIPv6(n);
+  const parts = partsOf(plan);
+  // The same bits as `plan.network | BigInt(host part)`.
+  const low = (parts.low | (v4 - plan.net4.network)) >>> 0;
+  if (parts.reservedLow.has(low)) return null;
+  const g7 = low >>> 16;
+  const g8 = low & 0xffff;
+  if (g7 === 0) return g8 === 0 ? parts.head[0] : parts.head[1] + g8.toString(16);
+  return parts.head[g8 === 0 ? 2 : 3] + g7.toString(16) + (g8 === 0 ? ':0' : `:${g8.toString(16)}`);
 }
 
 /**
