@@ -128,7 +128,11 @@ export async function cutWhileWaitingForCounter(server: PgServer, database: stri
     const cut = taken as unknown as { connection: { stream: { destroy(): void } } } | null;
     if (!cut) throw new Error(`${host}'s write took no connection from its pool`);
     cut.connection.stream.destroy();
-    return await settled;
+    const outcome = await settled;
+    // The lock is released only once the server has abandoned the write of the vanished client:
+    // a server that went on waiting would then take the counter and commit it.
+    for (let i = 0; await waiting(); i++) if (i >= 300) throw new Error(`the server kept ${host}'s write waiting after its connection was cut`);
+    return outcome;
   } finally {
     await holder.query('ROLLBACK').catch(() => undefined);
     await holder.end();

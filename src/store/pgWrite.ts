@@ -46,22 +46,29 @@ export const MARK = -1;
 const STAMPED = ['instances', 'tombstones', 'boots', 'boot_events', 'passwords'];
 
 /**
- * Takes the next change counter value, stamps every row this transaction marked with it and tells
- * the other hosts, in one statement; the COMMIT follows. So the counter's row lock (which orders
- * all hosts' writes) is held for two round trips instead of the whole write. The rows were locked
- * by the write before it took the counter, so a row's versions still rise in the order its writes
- * commit. The COMMIT is not sent with the statement in one message, although that would save a
- * round trip: a connection cut while the statement waits for the lock would then still commit
- * what the upload was told is not stored; sent apart, the session ends without a COMMIT.
+ * Takes the next change counter value, stamps every row this transaction marked with it, tells
+ * the other hosts and commits, in one message: the counter's row lock (which orders all hosts'
+ * writes) is held only while the server runs it, never across a round trip to a host whose event
+ * loop may be busy. The rows were locked by the write before it took the counter, so a row's
+ * versions still rise in the order its writes commit. A write whose connection is cut while it
+ * waits for the lock is abandoned by the server (client_connection_check_interval, set on every
+ * connection, see CONNECTION_CHECK), so it does not commit what the upload was told is not stored.
  */
-const STAMP = `WITH c AS (UPDATE cluster SET counter = counter + 1 RETURNING counter),
+const STAMP_AND_COMMIT = `WITH c AS (UPDATE cluster SET counter = counter + 1 RETURNING counter),
   ${STAMPED.map((t) => `s_${t} AS (UPDATE ${t} SET version = (SELECT counter FROM c) WHERE version = ${MARK})`).join(',\n  ')}
-  SELECT counter, pg_notify('${CHANNEL}', counter::text) FROM c`;
+  SELECT counter, pg_notify('${CHANNEL}', counter::text) FROM c;
+  COMMIT`;
+
+/**
+ * How often, in milliseconds, a session's server checks that its client is still connected while
+ * a statement runs (PostgreSQL 14 and later), so that a write waiting for the change counter ends
+ * soon after its host gave up on it. Set on each connection of the store's pool.
+ */
+export const CONNECTION_CHECK = 'SET client_connection_check_interval = 20';
 
 async function stampAndCommit(c: pg.PoolClient): Promise<number> {
-  const version = Number((await c.query<{ counter: string }>(STAMP)).rows[0]?.counter);
-  await c.query('COMMIT');
-  return version;
+  const results = (await c.query(STAMP_AND_COMMIT)) as unknown as pg.QueryResult<{ counter: string }>[];
+  return Number(results[0]?.rows[0]?.counter);
 }
 
 /** Refusals that a retry of the whole transaction resolves: two hosts' writes locked rows in opposite orders. */

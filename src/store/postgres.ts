@@ -21,7 +21,7 @@ import { PgFeed } from './pgFeed.js';
 import { instancesFeed, pruneTombstones, registerGroup, tombstone, toInstance, type PgRow } from './pgInstances.js';
 import * as passwords from './pgPasswords.js';
 import { migratePg } from './pgSchema.js';
-import { transaction, type Change, type Work } from './pgWrite.js';
+import { CONNECTION_CHECK, transaction, type Change, type Work } from './pgWrite.js';
 import { Replica } from './replica.js';
 import { hostKey } from './schema.js';
 import type {
@@ -73,6 +73,8 @@ export class PgStore implements Store {
     });
     // An idle connection the server dropped: the next write gets a new one, or fails and says so.
     pool.on('error', (e) => log.debug('an idle store connection failed', { error: describe(e) }));
+    // Queued ahead of the connection's first statement: a write its host gave up on must not commit later.
+    pool.on('connect', (c) => void c.query(CONNECTION_CHECK).catch(() => undefined));
     const store = new PgStore(pool, options);
     try {
       const c = await pool.connect();
