@@ -1,6 +1,7 @@
 // Pure: the libvirt domain XML documents the upload benchmark sends, shaped and sized like what
 // `virsh dumpxml` gives the qemu hook for an ordinary cloud image VM (disks, controllers,
-// consoles and the metadata network interface), each with its own name, uuid and MAC.
+// consoles and the metadata network interface, filtered by clean-traffic as doc/setup.md
+// recommends), each with its own name, uuid and MAC.
 
 export interface BenchDomain {
   name: string;
@@ -79,6 +80,7 @@ export function domainXml(d: BenchDomain): string {
       <source network='mds' portid='${d.uuid}' bridge='br-mds'/>
       <target dev='vnet${parseInt(d.uuid.slice(-6), 16)}'/>
       <model type='virtio'/>
+      <filterref filter='clean-traffic'/>
       <alias name='net0'/>
       <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
     </interface>
