@@ -260,19 +260,15 @@ function dnsNamer(cfg: Config): (hostName: string) => string {
   const services = serviceNameSet(cfg.dnsmasq.serviceNames);
   const kinds = entryOrder.filter((k) => k === 'base' || (k === 'prefix' && prefix) || (k === 'domain' && domain));
   const dotDomain = `.${domain ?? ''}`;
-  // A checked host name is one label, so a prefixed name's first label is the prefix's own first
-  // label when the prefix holds a dot, else the whole prefixed name, which can only be a service
-  // name that starts with the prefix.
-  const lowerPrefix = (prefix || '').toLowerCase();
-  const prefixLabel = prefix && prefix.includes('.') ? (prefix.split('.')[0] as string) : null;
-  const prefixLabelIsService = prefixLabel !== null && services.has(prefixLabel.toLowerCase());
-  const prefixedMayBeService = [...services].some((s) => s.startsWith(lowerPrefix));
+  const isService = (name: string): boolean => {
+    const dot = name.indexOf('.');
+    return services.has((dot < 0 ? name : name.slice(0, dot)).toLowerCase());
+  };
   return (hostName) => {
     const prefixed = prefix ? prefix + hostName : hostName;
-    const baseOut = services.size > 0 && services.has(hostName.toLowerCase());
-    const prefixedOut = !prefix ? baseOut
-      : prefixLabel !== null ? prefixLabelIsService
-        : prefixedMayBeService && services.has(prefixed.toLowerCase());
+    // Every name but the base one starts with the prefixed name, so its first label decides.
+    const baseOut = services.size > 0 && isService(hostName);
+    const prefixedOut = services.size > 0 && isService(prefixed);
     let names = '';
     for (const kind of kinds) {
       if (kind === 'base' ? baseOut : prefixedOut) continue;
