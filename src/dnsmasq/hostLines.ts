@@ -22,33 +22,57 @@ function same(a: HostEntry, b: HostEntry): boolean {
 
 export class HostLines {
   private cfg: Config | null = null;
-  /** By MAC (one per instance), the lines of the last rewrite's entries only. */
-  private last = new Map<string, Rendered>();
+  /**
+   * The lines of each entry object seen: the replicated store and the registry hand out the same
+   * object for an unchanged host (instances/hostNames.ts EntryMemo), so most hosts are found here
+   * without even reading their fields.
+   */
+  private byEntry = new WeakMap<HostEntry, Rendered>();
+  /** By MAC (one per instance), for entries built afresh at each rewrite (the SQLite store's). */
+  private byMac = new Map<string, Rendered>();
 
   /** Both host files' text for `hosts` (in their order), and the entries left out as unfit. */
   render(cfg: Config, hosts: readonly HostEntry[]): { dhcpHosts: string; dnsHosts: string; unfit: HostEntry[] } {
     if (cfg !== this.cfg) {
       this.cfg = cfg;
-      this.last = new Map();
+      this.byEntry = new WeakMap();
+      this.byMac = new Map();
     }
     const dhcpLine = dhcpLiner(cfg.dnsmasq.leaseLen, cfg.dnsmasq.serviceNames);
     const dnsLine = dnsLiner(cfg);
-    const next = new Map<string, Rendered>();
-    const dhcp: string[] = [];
-    const dns: string[] = [renderServiceNames(cfg)];
+    const dhcp: string[] = new Array<string>(hosts.length);
+    const dns: string[] = new Array<string>(hosts.length + 1);
+    dns[0] = renderServiceNames(cfg);
     const unfit: HostEntry[] = [];
-    for (const h of hosts) {
-      let r = this.last.get(h.mac);
-      if (!r || !same(r.entry, h)) {
-        const safe = checkHost(h);
-        r = safe ? { entry: h, dhcp: dhcpLine(safe), dns: dnsLine(safe), fit: true } : { entry: h, dhcp: '', dns: '', fit: false };
+    for (let i = 0; i < hosts.length; i++) {
+      const h = hosts[i] as HostEntry;
+      let r = this.byEntry.get(h);
+      if (r === undefined) {
+        const old = this.byMac.get(h.mac);
+        if (old !== undefined && same(old.entry, h)) r = old;
+        else {
+          const safe = checkHost(h);
+          r = safe ? { entry: h, dhcp: dhcpLine(safe), dns: dnsLine(safe), fit: true } : { entry: h, dhcp: '', dns: '', fit: false };
+        }
+        this.byEntry.set(h, r);
+        this.byMac.set(h.mac, r);
       }
-      next.set(h.mac, r);
       if (!r.fit) unfit.push(h);
-      dhcp.push(r.dhcp);
-      dns.push(r.dns);
+      dhcp[i] = r.dhcp;
+      dns[i + 1] = r.dns;
     }
-    this.last = next;
+    this.prune(hosts);
     return { dhcpHosts: dhcp.join(''), dnsHosts: dns.join(''), unfit };
+  }
+
+  /** Forgets the MACs of hosts gone since: the map is rebuilt once it holds twice as many as are listed. */
+  private prune(hosts: readonly HostEntry[]): void {
+    if (this.byMac.size <= 2 * hosts.length + 1024) return;
+    const next = new Map<string, Rendered>();
+    for (const h of hosts) {
+      const r = this.byEntry.get(h);
+      if (r !== undefined) next.set(h.mac, r);
+    }
+    this.byMac = next;
   }
 }

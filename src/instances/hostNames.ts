@@ -43,6 +43,7 @@ function firstSeenFirst(a: HostRecord, b: HostRecord): number {
 export function uniqueHostNames(
   records: readonly HostRecord[],
   ipv6Of: (r: HostRecord) => string | null = (r) => r.ipv6,
+  memo?: EntryMemo,
 ): { entries: HostEntry[]; collisions: HostNameCollision[] } {
   /** Each name's first record, by its position in `records`. */
   const first = new Map<string, number>();
@@ -59,8 +60,39 @@ export function uniqueHostNames(
     }
   });
   const { listedAs, collisions } = resolve([...repeated.values()].sort((a, b) => a.at - b.at).map((g) => g.group), first);
-  const entries = records.map((r) => ({ hostName: (listedAs.size > 0 && listedAs.get(r)) || r.hostName, mac: r.mac, ipv4: r.ipv4, ipv6: ipv6Of(r) }));
+  const entryOf = (r: HostRecord, hostName: string): HostEntry => ({ hostName, mac: r.mac, ipv4: r.ipv4, ipv6: ipv6Of(r) });
+  const entries = records.map((r) => {
+    const hostName = (listedAs.size > 0 && listedAs.get(r)) || r.hostName;
+    return memo ? memo.entry(r, hostName, entryOf) : entryOf(r, hostName);
+  });
   return { entries, collisions };
+}
+
+/**
+ * Hands out the same entry object for a record as long as the record object and its listed name
+ * stay the same, so that the dnsmasq files can tell an unchanged host by identity alone (see
+ * dnsmasq/hostLines.ts). The replicated store keeps a record's object until that record changes.
+ * `key` is what else an entry depends on (the IPv6 plan): a new key starts afresh.
+ */
+export class EntryMemo {
+  private of = new WeakMap<HostRecord, HostEntry>();
+  private key: unknown = undefined;
+
+  use(key: unknown): this {
+    if (key !== this.key) {
+      this.key = key;
+      this.of = new WeakMap();
+    }
+    return this;
+  }
+
+  entry(r: HostRecord, hostName: string, make: (r: HostRecord, hostName: string) => HostEntry): HostEntry {
+    const held = this.of.get(r);
+    if (held !== undefined && held.hostName === hostName) return held;
+    const made = make(r, hostName);
+    this.of.set(r, made);
+    return made;
+  }
 }
 
 /** For each group of records sharing a name (in order of their first record): who keeps it, who is renamed to what. */

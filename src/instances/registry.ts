@@ -13,7 +13,7 @@ import type { Allocate, HostEntry, Instance, Rekeyed, RegisterOutcome, RegisterR
 import { ipv4Allocator } from './allocation.js';
 import { DomainParser } from './domainParser.js';
 import { GroupCommit } from './groupCommit.js';
-import { uniqueHostNames, type HostNameCollision } from './hostNames.js';
+import { EntryMemo, uniqueHostNames, type HostNameCollision } from './hostNames.js';
 import { metadataWarnings } from './warnings.js';
 
 const log = moduleLogger('instances');
@@ -28,6 +28,8 @@ export class Registry {
   private reportedCollisions = '[]';
   private collisions: readonly HostNameCollision[] = [];
   private readonly unfiltered = new UnfilteredWarnings();
+  /** Each host's entry, kept from one rewrite of the dnsmasq files to the next. */
+  private readonly entries = new EntryMemo();
 
   constructor(
     private readonly config: ConfigSource,
@@ -134,7 +136,7 @@ export class Registry {
     const mine = cfg.store.dhcpScope === 'local' ? all.filter((h) => h.host === cfg.store.hostName) : all;
     const plan = cfg.dnsmasq.plan6;
     // withIPv6, without a copy of each record on the way.
-    const { entries, collisions } = uniqueHostNames(mine, plan ? (h) => ipv6ForIPv4(plan, h.ipv4) : undefined);
+    const { entries, collisions } = uniqueHostNames(mine, plan ? (h) => ipv6ForIPv4(plan, h.ipv4) : undefined, this.entries.use(plan));
     this.report(collisions);
     return entries;
   }

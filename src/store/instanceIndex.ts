@@ -10,16 +10,48 @@ function reindex(index: Map<string, string>, uuid: string, before: string | null
   if (after != null) index.set(after, uuid);
 }
 
+function byName(a: Instance, b: Instance): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** `a` and `b` (each ordered by name) as one ordered list; neither is changed. */
+function merged(a: readonly Instance[], b: readonly Instance[]): Instance[] {
+  const out = new Array<Instance>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = byName(b[j] as Instance, a[i] as Instance) < 0 ? (b[j++] as Instance) : (a[i++] as Instance);
+  while (i < a.length) out[k++] = a[i++] as Instance;
+  while (j < b.length) out[k++] = b[j++] as Instance;
+  return out;
+}
+
 export class InstanceIndex {
   private readonly byNameIdx = new Map<string, string>();
   private readonly byIPv4Idx = new Map<string, string>();
   private readonly byMacIdx = new Map<string, string>();
-  private sorted: { generation: number; list: Instance[] } | null = null;
+  /**
+   * Every instance ordered by name, once asked for, and the records added and replaced since.
+   * A rewrite of dnsmasq's files reads the list after every burst of changes anywhere in the
+   * cluster: sorting a hundred thousand names each time was most of what it cost, merging in the
+   * few that changed is a small part of that.
+   */
+  private sorted: readonly Instance[] | null = null;
+  private readonly added = new Set<Instance>();
+  private readonly dropped = new Set<Instance>();
   readonly rows = new Replica<Instance>((uuid, before, after) => {
     reindex(this.byNameIdx, uuid, before?.name, after?.name);
     reindex(this.byIPv4Idx, uuid, before?.ipv4, after?.ipv4);
     reindex(this.byMacIdx, uuid, before?.mac, after?.mac);
+    if (this.sorted !== null) this.note(before, after);
   });
+
+  /** Keeps `added` and `dropped` as the difference between `sorted` and the rows, in any order of changes. */
+  private note(before: Instance | undefined, after: Instance | undefined): void {
+    if (before === after) return;
+    if (before && !this.added.delete(before)) this.dropped.add(before);
+    if (after && !this.dropped.delete(after)) this.added.add(after);
+  }
 
   get generation(): number {
     return this.rows.generation;
@@ -46,17 +78,32 @@ export class InstanceIndex {
     return this.via(this.byMacIdx, mac);
   }
 
-  /** Every instance ordered by name (as SQLite's BINARY collation orders them), built once per change. */
-  all(): Instance[] {
-    if (this.sorted?.generation !== this.generation) {
-      const list = [...this.rows.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      this.sorted = { generation: this.generation, list };
+  /**
+   * Every instance ordered by name (as SQLite's BINARY collation orders them). The list is never
+   * changed once handed out: a change makes a new one.
+   */
+  private ordered(): readonly Instance[] {
+    const changes = this.added.size + this.dropped.size;
+    if (this.sorted === null || changes > this.rows.size / 4) {
+      this.sorted = [...this.rows.values()].sort(byName);
+    } else if (changes > 0) {
+      const dropped = this.dropped;
+      const kept = dropped.size === 0 ? this.sorted : this.sorted.filter((i) => !dropped.has(i));
+      this.sorted = merged(kept, [...this.added].sort(byName));
     }
-    return [...this.sorted.list];
+    this.added.clear();
+    this.dropped.clear();
+    return this.sorted;
   }
 
-  hostEntries(): HostRecord[] {
-    return this.all().map((i) => ({ hostName: i.hostName, mac: i.mac, ipv4: i.ipv4, ipv6: i.ipv6, name: i.name, uuid: i.uuid, firstSeen: i.firstSeen, host: i.host }));
+  /** Every instance ordered by name, in a list of the caller's own. */
+  all(): Instance[] {
+    return [...this.ordered()];
+  }
+
+  /** The same records, read only: the dnsmasq files read this after every change. */
+  hostEntries(): readonly HostRecord[] {
+    return this.ordered();
   }
 
   count(): number {

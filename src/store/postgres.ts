@@ -148,7 +148,7 @@ export class PgStore implements Store {
     return this.index.count();
   }
 
-  hostEntries(): HostRecord[] {
+  hostEntries(): readonly HostRecord[] {
     return this.index.hostEntries();
   }
 

@@ -122,7 +122,7 @@ export class SqliteStore implements Store {
    * for ten thousand instances several times a second was most of the garbage an upload storm
    * made.
    */
-  hostEntries(): HostRecord[] {
+  hostEntries(): readonly HostRecord[] {
     return this.q.hosts.all().map((r) => ({
       hostName: safeHostName(r.name, r.uuid), mac: r.mac, ipv4: r.ipv4, ipv6: r.ipv6, name: r.name, uuid: r.uuid, firstSeen: r.first_seen, host: r.host,
     }));

@@ -142,7 +142,7 @@ export interface Store {
    * unique ignoring case, except in records stored before that rule (or imported from
    * md_server): the caller decides who gets such a name (see instances/hostNames.ts).
    */
-  hostEntries(): HostRecord[];
+  hostEntries(): readonly HostRecord[];
 
   getMeta(key: string): string | undefined;
   setMeta(key: string, value: string): void;
