@@ -11,8 +11,9 @@ import pg from 'pg';
 import { moduleLogger } from '../src/log.js';
 import { InstanceIndex } from '../src/store/instanceIndex.js';
 import { PgFeed } from '../src/store/pgFeed.js';
-import { instancesFeed } from '../src/store/pgInstances.js';
+import { ADDRESS_LOCKS, instancesFeed } from '../src/store/pgInstances.js';
 import { PgStore } from '../src/store/postgres.js';
+import { MdsError } from '../src/errors.js';
 import type { Allocate, Registration } from '../src/store/store.js';
 import { cutWhileWaitingForCounter, PgServer } from './postgres.js';
 
@@ -192,5 +193,29 @@ test('a domain deleted from the database behind this host\'s back is registered 
     assert.equal(stored.rows[0]?.ipv4, again.instance.ipv4);
   } finally {
     await admin.end();
+  }
+});
+
+test('an upload whose addresses other writes keep claiming gets a clear 503 after its tries, with nothing stored, and goes through once they are free', async () => {
+  const [a] = hosts as [PgStore];
+  // Another session holds the claims on 10.9.0.77 to .86 (as hosts in the middle of registering
+  // them would), and this host's allocator chooses among them: every try loses the race.
+  const claimed = Array.from({ length: 10 }, (_, i) => `10.9.0.${77 + i}`);
+  const claimer = new pg.Client({ connectionString: server.url(database) });
+  await claimer.connect();
+  const crowded: Allocate = (isUsed) => claimed.find((ip) => !isUsed(ip)) ?? null;
+  try {
+    for (const ip of claimed) await claimer.query('SELECT pg_advisory_lock($1, hashtext($2::text))', [ADDRESS_LOCKS, ip]);
+    const [r] = await a.registerAll([reg(500, { mac: '52:54:00:00:05:00' })], crowded);
+    assert.ok(r instanceof MdsError, String(r));
+    assert.equal(r.code, 'STORE_UNAVAILABLE');
+    assert.match(r.message, /busy.*9 times in a row.*nothing was stored, try again/);
+    const rows = await claimer.query('SELECT 1 FROM instances WHERE name = $1', ['vm500']);
+    assert.equal(rows.rowCount, 0);
+    await claimer.query('SELECT pg_advisory_unlock_all()');
+    const again = ok((await a.registerAll([reg(500, { mac: '52:54:00:00:05:00' })], crowded))[0]);
+    assert.equal(again.instance.ipv4, '10.9.0.77');
+  } finally {
+    await claimer.end();
   }
 });

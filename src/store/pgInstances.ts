@@ -55,7 +55,7 @@ export async function pruneTombstones(c: pg.Pool, before: number): Promise<numbe
 }
 
 /** The advisory lock space of addresses being claimed ("mdsa" in ASCII). */
-const ADDRESS_LOCKS = 1835299681;
+export const ADDRESS_LOCKS = 1835299681;
 
 const INSERT = `INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, version)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`;
@@ -193,6 +193,14 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
 /** How often one registration is tried again after another host's write took what it chose. */
 const RACE_RETRIES = 8;
 
+/**
+ * A registration that lost every try: other hosts' writes kept taking what it chose. Nothing of it
+ * was stored; the uploader may try again (503, as for a store that cannot be reached).
+ */
+function busy(e: LostRace): MdsError {
+  return new MdsError('STORE_UNAVAILABLE', `the instance store is busy: other hosts' writes took what this upload chose ${RACE_RETRIES + 1} times in a row (${e.message}); nothing was stored, try again`, { cause: e });
+}
+
 export interface GroupResult {
   readonly outcomes: (RegisterResult | Error)[];
   readonly changes: LocalChange[];
@@ -238,7 +246,7 @@ export async function registerGroup(
           if (e.ipv4 !== null) given.add(e.ipv4);
           continue;
         }
-        outcomes.push(e);
+        outcomes.push(e instanceof LostRace ? busy(e) : e);
         break;
       }
     }
