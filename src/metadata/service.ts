@@ -1,5 +1,5 @@
 // Finds the instance behind a source address and hands out its metadata, caching the derived
-// trees until the database or the configuration changes.
+// trees while the instance's record and the configuration stay the same.
 
 import type { Config, ConfigSource } from '../config/index.js';
 import { MdsError } from '../errors.js';
@@ -7,6 +7,7 @@ import { moduleLogger } from '../log.js';
 import net from 'node:net';
 import { eui64Mac, ipv4ForIPv6, isLinkLocal6, withIPv6 } from '../net/ip6.js';
 import { NeighbourTable, NeighbourTable6 } from '../net/neighbours.js';
+import { sameInstance } from '../store/rows.js';
 import type { Instance, Store } from '../store/store.js';
 import { ec2Tree } from './ec2.js';
 import { instanceData, type InstanceData } from './instanceData.js';
@@ -43,9 +44,15 @@ const log = moduleLogger('metadata');
 /** Bound on cached views; past it the cache starts over (cheap, and memory stays flat). */
 const MAX_CACHED = 4096;
 
+/** A cached view, the record it was built from, and the store generation it was last checked at. */
+interface Entry {
+  readonly view: InstanceMetadata;
+  readonly instance: Instance;
+  generation: number;
+}
+
 export class MetadataService {
-  private cache = new Map<string, InstanceMetadata>();
-  private generation = -1;
+  private cache = new Map<string, Entry>();
   /** The configuration the cached views were built with. */
   private cachedFor: Config | null = null;
 
@@ -60,26 +67,40 @@ export class MetadataService {
    * The metadata of the instance whose address is `ip`, or undefined for an unknown client. With
    * `ipv6 = yes` an IPv6 caller is found by its own address (derived from its IPv4 one), and a
    * link-local caller by the MAC the neighbour table gives for it on `[dnsmasq] interface`.
+   *
+   * A view is a function of the instance's record and the configuration alone (the trees read
+   * nothing else of the store; user-data, which does, is checked in userdata/renderer.ts). So a
+   * change elsewhere in the store (in a cluster, any host's upload moves the generation) costs a
+   * hit one lookup of the record: the view stays while the record found at its key is the same,
+   * and is rebuilt when it changed, was deleted, or another instance took the address. Dropping
+   * every view on each generation instead made an upload storm anywhere rebuild every VM's view
+   * on every request, on every host.
    */
   lookup(ip: string): InstanceMetadata | undefined {
     const cfg = this.config();
-    if (this.generation !== this.store.generation || this.cachedFor !== cfg) {
+    if (this.cachedFor !== cfg) {
       this.cache = new Map();
-      this.generation = this.store.generation;
       this.cachedFor = cfg;
     }
     // A link-local address is cached by the MAC behind it, which can change (another VM, later).
     const key = this.cacheKey(ip, cfg);
     if (key === null) return undefined;
+    const generation = this.store.generation;
     const hit = this.cache.get(key);
-    if (hit) return hit;
+    if (hit?.generation === generation) return hit.view;
     const inst = this.find(key, cfg);
-    if (!inst) return undefined;
-    const data = instanceData(withIPv6(inst, cfg.dnsmasq.plan6), cfg);
-    const v = metadataOf(data, cfg);
-    if (this.cache.size >= MAX_CACHED) this.cache = new Map();
-    this.cache.set(key, v);
-    return v;
+    if (!inst) {
+      this.cache.delete(key);
+      return undefined;
+    }
+    if (hit && sameInstance(hit.instance, inst)) {
+      hit.generation = generation;
+      return hit.view;
+    }
+    const view = metadataOf(instanceData(withIPv6(inst, cfg.dnsmasq.plan6), cfg), cfg);
+    if (!hit && this.cache.size >= MAX_CACHED) this.cache = new Map();
+    this.cache.set(key, { view, instance: inst, generation });
+    return view;
   }
 
   /** The IPv4 address, or `mac <mac>` for a link-local caller; null when no instance can be behind it. */

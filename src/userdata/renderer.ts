@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Eta } from 'eta';
-import type { ConfigSource } from '../config/index.js';
+import type { Config, ConfigSource } from '../config/index.js';
 import { describe, MdsError } from '../errors.js';
 import { moduleLogger } from '../log.js';
 import type { InstanceData } from '../metadata/instanceData.js';
@@ -77,14 +77,19 @@ export class UserdataRenderer {
   }
 
   /**
-   * Per instance (its InstanceData lives exactly as long as its cached metadata view, so these go
-   * when the instance or the database changes): the template files to try, and the last output
-   * with the compiled template that made it. A template is treated as a function of the instance's
-   * data, as md_server's were: it is rendered again only when the file changes (a new compiled
+   * Per instance (its InstanceData lives as long as its cached metadata view: until the instance's
+   * record or the configuration changes): the template files to try, and the last output with the
+   * compiled template that made it. A template is treated as a function of the instance's data,
+   * as md_server's were: it is rendered again only when the file changes (a new compiled
    * function) or the configuration is reloaded. Rendering on every request was a third of the
    * cost of a user-data request in `npm run bench`, and cloud-init asks for it more than once.
+   *
+   * The candidates also depend on the other instances (a name-based file is the instance's only
+   * while no other one answers to it), so they are chosen again whenever the store's generation
+   * moved: a view outlives changes to other records, and a tenant that named its domain after
+   * the MAC or uuid the next VM will get must not keep that VM's template once it exists.
    */
-  private readonly candidates = new WeakMap<InstanceData, Candidates>();
+  private readonly candidates = new WeakMap<InstanceData, { generation: number; c: Candidates }>();
   private readonly rendered = new WeakMap<InstanceData, { fn: Compiled; url: string; out: string }>();
 
 
@@ -115,18 +120,24 @@ export class UserdataRenderer {
     return fn;
   }
 
+  /** `d`'s candidates as the store is now, warning of each file passed over when that list changed. */
+  private candidatesFor(d: InstanceData, m: Config['mdserver']): Candidates {
+    const generation = this.others.generation;
+    const held = this.candidates.get(d);
+    if (held?.generation === generation) return held.c;
+    const c = templateCandidates(m, d.instance, this.others);
+    this.candidates.set(d, { generation, c });
+    const before = held ? new Set(held.c.passedOver.map((p) => p.path)) : new Set<string>();
+    for (const p of c.passedOver) {
+      if (!before.has(p.path) && this.state(p.path).exists) log.warn('not using a template that may not be this instance\'s', { instance: d.instance.name, file: p.path, why: p.why });
+    }
+    return c;
+  }
+
   /** The template file that applies to `d`, or null for the built-in one. */
   choose(d: InstanceData): string | null {
     const m = this.config().mdserver;
-    let c = this.candidates.get(d);
-    if (!c) {
-      c = templateCandidates(m, d.instance, this.others);
-      this.candidates.set(d, c);
-      for (const p of c.passedOver) {
-        if (this.state(p.path).exists) log.warn('not using a template that may not be this instance\'s', { instance: d.instance.name, file: p.path, why: p.why });
-      }
-    }
-    const { paths, explicit } = c;
+    const { paths, explicit } = this.candidatesFor(d, m);
     for (const p of paths) if (this.state(p).exists) return p;
     if (explicit) {
       throw new MdsError('NOT_FOUND', `userdata template for prefix "${d.instance.metadata['userdata_prefix'] ?? ''}" not found for ${d.ipv4}`);

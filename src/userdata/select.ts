@@ -24,8 +24,11 @@ export interface Candidates {
   passedOver: { path: string; why: string }[];
 }
 
-/** The other registered instances, looked up by each of the keys templates are named after. */
-export type InstanceLookup = Pick<Store, 'byUuid' | 'byName' | 'byMac'>;
+/**
+ * The other registered instances, looked up by each of the keys templates are named after, and the
+ * store's generation, which moves with every change to them (a choice made earlier is then redone).
+ */
+export type InstanceLookup = Pick<Store, 'byUuid' | 'byName' | 'byMac' | 'generation'>;
 
 /** The settings template choice reads. */
 export type TemplateSettings = Pick<Config['mdserver'], 'userdataDir' | 'userdataSuffixes' | 'userdataPrefixDir' | 'legacyPrefixes'>;
