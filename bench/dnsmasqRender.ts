@@ -1,8 +1,9 @@
 // The CPU one rewrite of dnsmasq's host files costs, stage by stage, for N instances held in an
 // InstanceIndex (the PostgreSQL store's memory): the host entries, their unique names, rendering
 // and the two atomic writes, then the whole rewrite as DnsmasqFiles.flush runs it, with the
-// longest time the event loop was blocked. Everything is written into a temporary directory that
-// is removed afterwards. Not part of `npm run bench`.
+// longest time the event loop was blocked, at once and when spaced after a burst (in slices).
+// Everything is written into a temporary directory that is removed afterwards. Not part of
+// `npm run bench`.
 // Usage: node dist/bench/dnsmasqRender.js [N]   (default 100000)
 
 import fs from 'node:fs';
@@ -89,7 +90,9 @@ async function main(): Promise<void> {
     // Registry.hostEntries asks the store for this one thing.
     const store = { hostEntries: () => index.hostEntries() } as unknown as Store;
     const registry = new Registry(() => cfg, store, { scheduleWrite: () => undefined, flush: () => true });
-    const files = new DnsmasqFiles(() => cfg, () => registry.hostEntries());
+    let rewritten = (): void => undefined;
+    // A short bound on the gap, so that a rewrite right after another is a spaced one (in slices).
+    const files = new DnsmasqFiles(() => cfg, () => registry.hostEntries(), 5000, { rewritten: () => rewritten() }, 100);
     const p = dnsmasqPaths(cfg);
     fs.mkdirSync(path.dirname(p.dhcpHosts), { recursive: true });
     fs.mkdirSync(p.dnsHostsDir, { recursive: true });
@@ -127,10 +130,16 @@ async function main(): Promise<void> {
       change();
       const [, flushMs] = cpuMs(() => files.flush());
       note('flush after a change (the whole rewrite)', flushMs);
-      note('longest event-loop block in a rewrite (wall)', await longestBlock(() => {
+      note('longest event-loop block in a rewrite at once (wall)', await longestBlock(() => {
         change();
         files.flush();
       }));
+      note('longest event-loop block in a spaced rewrite (wall)', await longestBlock(() => new Promise<void>((resolve) => {
+        rewritten = resolve;
+        change();
+        files.scheduleWrite();
+      })));
+      rewritten = () => undefined;
     }
     process.stdout.write(`${n} instances, median CPU ms of ${ROUNDS} rounds\n`);
     for (const [stage, ms] of stages) process.stdout.write(`  ${stage.padEnd(42)} ${median(ms).toFixed(1).padStart(8)}\n`);

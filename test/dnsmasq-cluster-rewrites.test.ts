@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { loadConfig, type Config } from '../src/config/index.js';
 import { DnsmasqFiles } from '../src/dnsmasq/files.js';
-import { dnsmasqPaths } from '../src/dnsmasq/render.js';
+import { dnsmasqPaths, type HostEntry } from '../src/dnsmasq/render.js';
 import { Registry } from '../src/instances/registry.js';
 import { silenceLogging } from '../src/log.js';
 import { InstanceIndex } from '../src/store/instanceIndex.js';
@@ -144,4 +144,127 @@ describe('rewrites of a cluster host\'s dnsmasq files through a run of changes',
     assert.match(fs.readFileSync(p.dhcpHosts, 'utf8'), /^52:54:00:00:00:07,id:\*,10\.122\.0\.7,\[fd00:ec2::7\],vm-00007,900$/m);
     assert.doesNotMatch(dns, /kvm-/);
   });
+
+  describe('a rewrite spaced after a burst runs in slices', () => {
+    const many = (n: number, tag: string): HostEntry[] => Array.from({ length: n }, (_, i) => ({
+      hostName: `${tag}${i}`, mac: `52:54:00:${hex(i >> 16)}:${hex(i >> 8)}:${hex(i)}`, ipv4: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, ipv6: null,
+    }));
+    /** Counts the turns of the event loop (setImmediate callbacks) until stopped. */
+    const turns = (): { count: () => number; stop: () => void } => {
+      let n = 0;
+      let on = true;
+      const tick = (): void => {
+        n++;
+        if (on) setImmediate(tick);
+      };
+      setImmediate(tick);
+      return { count: () => n, stop: () => (on = false) };
+    };
+
+    test('the event loop turns many times while 40,000 hosts are rewritten, and the files end complete', async () => {
+      const cfg = configFor(path.join(dir, 'slices'), {});
+      let hosts = many(40_000, 'a');
+      let rewritten: () => void = () => undefined;
+      let startedAt = -1;
+      const loop = turns();
+      const files = new DnsmasqFiles(() => cfg, () => {
+        startedAt = loop.count();
+        return hosts;
+      }, 5000, { rewritten: () => rewritten() }, 200);
+      try {
+        assert.equal(files.flush(), true);
+        hosts = [...hosts.slice(0, -1), { hostName: 'changed', mac: '52:54:00:ff:ff:ff', ipv4: '10.200.0.1', ipv6: null }];
+        const done = new Promise<number>((resolve) => (rewritten = () => resolve(loop.count())));
+        files.scheduleWrite();
+        const endedAt = await done;
+        // Five slices of hosts, each file's text, each file's write: the loop turned between them.
+        assert.ok(endedAt - startedAt >= 6, `${endedAt - startedAt} turns of the event loop during the rewrite`);
+        const dhcp = fs.readFileSync(dnsmasqPaths(cfg).dhcpHosts, 'utf8');
+        assert.equal(dhcp.split('\n').length, 40_001);
+        assert.match(dhcp, /^52:54:00:ff:ff:ff,id:\*,10\.200\.0\.1,changed,86400$/m);
+        assert.match(fs.readFileSync(dnsmasqPaths(cfg).dnsHosts, 'utf8'), /^10\.200\.0\.1 changed$/m);
+      } finally {
+        loop.stop();
+        files.close();
+      }
+    });
+
+    test('a flush while a sliced rewrite runs (a lone upload, a deletion) writes the newer list, and the older rewrite never writes over it', async () => {
+      const cfg = configFor(path.join(dir, 'overtaken'), {});
+      let hosts = many(30_000, 'old');
+      let rewrites = 0;
+      let overtake = false;
+      const files = new DnsmasqFiles(() => cfg, () => {
+        const given = hosts;
+        if (overtake) {
+          overtake = false;
+          // Between two slices of this rewrite: a newer list, written at once.
+          setImmediate(() => {
+            hosts = many(30_000, 'new');
+            assert.equal(files.flush(), true);
+          });
+        }
+        return given;
+      }, 5000, { rewritten: () => rewrites++ }, 200);
+      try {
+        assert.equal(files.flush(), true);
+        hosts = many(30_000, 'mid');
+        overtake = true;
+        files.scheduleWrite();
+        const p = dnsmasqPaths(cfg);
+        const started = Date.now();
+        while (rewrites < 2) {
+          assert.ok(Date.now() - started < 5000, 'the flush happened');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        // Long enough for the older rewrite's remaining slices and writes, had it gone on.
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(rewrites, 2, 'the first flush and the overtaking one; the sliced rewrite stopped');
+        for (const file of [p.dhcpHosts, p.dnsHosts]) {
+          const text = fs.readFileSync(file, 'utf8');
+          assert.match(text, /new29999/);
+          assert.doesNotMatch(text, /mid\d|old\d/);
+        }
+      } finally {
+        files.close();
+      }
+    });
+
+    test('changes noted while a sliced rewrite runs get a rewrite of their own after it', async () => {
+      const cfg = configFor(path.join(dir, 'again'), {});
+      let hosts = many(30_000, 'a');
+      let rewrites = 0;
+      let during: (() => void) | null = null;
+      const files = new DnsmasqFiles(() => cfg, () => {
+        const given = hosts;
+        const d = during;
+        during = null;
+        if (d) setImmediate(d);
+        return given;
+      }, 5000, { rewritten: () => rewrites++ }, 200);
+      try {
+        assert.equal(files.flush(), true);
+        hosts = many(30_000, 'b');
+        during = () => {
+          hosts = [...hosts, { hostName: 'latecomer', mac: '52:54:01:00:00:01', ipv4: '10.201.0.1', ipv6: null }];
+          files.scheduleWrite();
+        };
+        files.scheduleWrite();
+        const started = Date.now();
+        while (rewrites < 3) {
+          assert.ok(Date.now() - started < 5000, 'the change made during the rewrite reaches the files within the bound and one write');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const p = dnsmasqPaths(cfg);
+        assert.match(fs.readFileSync(p.dhcpHosts, 'utf8'), /^52:54:01:00:00:01,id:\*,10\.201\.0\.1,latecomer,86400$/m);
+        assert.match(fs.readFileSync(p.dnsHosts, 'utf8'), /^10\.201\.0\.1 latecomer$/m);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(rewrites, 3, 'one rewrite for the change, then quiet');
+      } finally {
+        files.close();
+      }
+    });
+  });
 });
+
+const hex = (n: number): string => (n & 255).toString(16).padStart(2, '0');

@@ -20,6 +20,16 @@ function same(a: HostEntry, b: HostEntry): boolean {
   return a.mac === b.mac && a.hostName === b.hostName && a.ipv4 === b.ipv4 && a.ipv6 === b.ipv6;
 }
 
+/** The two host files' text, and the entries left out of them as unfit. */
+export interface RenderedFiles {
+  readonly dhcpHosts: string;
+  readonly dnsHosts: string;
+  readonly unfit: HostEntry[];
+}
+
+/** Hosts rendered between two turns of the event loop: about 10 ms on a slow machine. */
+const SLICE = 8192;
+
 export class HostLines {
   private cfg: Config | null = null;
   /**
@@ -32,7 +42,20 @@ export class HostLines {
   private byMac = new Map<string, Rendered>();
 
   /** Both host files' text for `hosts` (in their order), and the entries left out as unfit. */
-  render(cfg: Config, hosts: readonly HostEntry[]): { dhcpHosts: string; dnsHosts: string; unfit: HostEntry[] } {
+  render(cfg: Config, hosts: readonly HostEntry[]): RenderedFiles {
+    const steps = this.renderSteps(cfg, hosts);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * The same, a slice of `SLICE` hosts at a time, then each file's text: whoever drives the steps
+   * may let the event loop turn between two of them (see files.ts). `hosts` must not change
+   * meanwhile; what is remembered is only ever replaced whole, so abandoning the steps is safe.
+   */
+  *renderSteps(cfg: Config, hosts: readonly HostEntry[]): Generator<void, RenderedFiles> {
     if (cfg !== this.cfg) {
       this.cfg = cfg;
       this.byEntry = new WeakMap();
@@ -45,6 +68,7 @@ export class HostLines {
     dns[0] = renderServiceNames(cfg);
     const unfit: HostEntry[] = [];
     for (let i = 0; i < hosts.length; i++) {
+      if (i > 0 && i % SLICE === 0) yield;
       const h = hosts[i] as HostEntry;
       let r = this.byEntry.get(h);
       if (r === undefined) {
@@ -62,7 +86,10 @@ export class HostLines {
       dns[i + 1] = r.dns;
     }
     this.prune(hosts);
-    return { dhcpHosts: dhcp.join(''), dnsHosts: dns.join(''), unfit };
+    yield;
+    const dhcpHosts = dhcp.join('');
+    yield;
+    return { dhcpHosts, dnsHosts: dns.join(''), unfit };
   }
 
   /** Forgets the MACs of hosts gone since: the map is rebuilt once it holds twice as many as are listed. */
