@@ -41,18 +41,10 @@ export class HostLines {
   /** By MAC (one per instance), for entries built afresh at each rewrite (the SQLite store's). */
   private byMac = new Map<string, Rendered>();
 
-  /** Both host files' text for `hosts` (in their order), and the entries left out as unfit. */
-  render(cfg: Config, hosts: readonly HostEntry[]): RenderedFiles {
-    const steps = this.renderSteps(cfg, hosts);
-    for (;;) {
-      const r = steps.next();
-      if (r.done) return r.value;
-    }
-  }
-
   /**
-   * The same, a slice of `SLICE` hosts at a time, then each file's text: whoever drives the steps
-   * may let the event loop turn between two of them (see files.ts). `hosts` must not change
+   * Both host files' text for `hosts` (in their order) and the entries left out as unfit, a slice
+   * of `SLICE` hosts at a time, then each file's text: whoever drives the steps may let the event
+   * loop turn between two of them (see files.ts). `hosts` must not change
    * meanwhile; what is remembered is only ever replaced whole, so abandoning the steps is safe.
    */
   *renderSteps(cfg: Config, hosts: readonly HostEntry[]): Generator<void, RenderedFiles> {
