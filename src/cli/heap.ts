@@ -5,11 +5,12 @@
 //
 // Why: a host holding 100,000 instances keeps about 110 MB of them in the old generation, and
 // Node's HTTP server and Express leave several KB of each request there (objects that outlive two
-// scavenges), so under load every full collection marks the whole 110 MB again. After an idle
-// spell V8's memory reducer leaves the heap growing "slowly" (to at most 1.3 times what was live),
-// which made a full collection every second or two and cost leaf requests 15 to 30% of the
-// Express floor (doc/benchmarks.md, "Fifth round"). Growing to twice what was live spaces them out
-// while bounding the heap: about 2 x 110 MB for 100,000 instances, within the 400 MB target.
+// scavenges), so under load the heap fills with request garbage and each full collection marks
+// the whole 110 MB again. V8 picks the growth itself: up to 4 times what was live (RSS over the
+// 400 MB target, measured at 425 MiB), or, after an idle spell, at most 1.3 times (a full
+// collection after every 30 MB or so of requests). Twice what was live keeps both in check: full
+// collections every 15,000 leaf requests or so, RSS under 290 MiB (doc/benchmarks.md, "Fifth
+// round").
 
 import v8 from 'node:v8';
 
