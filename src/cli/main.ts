@@ -83,8 +83,7 @@ async function announceReady(r: Running): Promise<void> {
 }
 
 async function run(file: string): Promise<number> {
-  // Before the instances are read: a host holding many of them needs its heap to grow in larger
-  // steps to keep leaf requests near the Express floor (heap.ts).
+  // Before the instances are read: how far the heap grows between full collections (heap.ts).
   const heapFlag = tuneHeap();
   // SIGUSR1 reopens the logfile (logrotate's postrotate sends it). Installed first: without a
   // listener Node takes SIGUSR1 as the request to open its inspector on 127.0.0.1:9229, where
