@@ -8,6 +8,7 @@ import { describe } from '../errors.js';
 import { moduleLogger, reopenLogfile } from '../log.js';
 import { CommandError } from './common.js';
 import { dnsmasqConfCommand } from './dnsmasqconf.js';
+import { tuneHeap } from './heap.js';
 import { instancesCommand } from './instances.js';
 import { reloadCommand } from './reload.js';
 import { statusCommand } from './status.js';
@@ -82,6 +83,8 @@ async function announceReady(r: Running): Promise<void> {
 }
 
 async function run(file: string): Promise<number> {
+  // Before the instances are read: how far the heap grows between full collections (heap.ts).
+  const heapFlag = tuneHeap();
   // SIGUSR1 reopens the logfile (logrotate's postrotate sends it). Installed first: without a
   // listener Node takes SIGUSR1 as the request to open its inspector on 127.0.0.1:9229, where
   // any local account could attach and run code in this process.
@@ -98,6 +101,8 @@ async function run(file: string): Promise<number> {
     return 1;
   }
   const r = running;
+  // Logged once the configured log levels apply (startServer sets them).
+  if (heapFlag !== null) log.info('V8 heap growth set', { flag: heapFlag });
   // SIGHUP reloads, as for most daemons (and systemd's ExecReload sends it).
   process.on('SIGHUP', () => {
     log.info('signal received', { signal: 'SIGHUP' });
