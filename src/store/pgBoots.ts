@@ -48,10 +48,7 @@ const EVENT_COLUMNS = 'uuid, seq, received, kind, name, result, description';
 /** Reads the boots and their events written after a change counter (all of them on a resync), to apply to `boots`. */
 export function bootsFeed(boots: BootReplica): FeedTable {
   return {
-    statements: (after) => [
-      `SELECT * FROM boots WHERE version > ${after}`,
-      `SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > ${after} ORDER BY uuid, seq`,
-    ],
+    statements: ['SELECT * FROM boots WHERE version > $1', `SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > $1 ORDER BY uuid, seq`],
     apply([heads, added], gone, resync) {
       const rows = (heads?.rows ?? []) as (BootRow & { version: string })[];
       const events = (added?.rows ?? []) as EventRow[];

@@ -25,7 +25,7 @@ export type LocalChange = { put: Instance } | { remove: string };
 /** Reads the instances written after a change counter (all of them on a resync), to apply to `index`. */
 export function instancesFeed(index: InstanceIndex): FeedTable {
   return {
-    statements: (after) => [`SELECT * FROM instances WHERE version > ${after}`],
+    statements: ['SELECT * FROM instances WHERE version > $1'],
     apply([changed], gone, resync) {
       const rows = (changed?.rows ?? []) as PgRow[];
       return () => {

@@ -5,7 +5,7 @@
 // remembers which of its connections has it) and, its plan cached by the server, planned once too
 // when its parameters do not change the best plan (PostgreSQL compares after five executions).
 
-import type pg from 'pg';
+import pg from 'pg';
 
 const names = new Set<string>();
 
@@ -47,4 +47,14 @@ export function sqlPrepared(name: string, text: string): { readonly execute: str
       ready.add(c);
     },
   };
+}
+
+/**
+ * A prepared statement whose columns changed since its connection prepared it (a newer host
+ * migrated the schema, adding a column to a table read with `*`): the server refuses it on that
+ * connection from then on, so the caller prepares it again, on a new connection or after
+ * DEALLOCATE.
+ */
+export function stalePlan(e: unknown): boolean {
+  return e instanceof pg.DatabaseError && e.code === '0A000' && /cached plan/.test(e.message);
 }

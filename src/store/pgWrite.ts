@@ -9,7 +9,7 @@ import type { BootChange } from './pgBoots.js';
 import { CHANNEL, type PgFeed } from './pgFeed.js';
 import type { LocalChange } from './pgInstances.js';
 import type { PasswordChange } from './pgPasswords.js';
-import { sqlPrepared } from './pgPrepared.js';
+import { sqlPrepared, stalePlan } from './pgPrepared.js';
 
 /** A failure to reach the database, as opposed to a refusal by it. */
 export function unreachable(e: unknown): boolean {
@@ -74,9 +74,9 @@ async function stampAndCommit(c: pg.PoolClient): Promise<number> {
   return Number(results[0]?.rows[0]?.counter);
 }
 
-/** Refusals that a retry of the whole transaction resolves: two hosts' writes locked rows in opposite orders. */
+/** Refusals that a retry of the whole transaction resolves: two hosts' writes locked rows in opposite orders, or a stale plan. */
 function retryable(e: unknown): boolean {
-  return e instanceof pg.DatabaseError && (e.code === '40P01' || e.code === '40001');
+  return (e instanceof pg.DatabaseError && (e.code === '40P01' || e.code === '40001')) || stalePlan(e);
 }
 
 const ATTEMPTS = 3;
@@ -128,8 +128,11 @@ async function attemptOnce<T>(
     apply(version, done.changes);
     return done.result;
   } catch (e) {
-    broken ||= unreachable(e);
+    // Dropped, so that the retry (see retryable) gets a connection that prepares its statements afresh.
+    const stale = stalePlan(e);
+    broken ||= stale || unreachable(e);
     if (!broken) await c.query('ROLLBACK').catch(() => undefined);
+    if (stale) throw e;
     if (broken) throw unavailable(e);
     throw e;
   } finally {
