@@ -30,7 +30,11 @@ export function instancesFeed(index: InstanceIndex): FeedTable {
       const rows = (changed?.rows ?? []) as PgRow[];
       return () => {
         for (const t of gone) index.rows.remove(t.uuid, Number(t.version));
-        for (const r of rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
+        for (const r of rows) {
+          const version = Number(r.version);
+          // A host's own writes come back in its catch-ups, already applied at commit: not decoded again.
+          if (index.rows.versionOf(r.uuid) < version) index.rows.put(r.uuid, version, toInstance(r));
+        }
         if (resync !== null) index.rows.retainOnly(new Set(rows.map((r) => r.uuid)), resync);
       };
     },
