@@ -5,6 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { sqlPrepared } from '../src/store/pgPrepared.js';
 import { PgStore } from '../src/store/postgres.js';
 import type { Allocate, Registration } from '../src/store/store.js';
 import { PgServer } from './postgres.js';
@@ -68,4 +70,18 @@ test("a newer host's migration that adds columns while this one runs: uploads, u
   assert.equal(Number(rows[0]?.n), 10);
   assert.equal(a.count(), 10);
   assert.equal(b.count(), 10);
+});
+
+test('a statement its session prepared already (by a try whose answer came too late) is used, not refused', async () => {
+  const stmt = sqlPrepared('mds_test_late', 'SELECT counter FROM cluster');
+  const c = new pg.Client({ connectionString: server.url(database) });
+  await c.connect();
+  try {
+    await c.query('PREPARE mds_test_late AS SELECT counter FROM cluster');
+    await stmt.ensure(c);
+    const r = await c.query<{ counter: string }>(stmt.execute);
+    assert.ok(Number(r.rows[0]?.counter) > 0);
+  } finally {
+    await c.end();
+  }
 });

@@ -43,7 +43,12 @@ export function sqlPrepared(name: string, text: string): { readonly execute: str
     execute: `EXECUTE ${name}`,
     async ensure(c) {
       if (ready.has(c)) return;
-      await c.query(`PREPARE ${name} AS ${text}`);
+      try {
+        await c.query(`PREPARE ${name} AS ${text}`);
+      } catch (e) {
+        // Prepared already: by an earlier try whose answer came too late (query_timeout).
+        if (!(e instanceof pg.DatabaseError && e.code === '42P05')) throw e;
+      }
       ready.add(c);
     },
   };
