@@ -38,7 +38,7 @@ function feedStatements(tables: readonly FeedTable[]): string[] {
 }
 
 /**
- * The statements of one catch-up, each prepared on the connection (see PgFeed.prepare): parsing
+ * The statements of one catch-up, each prepared on the connection (see prepareText): parsing
  * and planning them at every catch-up of every host was a good part of the database's work per
  * upload. Only a message without parameters may carry several statements, so `after` is written
  * into the text: an integer this host keeps itself (checked here), never anything a client sent.
