@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import type { BootHeader, BootReplica, BootState, SeqEvent } from './bootReplica.js';
 import type { FeedTable } from './pgFeed.js';
+import { prepared } from './pgPrepared.js';
 import type { BootEvent } from './store.js';
 
 interface BootRow {
@@ -47,10 +48,7 @@ const EVENT_COLUMNS = 'uuid, seq, received, kind, name, result, description';
 /** Reads the boots and their events written after a change counter (all of them on a resync), to apply to `boots`. */
 export function bootsFeed(boots: BootReplica): FeedTable {
   return {
-    statements: (after) => [
-      `SELECT * FROM boots WHERE version > ${after}`,
-      `SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > ${after} ORDER BY uuid, seq`,
-    ],
+    statements: ['SELECT * FROM boots WHERE version > $1', `SELECT ${EVENT_COLUMNS} FROM boot_events WHERE version > $1 ORDER BY uuid, seq`],
     apply([heads, added], gone, resync) {
       const rows = (heads?.rows ?? []) as (BootRow & { version: string })[];
       const events = (added?.rows ?? []) as EventRow[];
@@ -86,6 +84,14 @@ const NEW_BOOTS = `INSERT INTO boots (uuid, boot, began, first_request, next_seq
   SELECT i.uuid, 1, u.at, u.first, 0, 0, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (uuid, at, first)
   JOIN instances i ON i.uuid = u.uuid ORDER BY i.uuid`;
 
+const BEGIN_BOOTS = prepared('mds_begin_boots', `WITH b AS (${NEW_BOOTS} ON CONFLICT (uuid) DO UPDATE SET boot = boots.boot + 1,
+    began = excluded.began, first_request = excluded.first_request, first_seq = boots.next_seq, version = excluded.version RETURNING *),
+  d AS (DELETE FROM boot_events e USING b WHERE e.uuid = b.uuid AND e.seq < b.first_seq)
+  SELECT * FROM b`);
+
+const FIRST_REQUESTS = prepared('mds_first_requests', `${NEW_BOOTS} ON CONFLICT (uuid) DO UPDATE SET first_request = excluded.first_request,
+  version = excluded.version WHERE boots.first_request IS NULL RETURNING *`);
+
 const asArrays = (ops: readonly BootWrite[], first: (w: BootWrite) => number | null): unknown[] =>
   [ops.map((w) => w.uuid), ops.map((w) => w.at), ops.map(first)];
 
@@ -98,19 +104,13 @@ const changed = (rows: readonly BootRow[]): BootChange[] => rows.map((r) => ({ b
  * lock is left below `first_seq`, where no reader looks, and goes with the next begin or append.
  */
 export async function beginBoots(c: pg.ClientBase, ops: readonly BootWrite[], version: number): Promise<BootChange[]> {
-  const rows = (await c.query<BootRow>(
-    `WITH b AS (${NEW_BOOTS} ON CONFLICT (uuid) DO UPDATE SET boot = boots.boot + 1, began = excluded.began,
-       first_request = excluded.first_request, first_seq = boots.next_seq, version = excluded.version RETURNING *),
-     d AS (DELETE FROM boot_events e USING b WHERE e.uuid = b.uuid AND e.seq < b.first_seq)
-     SELECT * FROM b`, [...asArrays(ops, (w) => w.firstRequest ?? null), version])).rows;
+  const rows = (await c.query<BootRow>(BEGIN_BOOTS.query([...asArrays(ops, (w) => w.firstRequest ?? null), version]))).rows;
   return changed(rows);
 }
 
 /** Notes the first request of each current boot of `ops` (distinct uuids), beginning one where there is none; only the boots that changed come back. */
 export async function markFirstRequests(c: pg.ClientBase, ops: readonly BootWrite[], version: number): Promise<BootChange[]> {
-  const rows = (await c.query<BootRow>(
-    `${NEW_BOOTS} ON CONFLICT (uuid) DO UPDATE SET first_request = excluded.first_request, version = excluded.version
-     WHERE boots.first_request IS NULL RETURNING *`, [...asArrays(ops, (w) => w.at), version])).rows;
+  const rows = (await c.query<BootRow>(FIRST_REQUESTS.query([...asArrays(ops, (w) => w.at), version]))).rows;
   return changed(rows);
 }
 

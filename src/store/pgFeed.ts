@@ -8,6 +8,7 @@
 import pg from 'pg';
 import { describe } from '../errors.js';
 import type { Logger } from '../log.js';
+import { stalePlan } from './pgPrepared.js';
 
 export const CHANNEL = 'mdserver_changes';
 
@@ -18,36 +19,43 @@ export interface Tombstone {
 }
 
 /**
- * One replicated table: the statements that read its changes after `after` (-1: all of it), and
- * what applies the rows they returned. A catch-up sends every table's statements in one message,
- * inside one snapshot, and applies every table's rows at once, once all are read, so that no
- * reader sees a snapshot half applied (an instance without its boot, say). `gone` holds the
- * instances deleted since; with `resync` (a full read, at that change counter) there are none to
- * read, and what the copy holds that the table no longer does goes as of that counter: tombstones
- * older than this host's last catch-up may have been pruned.
+ * One replicated table: the statements that read its changes after the change counter `$1` (-1:
+ * all of it), and what applies the rows they returned. A catch-up sends every table's statements
+ * in one message, inside one snapshot, and applies every table's rows at once, once all are read,
+ * so that no reader sees a snapshot half applied (an instance without its boot, say). `gone` holds
+ * the instances deleted since; with `resync` (a full read, at that change counter) there are none
+ * to read, and what the copy holds that the table no longer does goes as of that counter:
+ * tombstones older than this host's last catch-up may have been pruned.
  */
 export interface FeedTable {
-  statements(after: number): string[];
+  readonly statements: readonly string[];
   apply(results: readonly pg.QueryResult[], gone: readonly Tombstone[], resync: number | null): () => void;
 }
 
+/** The statements every catch-up runs, each prepared on the feed's connection as mds_feed_<i>. */
+function feedStatements(tables: readonly FeedTable[]): string[] {
+  return ['SELECT counter, pruned FROM cluster', 'SELECT uuid, version::text FROM tombstones WHERE version > $1', ...tables.flatMap((t) => t.statements)];
+}
+
 /**
- * The statements of one catch-up. `after` is written into the text, not passed as a parameter:
- * only a message without parameters may carry several statements, and it is an integer this host
- * keeps itself (checked here), never anything a client sent.
+ * The statements of one catch-up, each prepared on the connection (see prepareText): parsing
+ * and planning them at every catch-up of every host was a good part of the database's work per
+ * upload. Only a message without parameters may carry several statements, so `after` is written
+ * into the text: an integer this host keeps itself (checked here), never anything a client sent.
  */
 function catchUpText(tables: readonly FeedTable[], after: number): { text: string; counts: number[] } {
   if (!Number.isSafeInteger(after)) throw new Error(`a catch-up after ${after}: not a change counter`);
-  const own = tables.map((t) => t.statements(after));
-  const statements = [
-    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
-    'SELECT counter, pruned FROM cluster',
-    // A full read (after = -1) replaces the copy: no deletion needs reading then.
-    after < 0 ? 'SELECT NULL::text AS uuid, NULL::text AS version WHERE false' : `SELECT uuid, version::text FROM tombstones WHERE version > ${after}`,
-    ...own.flat(),
-    'COMMIT',
-  ];
-  return { text: statements.join(';\n'), counts: own.map((o) => o.length) };
+  const n = feedStatements(tables).length;
+  const run = Array.from({ length: n }, (_, i) => (i === 0 ? 'EXECUTE mds_feed_0' : `EXECUTE mds_feed_${i}(${after})`));
+  // A full read (after = -1) replaces the copy: no deletion needs reading then.
+  if (after < 0) run[1] = 'SELECT NULL::text AS uuid, NULL::text AS version WHERE false';
+  const statements = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', ...run, 'COMMIT'];
+  return { text: statements.join(';\n'), counts: tables.map((t) => t.statements.length) };
+}
+
+/** The message that prepares the catch-up's statements on a connection (parameter $1: the change counter). */
+function prepareText(tables: readonly FeedTable[]): string {
+  return feedStatements(tables).map((t, i) => (i === 0 ? `PREPARE mds_feed_0 AS ${t}` : `PREPARE mds_feed_${i}(bigint) AS ${t}`)).join(';\n');
 }
 
 export interface FeedState {
@@ -116,6 +124,7 @@ export class PgFeed {
       await client.connect();
       // LISTEN before reading: a commit after the catch-up's snapshot is then always notified.
       await client.query(`LISTEN ${CHANNEL}`);
+      await client.query(prepareText(this.tables));
       this.client = client;
       await this.catchUp(client);
     } catch (e) {
@@ -200,7 +209,14 @@ export class PgFeed {
   }
 
   private async catchUp(client: pg.Client): Promise<void> {
-    let read = await this.readAfter(client, this.seenCounter);
+    let read: Awaited<ReturnType<PgFeed['readAfter']>>;
+    try {
+      read = await this.readAfter(client, this.seenCounter);
+    } catch (e) {
+      // Prepared afresh by the failed read (see readAfter): this read goes through.
+      if (!stalePlan(e)) throw e;
+      read = await this.readAfter(client, this.seenCounter);
+    }
     // Tombstones after what this host has seen were pruned: it was away too long for a catch-up.
     // (Before its first read it has seen nothing, and that read was already a full one.)
     if (this.seenCounter >= 0 && read.pruned > this.seenCounter) {
@@ -230,7 +246,10 @@ export class PgFeed {
       results = (await client.query(text)) as unknown as pg.QueryResult[];
     } catch (e) {
       // A statement failed inside the transaction: it must end before the connection is used again.
-      await client.query('ROLLBACK').catch(() => undefined);
+      // Its prepared statements are made again: one that failed because a newer host's migration
+      // changed the columns it reads ("cached plan must not change result type") would fail at
+      // every catch-up until then.
+      await client.query(`ROLLBACK;\nDEALLOCATE ALL;\n${prepareText(this.tables)}`).catch(() => undefined);
       throw e;
     }
     const row = results[1]?.rows[0] as { counter: string; pruned: string } | undefined;

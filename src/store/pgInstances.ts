@@ -8,6 +8,7 @@ import { safeHostName } from '../names.js';
 import { addressTaken, hostNameTaken, macTaken, nameTaken, renameTaken, uuidElsewhere } from './conflicts.js';
 import type { InstanceIndex } from './instanceIndex.js';
 import type { FeedTable } from './pgFeed.js';
+import { prepared } from './pgPrepared.js';
 import { rowToInstance, type InstanceRow } from './rows.js';
 import { hostKey } from './schema.js';
 import type { Allocate, Instance, NewInstance, Registration, RegisterResult } from './store.js';
@@ -24,12 +25,16 @@ export type LocalChange = { put: Instance } | { remove: string };
 /** Reads the instances written after a change counter (all of them on a resync), to apply to `index`. */
 export function instancesFeed(index: InstanceIndex): FeedTable {
   return {
-    statements: (after) => [`SELECT * FROM instances WHERE version > ${after}`],
+    statements: ['SELECT * FROM instances WHERE version > $1'],
     apply([changed], gone, resync) {
       const rows = (changed?.rows ?? []) as PgRow[];
       return () => {
         for (const t of gone) index.rows.remove(t.uuid, Number(t.version));
-        for (const r of rows) index.rows.put(r.uuid, Number(r.version), toInstance(r));
+        for (const r of rows) {
+          const version = Number(r.version);
+          // A host's own writes come back in its catch-ups, already applied at commit: not decoded again.
+          if (index.rows.versionOf(r.uuid) < version) index.rows.put(r.uuid, version, toInstance(r));
+        }
         if (resync !== null) index.rows.retainOnly(new Set(rows.map((r) => r.uuid)), resync);
       };
     },
@@ -79,14 +84,17 @@ export async function insertRow(c: pg.ClientBase, r: NewInstance, version: numbe
  * under any unique key makes the insert do nothing rather than fail, so no savepoint is needed.
  * Answers the locked rows (one row of nulls when there are none) and whether it inserted.
  */
-const CLAIMING_INSERT = `WITH held AS (SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $4 OR host_key = $3 FOR UPDATE),
+const CLAIMING_INSERT = prepared('mds_claiming_insert', `WITH held AS (SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $4 OR host_key = $3 FOR UPDATE),
   ins AS (INSERT INTO instances (uuid, name, host_key, mac, ipv4, ipv6, location, metadata, arch, nwfilter, host, first_seen, last_update, version)
     SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::bigint, $13::bigint, $14::bigint
     WHERE NOT EXISTS (SELECT 1 FROM held) AND pg_try_advisory_xact_lock(${ADDRESS_LOCKS}, hashtext($15::text))
     ON CONFLICT DO NOTHING RETURNING 1)
-  SELECT held.*, (SELECT count(*) FROM ins)::int AS inserted FROM (SELECT 1) AS one LEFT JOIN held ON true`;
+  SELECT held.*, (SELECT count(*) FROM ins)::int AS inserted FROM (SELECT 1) AS one LEFT JOIN held ON true`);
 
-const LOCK_ROWS = 'SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $3 OR host_key = $4 FOR UPDATE';
+const LOCK_ROWS = prepared('mds_lock_rows', 'SELECT * FROM instances WHERE uuid = $1 OR name = $2 OR mac = $3 OR host_key = $4 FOR UPDATE');
+const SEEN = prepared('mds_seen', 'UPDATE instances SET last_update = $2 WHERE uuid = $1');
+const UPDATE = prepared('mds_update', `UPDATE instances SET name = $2, host_key = $3, mac = $4, location = $5, metadata = $6, arch = $7, nwfilter = $8,
+  host = $9, last_update = $10, version = $11 WHERE uuid = $1`);
 
 /**
  * Another host's write took what this registration chose (its address, or a uuid, name or MAC
@@ -145,14 +153,14 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
   if (fresh !== null) {
     if (ctx.isUsed(fresh)) throw addressTaken(reg, fresh);
     const row = { name: reg.name, uuid: reg.uuid, mac: reg.mac, location: reg.location, arch: reg.arch, metadata: reg.metadata, nwfilter, host, ipv4: fresh, ipv6: null, firstSeen: now, lastUpdate: now };
-    const r = await c.query<PgRow & { inserted: number }>(CLAIMING_INSERT, [...rowParams(row, ctx.version), fresh]);
+    const r = await c.query<PgRow & { inserted: number }>(CLAIMING_INSERT.query([...rowParams(row, ctx.version), fresh]));
     if (r.rows[0]?.inserted) return { instance: { ...row, hostName: safeHostName(reg.name, reg.uuid) }, created: true, changed: true };
     rows = r.rows.filter((x) => x.uuid !== null);
     // Nothing in the way, yet nothing inserted: the address is someone else's (or a key was
     // committed by another host after this statement's snapshot: the next try sees it).
     if (rows.length === 0) throw new LostRace(fresh);
   } else {
-    rows = (await c.query<PgRow>(LOCK_ROWS, [reg.uuid, reg.name, reg.mac, key])).rows;
+    rows = (await c.query<PgRow>(LOCK_ROWS.query([reg.uuid, reg.name, reg.mac, key]))).rows;
   }
   const existing = rows.find((r) => r.uuid === reg.uuid);
   const refused = refusal(reg, rows, existing);
@@ -170,17 +178,14 @@ export async function registerOne(c: pg.ClientBase, reg: Registration, ctx: Regi
     existing.location !== reg.location || existing.nwfilter !== nwfilter || existing.host !== host;
   if (!changed) {
     // A repeat is no change to replicate: it only notes when the domain was last seen.
-    await c.query('UPDATE instances SET last_update = $2 WHERE uuid = $1', [reg.uuid, now]);
+    await c.query(SEEN.query([reg.uuid, now]));
     return { instance: toInstance({ ...existing, last_update: now }), created: false, changed };
   }
   // A new name, MAC or host name may meet one another host committed after the rows were locked:
   // the unique constraint refuses it, and only this statement is undone.
   await c.query('SAVEPOINT reg');
   try {
-    await c.query(
-      `UPDATE instances SET name = $2, host_key = $3, mac = $4, location = $5, metadata = $6, arch = $7, nwfilter = $8, host = $9,
-       last_update = $10, version = $11 WHERE uuid = $1`,
-      [reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, host, now, ctx.version]);
+    await c.query(UPDATE.query([reg.uuid, reg.name, key, reg.mac, reg.location, metadata, reg.arch, nwfilter, host, now, ctx.version]));
   } catch (e) {
     if (!(e instanceof pg.DatabaseError) || e.code !== '23505') throw e;
     await c.query('ROLLBACK TO SAVEPOINT reg');

@@ -39,7 +39,7 @@ export function applyPassword(rows: Replica<StoredPassword>, ch: PasswordChange,
 /** Reads the passwords written after a change counter (all of them on a resync), to apply to `rows`. */
 export function passwordsFeed(rows: Replica<StoredPassword>): FeedTable {
   return {
-    statements: (after) => [`SELECT uuid, password, expires, version FROM passwords WHERE version > ${after}`],
+    statements: ['SELECT uuid, password, expires, version FROM passwords WHERE version > $1'],
     apply([result], gone, resync) {
       const changed = (result?.rows ?? []) as (PasswordRow & { version: string })[];
       return () => {

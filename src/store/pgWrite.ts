@@ -9,6 +9,7 @@ import type { BootChange } from './pgBoots.js';
 import { CHANNEL, type PgFeed } from './pgFeed.js';
 import type { LocalChange } from './pgInstances.js';
 import type { PasswordChange } from './pgPasswords.js';
+import { sqlPrepared, stalePlan } from './pgPrepared.js';
 
 /** A failure to reach the database, as opposed to a refusal by it. */
 export function unreachable(e: unknown): boolean {
@@ -54,10 +55,12 @@ const STAMPED = ['instances', 'tombstones', 'boots', 'boot_events', 'passwords']
  * waits for the lock is abandoned by the server (client_connection_check_interval, set on every
  * connection, see CONNECTION_CHECK), so it does not commit what the upload was told is not stored.
  */
-const STAMP_AND_COMMIT = `WITH c AS (UPDATE cluster SET counter = counter + 1 RETURNING counter),
+const STAMP = sqlPrepared('mds_stamp', `WITH c AS (UPDATE cluster SET counter = counter + 1 RETURNING counter),
   ${STAMPED.map((t) => `s_${t} AS (UPDATE ${t} SET version = (SELECT counter FROM c) WHERE version = ${MARK})`).join(',\n  ')}
-  SELECT counter, pg_notify('${CHANNEL}', counter::text) FROM c;
-  COMMIT`;
+  SELECT counter, pg_notify('${CHANNEL}', counter::text) FROM c`);
+
+/** Prepared (it plans five UPDATEs), so that the server plans it once per connection, not at every commit. */
+const STAMP_AND_COMMIT = `${STAMP.execute};\n  COMMIT`;
 
 /**
  * How often, in milliseconds, a session's server checks that its client is still connected while
@@ -71,9 +74,9 @@ async function stampAndCommit(c: pg.PoolClient): Promise<number> {
   return Number(results[0]?.rows[0]?.counter);
 }
 
-/** Refusals that a retry of the whole transaction resolves: two hosts' writes locked rows in opposite orders. */
+/** Refusals that a retry of the whole transaction resolves: two hosts' writes locked rows in opposite orders, or a stale plan. */
 function retryable(e: unknown): boolean {
-  return e instanceof pg.DatabaseError && (e.code === '40P01' || e.code === '40001');
+  return (e instanceof pg.DatabaseError && (e.code === '40P01' || e.code === '40001')) || stalePlan(e);
 }
 
 const ATTEMPTS = 3;
@@ -117,14 +120,19 @@ async function attemptOnce<T>(
   };
   c.on('error', lost);
   try {
+    // Outside the transaction: a statement that fails to prepare leaves nothing to roll back.
+    await STAMP.ensure(c);
     await c.query('BEGIN');
     const done = await work(c, MARK);
     const version = await stampAndCommit(c);
     apply(version, done.changes);
     return done.result;
   } catch (e) {
-    broken ||= unreachable(e);
+    // Dropped, so that the retry (see retryable) gets a connection that prepares its statements afresh.
+    const stale = stalePlan(e);
+    broken ||= stale || unreachable(e);
     if (!broken) await c.query('ROLLBACK').catch(() => undefined);
+    if (stale) throw e;
     if (broken) throw unavailable(e);
     throw e;
   } finally {
