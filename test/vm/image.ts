@@ -54,12 +54,15 @@ export const PACKAGES = [
 // arguments and builds what /etc/locale.gen lists; cloud-init's locale module sets en_US.UTF-8
 // and fails when that locale does not exist.
 //
-// The one departure from a stock image: cloud-init makes only the ed25519 and ECDSA host keys. A
-// 3072-bit RSA (and a DSA) key took over a minute of emulated CPU on each first boot, time that
-// says nothing about the metadata path.
+// Two departures from a stock image, both for time that says nothing about the metadata path:
+// cloud-init makes only the ed25519 and ECDSA host keys (a 3072-bit RSA and a DSA key took over a
+// minute of emulated CPU on each first boot), and the system locale is already set to the one
+// cloud-init's locale module asks for, so that module finds nothing to do instead of running
+// locale-gen again (18 s of emulated CPU on each first boot).
 const CUSTOMIZE = [
   'echo "en_US.UTF-8 UTF-8" > "$1/etc/locale.gen"',
   'chroot "$1" locale-gen',
+  'printf "LANG=en_US.UTF-8\\n" > "$1/etc/default/locale"',
   'printf "ssh_genkeytypes: [ed25519, ecdsa]\\n" > "$1/etc/cloud/cloud.cfg.d/50-mdserver-test.cfg"',
 ];
 
