@@ -3,21 +3,12 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { domainXml, request, tempDir, VM1, writeConfig, type Sections } from './helpers.js';
+import { domainXml, freePort, request, tempDir, VM1, writeConfig, type Sections } from './helpers.js';
 import { waitFor } from './netns.js';
 import { spawnServer, stop } from './process.js';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 // systemd's side of sd_notify: a unix datagram socket. Node has no such sockets, so Python plays
 // systemd; it closes any descriptor it is sent, which is how systemd-notify's barrier completes.

@@ -6,11 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { heapFlag, HEAP_GROWING_PERCENT } from '../src/cli/heap.js';
-import { request, tempDir, writeConfig } from './helpers.js';
+import { freePort, request, tempDir, writeConfig } from './helpers.js';
 import { waitFor } from './netns.js';
 import { MDSERVER, ROOT, run, spawnServer, stop } from './process.js';
 
@@ -64,14 +63,6 @@ test('set after start-up, the flag bounds the heap to about twice what the last 
   // V8's own choice here is larger (up to 4 times): the flag is what made the difference.
   assert.ok(plain > tuned + 0.5, `default ${plain.toFixed(2)} against tuned ${tuned.toFixed(2)}`);
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Starts `[node NODE_ARGS] bin/mdserver CONFIG` and returns what it printed once serving. */
 async function startupOutput(nodeArgs: string[]): Promise<string> {

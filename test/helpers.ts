@@ -3,6 +3,7 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { silenceLogging } from '../src/log.js';
@@ -228,4 +229,13 @@ export async function withVms<const S extends readonly DomainSpec[]>(
   } finally {
     await srv.close();
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago, for a server started as its own process. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
 }

@@ -3,14 +3,13 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import winston from 'winston';
 import { RefusalLog } from '../src/http/refusalLog.js';
 import type { Logger } from '../src/log.js';
-import { request, tempDir, upload, VM1, writeConfig } from './helpers.js';
+import { freePort, request, tempDir, upload, VM1, writeConfig } from './helpers.js';
 import { waitFor } from './netns.js';
 import { spawnServer, stop } from './process.js';
 
@@ -102,14 +101,6 @@ describe('the refusal log', () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 test('a VM refused 300 times, and an unknown address refused 300 times, leave one line each in the logfile', async () => {
   const dir = tempDir();
