@@ -7,8 +7,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import pg from 'pg';
-import type { PgStore } from '../src/store/postgres.js';
+import { PgStore } from '../src/store/postgres.js';
 
 const BIN_DIRS = ['/usr/lib/postgresql/15/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/17/bin'];
 
@@ -137,4 +138,41 @@ export async function cutWhileWaitingForCounter(server: PgServer, database: stri
     await holder.query('ROLLBACK').catch(() => undefined);
     await holder.end();
   }
+}
+
+/** A real PostgreSQL with one database, and a store on it for each host of a test file. */
+export interface HostsOnOneDatabase {
+  readonly server: PgServer;
+  readonly database: string;
+  /** One store per name given, as host-<name>, in that order. */
+  readonly hosts: PgStore[];
+}
+
+/**
+ * Starts the server and opens the stores before the calling file's tests, and closes and removes
+ * them after: the setup of the store tests that play several hosts.
+ */
+export function hostsOnOneDatabase(names: readonly string[]): HostsOnOneDatabase {
+  let server: PgServer | null = null;
+  let database = '';
+  const hosts: PgStore[] = [];
+  before(async () => {
+    server = await PgServer.start();
+    database = await server.createDatabase();
+    for (const h of names) hosts.push(await PgStore.open({ url: server.url(database), password: null, host: `host-${h}` }));
+  });
+  after(async () => {
+    for (const h of hosts) await h.close();
+    server?.destroySync();
+  });
+  return {
+    get server(): PgServer {
+      if (!server) throw new Error('the PostgreSQL server starts before the tests');
+      return server;
+    },
+    get database(): string {
+      return database;
+    },
+    hosts,
+  };
 }

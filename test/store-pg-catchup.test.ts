@@ -6,30 +6,19 @@
 // deletions' tombstones are pruned after a while without a host that was away serving a deleted VM.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import pg from 'pg';
 import { moduleLogger } from '../src/log.js';
 import { InstanceIndex } from '../src/store/instanceIndex.js';
 import { PgFeed } from '../src/store/pgFeed.js';
 import { ADDRESS_LOCKS, instancesFeed } from '../src/store/pgInstances.js';
-import { PgStore } from '../src/store/postgres.js';
+import type { PgStore } from '../src/store/postgres.js';
 import { MdsError } from '../src/errors.js';
 import type { Allocate, Registration } from '../src/store/store.js';
-import { cutWhileWaitingForCounter, PgServer } from './postgres.js';
+import { cutWhileWaitingForCounter, hostsOnOneDatabase } from './postgres.js';
 
-let server: PgServer;
-let database = '';
-const hosts: PgStore[] = [];
-
-before(async () => {
-  server = await PgServer.start();
-  database = await server.createDatabase();
-  for (const h of ['a', 'b', 'c']) hosts.push(await PgStore.open({ url: server.url(database), password: null, host: `host-${h}` }));
-});
-after(async () => {
-  for (const h of hosts) await h.close();
-  server.destroySync();
-});
+const db = hostsOnOneDatabase(['a', 'b', 'c']);
+const hosts = db.hosts;
 
 const reg = (i: number, extra: Partial<Registration> = {}): Registration => ({
   name: `vm${i}`, uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, mac: `52:54:00:00:01:${String(i % 100).padStart(2, '0')}`,
@@ -60,20 +49,20 @@ test('a write that began first and commits after a later one was seen still reac
   ok((await a.registerAll([reg(1)], lowestFree))[0]);
   await c.caughtUp();
   // Another session holds vm1's row: host a's group inserts vm2, then waits on vm1 inside its transaction.
-  const holder = new pg.Client({ connectionString: server.url(database) });
+  const holder = new pg.Client({ connectionString: db.server.url(db.database) });
   await holder.connect();
   try {
     await holder.query('BEGIN');
     await holder.query(`SELECT * FROM instances WHERE name = 'vm1' FOR UPDATE`);
     const slow = a.registerAll([reg(2), reg(1, { metadata: { role: 'changed' } })], lowestFree);
     const waiting = async (): Promise<boolean> =>
-      (await server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND wait_event_type = 'Lock'`, [], database))[0]?.n === '1';
+      (await db.server.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND wait_event_type = 'Lock'`, [], db.database))[0]?.n === '1';
     for (let i = 0; !(await waiting()); i++) assert.ok(i < 300, 'host a waits inside its transaction');
     // Meanwhile host b's write commits, and host c sees it...
     ok((await b.registerAll([reg(3, { host: 'host-b' })], () => '10.9.1.3'))[0]);
     await within('host c sees vm3', 2000, () => c.byName('vm3') !== undefined);
     // ...and then loses its feed and reconnects, catching up from what it had seen.
-    await server.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mdserver host-c feed'`, [], database);
+    await db.server.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mdserver host-c feed'`, [], db.database);
     await within('host c notices the loss', 3000, () => !c.reachability().ok);
     await within('host c reconnects', 5000, () => c.reachability().ok);
     await holder.query('ROLLBACK');
@@ -93,7 +82,7 @@ test('two hosts choosing the same address at the same moment both succeed, with 
   const ipA = ok(ra?.[0]).instance.ipv4;
   const ipB = ok(rb?.[0]).instance.ipv4;
   assert.notEqual(ipA, ipB);
-  const rows = await server.sql<{ ipv4: string }>(`SELECT ipv4 FROM instances WHERE name IN ('vm10', 'vm11')`, [], database);
+  const rows = await db.server.sql<{ ipv4: string }>(`SELECT ipv4 FROM instances WHERE name IN ('vm10', 'vm11')`, [], db.database);
   assert.deepEqual(rows.map((r) => r.ipv4).sort(), [ipA, ipB].sort());
 });
 
@@ -101,23 +90,23 @@ test('two hosts registering the same new domain at the same moment store it once
   const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
   const [ra, rb] = await Promise.all([a.registerAll([reg(20)], lowestFree), b.registerAll([reg(20, { host: 'host-b' })], lowestFree)]);
   assert.equal(ok(ra?.[0]).instance.ipv4, ok(rb?.[0]).instance.ipv4);
-  const rows = await server.sql(`SELECT uuid FROM instances WHERE name = 'vm20'`, [], database);
+  const rows = await db.server.sql(`SELECT uuid FROM instances WHERE name = 'vm20'`, [], db.database);
   assert.equal(rows.length, 1);
   await within('every host serves it', 1000, () => c.byName('vm20')?.ipv4 === ok(ra?.[0]).instance.ipv4);
 });
 
 test('an upload whose connection is cut while it waits for the change counter stores nothing, not even half', async () => {
   const [a, b] = hosts as [PgStore, PgStore];
-  const failed = await cutWhileWaitingForCounter(server, database, a, 'host-a', () => a.registerAll([reg(30), reg(31)], lowestFree));
+  const failed = await cutWhileWaitingForCounter(db.server, db.database, a, 'host-a', () => a.registerAll([reg(30), reg(31)], lowestFree));
   assert.match(String(failed), /STORE_UNAVAILABLE|unreachable/);
   // The cut session goes on waiting for the counter, then finds no COMMIT and ends: nothing of it stays.
   for (let i = 0; ; i++) {
-    const open = await server.sql(`SELECT pid FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND state <> 'idle'`, [], database);
+    const open = await db.server.sql(`SELECT pid FROM pg_stat_activity WHERE application_name = 'mdserver host-a' AND state <> 'idle'`, [], db.database);
     if (open.length === 0) break;
     assert.ok(i < 300, 'the cut session ends');
     await new Promise((res) => setTimeout(res, 10));
   }
-  assert.deepEqual(await server.sql(`SELECT uuid FROM instances WHERE name IN ('vm30', 'vm31') OR version < 0`, [], database), []);
+  assert.deepEqual(await db.server.sql(`SELECT uuid FROM instances WHERE name IN ('vm30', 'vm31') OR version < 0`, [], db.database), []);
   assert.equal(a.byName('vm30'), undefined);
   assert.equal(b.byName('vm30'), undefined);
 });
@@ -126,10 +115,10 @@ test("deletions' tombstones are pruned after a while; a host away since before t
   const [a, b, c] = hosts as [PgStore, PgStore, PgStore];
   ok((await a.registerAll([reg(40), reg(41)], lowestFree))[0]);
   await within('host c sees vm40', 2000, () => c.byName('vm40') !== undefined);
-  // Host c is cut off: its feed ends and the database takes no new connection (the pools keep theirs).
-  await server.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
+  // Host c is cut off: its feed ends and the db.database takes no new connection (the pools keep theirs).
+  await db.server.sql(`ALTER DATABASE ${db.database} ALLOW_CONNECTIONS false`);
   try {
-    await server.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mdserver host-c feed'`, [], 'postgres');
+    await db.server.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'mdserver host-c feed'`, [], 'postgres');
     await within('host c notices the loss', 3000, () => !c.reachability().ok);
     assert.ok(await a.delete('vm40'));
     ok((await a.registerAll([reg(42)], lowestFree))[0]);
@@ -137,13 +126,13 @@ test("deletions' tombstones are pruned after a while; a host away since before t
     assert.equal(await a.pruneTombstones(Date.now() - 3600_000), 0);
     assert.ok((await a.pruneTombstones(Date.now() + 1000)) >= 1);
   } finally {
-    await server.sql(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
+    await db.server.sql(`ALTER DATABASE ${db.database} ALLOW_CONNECTIONS true`);
   }
   await within('host c reconnects', 8000, () => c.reachability().ok);
   await within('host c forgets the deleted VM and serves the new one', 1000, () => c.byName('vm40') === undefined && c.byName('vm42') !== undefined);
   assert.ok(c.byName('vm41'), 'what was not deleted stays');
   await within('host b, connected all along, forgets it too', 1000, () => b.byName('vm40') === undefined);
-  assert.equal((await server.sql(`SELECT count(*)::int AS n FROM tombstones`, [], database))[0]?.n, 0);
+  assert.equal((await db.server.sql(`SELECT count(*)::int AS n FROM tombstones`, [], db.database))[0]?.n, 0);
 });
 
 test('a storm of commits reaches another host in full, read in catch-ups spaced apart rather than one per commit', async () => {
@@ -151,7 +140,7 @@ test('a storm of commits reaches another host in full, read in catch-ups spaced 
   // A host's feed on its own, to count its catch-ups.
   const index = new InstanceIndex();
   let catchUps = 0;
-  const feed = new PgFeed(() => new pg.Client({ connectionString: server.url(database) }), [instancesFeed(index)], moduleLogger('store'), () => catchUps++);
+  const feed = new PgFeed(() => new pg.Client({ connectionString: db.server.url(db.database) }), [instancesFeed(index)], moduleLogger('store'), () => catchUps++);
   await feed.start();
   try {
     const before = catchUps;
@@ -177,11 +166,11 @@ test('a storm of commits reaches another host in full, read in catch-ups spaced 
   }
 });
 
-test('a domain deleted from the database behind this host\'s back is registered again as a new instance, with an address', async () => {
+test('a domain deleted from the db.database behind this host\'s back is registered again as a new instance, with an address', async () => {
   const [a] = hosts as [PgStore];
   const first = ok((await a.registerAll([reg(400, { mac: '52:54:00:00:04:00' })], lowestFree))[0]);
   // Removed without telling any host (as a restored backup would): host a's copy still holds it.
-  const admin = new pg.Client({ connectionString: server.url(database) });
+  const admin = new pg.Client({ connectionString: db.server.url(db.database) });
   await admin.connect();
   try {
     await admin.query('DELETE FROM instances WHERE uuid = $1', [first.instance.uuid]);
@@ -201,7 +190,7 @@ test('an upload whose addresses other writes keep claiming gets a clear 503 afte
   // Another session holds the claims on 10.9.0.77 to .86 (as hosts in the middle of registering
   // them would), and this host's allocator chooses among them: every try loses the race.
   const claimed = Array.from({ length: 10 }, (_, i) => `10.9.0.${77 + i}`);
-  const claimer = new pg.Client({ connectionString: server.url(database) });
+  const claimer = new pg.Client({ connectionString: db.server.url(db.database) });
   await claimer.connect();
   const crowded: Allocate = (isUsed) => claimed.find((ip) => !isUsed(ip)) ?? null;
   try {

@@ -4,26 +4,15 @@
 // catch-ups must go on through that, on every host, with nothing lost.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import pg from 'pg';
 import { sqlPrepared } from '../src/store/pgPrepared.js';
-import { PgStore } from '../src/store/postgres.js';
+import type { PgStore } from '../src/store/postgres.js';
 import type { Allocate, Registration } from '../src/store/store.js';
-import { PgServer } from './postgres.js';
+import { hostsOnOneDatabase } from './postgres.js';
 
-let server: PgServer;
-let database = '';
-const hosts: PgStore[] = [];
-
-before(async () => {
-  server = await PgServer.start();
-  database = await server.createDatabase();
-  for (const h of ['a', 'b']) hosts.push(await PgStore.open({ url: server.url(database), password: null, host: `host-${h}` }));
-});
-after(async () => {
-  for (const h of hosts) await h.close();
-  server.destroySync();
-});
+const db = hostsOnOneDatabase(['a', 'b']);
+const hosts = db.hosts;
 
 const reg = (i: number, extra: Partial<Registration> = {}): Registration => ({
   name: `vm${i}`, uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, mac: `52:54:00:00:02:${String(i % 100).padStart(2, '0')}`,
@@ -58,7 +47,7 @@ test("a newer host's migration that adds columns while this one runs: uploads, u
   await b.caughtUp();
   assert.equal(b.byName('vm8')?.metadata['round'], '1');
 
-  await server.sql('ALTER TABLE instances ADD COLUMN later text; ALTER TABLE boots ADD COLUMN later text; ALTER TABLE passwords ADD COLUMN later text', [], database);
+  await db.server.sql('ALTER TABLE instances ADD COLUMN later text; ALTER TABLE boots ADD COLUMN later text; ALTER TABLE passwords ADD COLUMN later text', [], db.database);
 
   await register(a, reg(20));
   await register(b, reg(21));
@@ -66,7 +55,7 @@ test("a newer host's migration that adds columns while this one runs: uploads, u
   await register(b, reg(4, { metadata: { round: '2' } }));
   await within('host b reads what host a wrote after the migration', 3000, () => b.byName('vm20') !== undefined && b.byName('vm3')?.metadata['round'] === '2');
   await within('host a reads what host b wrote after the migration', 3000, () => a.byName('vm21') !== undefined && a.byName('vm4')?.metadata['round'] === '2');
-  const rows = await server.sql<{ n: string }>('SELECT count(*) AS n FROM instances', [], database);
+  const rows = await db.server.sql<{ n: string }>('SELECT count(*) AS n FROM instances', [], db.database);
   assert.equal(Number(rows[0]?.n), 10);
   assert.equal(a.count(), 10);
   assert.equal(b.count(), 10);
@@ -74,7 +63,7 @@ test("a newer host's migration that adds columns while this one runs: uploads, u
 
 test('a statement its session prepared already (by a try whose answer came too late) is used, not refused', async () => {
   const stmt = sqlPrepared('mds_test_late', 'SELECT counter FROM cluster');
-  const c = new pg.Client({ connectionString: server.url(database) });
+  const c = new pg.Client({ connectionString: db.server.url(db.database) });
   await c.connect();
   try {
     await c.query('PREPARE mds_test_late AS SELECT counter FROM cluster');
