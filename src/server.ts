@@ -9,7 +9,7 @@ import { createAdminApp } from './admin/app.js';
 import { listenAdmin, type AdminServer } from './admin/server.js';
 import { loadConfig, type Config } from './config/index.js';
 import { DnsmasqFiles } from './dnsmasq/files.js';
-import { createApp } from './http/app.js';
+import { createListener } from './http/app.js';
 import { guardConnections, openFileLimit } from './http/connections.js';
 import { ConnectionCounts } from './net/connlimit.js';
 import { ListenerSet, type ListenerSpec } from './net/listeners.js';
@@ -156,7 +156,7 @@ export async function startServer(configFile: string, opts: StartOptions = {}): 
     applyConfig(first);
     const httpLog = moduleLogger('http');
     const refusals = new RefusalLog(httpLog);
-    const app = createApp(services, refusals);
+    const app = createListener(services, refusals);
     const connections = new ConnectionCounts();
     const guard = { config, refusals, log: httpLog, fdLimit: openFileLimit() };
     const newServer = (): http.Server => {

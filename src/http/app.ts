@@ -1,14 +1,17 @@
-// The Express application, built from injected services: one middleware (access log, rate limit,
-// dispatch through the route table) and one error handler.
+// The public listener, built from injected services: one middleware (access log, rate limit,
+// dispatch through the route table) and one error handler, run by Express or, for the metadata
+// requests, straight from Node's request listener.
 
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Config } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { wantsJson } from './accept.js';
 import { clientAddress, isHost } from './client.js';
-import { errorHandler, HttpError } from './errorReply.js';
+import { answerError, HttpError, type ErrorHandlerOptions } from './errorReply.js';
+import { asked, type Asked } from './asked.js';
 import { countError, countRequest } from './observe.js';
 import { checkMetadataHeader, checkUploadToken, refuseForwarded } from './guards.js';
 import { collapseSlashes, splitPath } from './path.js';
@@ -24,26 +27,25 @@ const log = moduleLogger('http');
 const NO_SEGMENTS: readonly string[] = Object.freeze([]);
 
 /**
+ * The public listener: the Express app, and before it the metadata requests (a GET or HEAD of an
+ * instance's path, with no query) answered by the same middleware on Node's own request and
+ * response. Those are nearly every request a host serves, and Express's routing and its additions
+ * to each request cost twice the rest of such a request's work (doc/benchmarks.md). Everything
+ * else (uploads, tokens, the host's routes, a query string) goes through Express.
+ *
  * `refusals` limits the refusal lines per client; the composition root shares it with the
  * connection guard, so that a client's refused connections and requests count as one.
  */
-export function createApp(services: Services, refusals: RefusalLog): express.Express {
-  const app = express();
-  app.disable('x-powered-by');
-  // Hashing every body for an ETag costs time on the hot path and no client uses it.
-  app.set('etag', false);
-  app.set('trust proxy', false);
-
-  const dispatch = dispatcher(services, new RouteTable<Config, Route>(publicRoutes(services)));
-  // One middleware does everything: each extra Express layer is a measurable part of a metadata
-  // request (doc/benchmarks.md).
-  app.use((req: Request, res: Response, next: NextFunction) => {
+export function createListener(services: Services, refusals: RefusalLog): RequestListener {
+  const table = new RouteTable<Config, Route>(publicRoutes(services));
+  const dispatch = dispatcher(services, table);
+  const answer: Answer = (req, res, next, found) => {
     if (isLogged('debug')) accessLog(req, res);
     if (services.config().mdserver.metrics) countRequest(services, req, res);
     if (services.limiter.enabled) rateLimit(services, req);
-    dispatch(req, res, next);
-  });
-  app.use(errorHandler({
+    dispatch(req, res, next, found);
+  };
+  const replies: ErrorHandlerOptions<Asked, ServerResponse> = {
     log,
     fields: (req) => ({ client: clientAddress(req) }),
     throttle: { refusals, client: clientAddress },
@@ -52,8 +54,62 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
     send: (res, reply) => wantsJson(res.req.headers.accept)
       ? sendJson(res, { error: reply.error.code, message: reply.error.message }, reply.status)
       : sendText(res, reply.error.message, reply.status),
-  }));
+  };
+  const app = createApp(answer, replies);
+  return (req, res) => {
+    const found = metadataRoute(req, table, services.config());
+    if (found === null) return void app(req, res);
+    const q = asked(req, req.url as string);
+    const fail: Next = (err) => answerError(replies, err, q, res);
+    try {
+      answer(q, res, fail, found);
+    } catch (err) {
+      fail(err);
+    }
+  };
+}
+
+type Next = (err?: unknown) => void;
+/** A route and the path's decoded segments (none when the route was found by the exact path). */
+type Found = { readonly route: Route; readonly segs: readonly string[] };
+/** Answers a request; `found` is its route when the caller looked it up already. */
+type Answer = (req: Asked, res: ServerResponse, next: Next, found?: Found) => void;
+
+function createApp(answer: Answer, replies: ErrorHandlerOptions<Asked, ServerResponse>): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  // Hashing every body for an ETag costs time on the hot path and no client uses it.
+  app.set('etag', false);
+  app.set('trust proxy', false);
+  // One middleware does everything: each extra Express layer is a measurable part of a request.
+  app.use((req: Request, res: Response, next: NextFunction) => answer(req, res, next));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => answerError(replies, err, req, res));
   return app;
+}
+
+/**
+ * The route of a request that is answered before Express, or null: a GET or HEAD of a path with
+ * no query (its URL is then what Express's `req.path` would be) that an instance's route answers.
+ * A path with a bad escape goes to Express too, which refuses it.
+ */
+function metadataRoute(req: IncomingMessage, table: RouteTable<Config, Route>, cfg: Config): Found | null {
+  const url = req.url ?? '';
+  if ((req.method !== 'GET' && req.method !== 'HEAD') || !url.startsWith('/') || url.includes('?') || url.includes('#')) return null;
+  try {
+    const found = routeOf(table, collapseSlashes(url), cfg);
+    return found?.route.who === 'instance' ? found : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The route for a collapsed path, and its decoded segments when found by its first one. */
+function routeOf(table: RouteTable<Config, Route>, path: string, cfg: Config): Found | undefined {
+  const exact = table.byPath(path, cfg);
+  if (exact !== undefined) return { route: exact, segs: NO_SEGMENTS };
+  const segs = splitPath(path);
+  const route = table.byPrefix(segs[0], cfg);
+  return route === undefined ? undefined : { route, segs };
 }
 
 /**
@@ -61,10 +117,10 @@ export function createApp(services: Services, refusals: RefusalLog): express.Exp
  * info it cost a quarter of a metadata request's time in `npm run bench`. Refusals are still
  * logged at warn by the error handler, at most once a minute per client.
  */
-function accessLog(req: Request, res: Response): void {
+function accessLog(req: Asked, res: ServerResponse): void {
   const started = performance.now();
   res.on('finish', () => {
-    log.debug(`${clientAddress(req)} ${req.method} ${req.originalUrl.slice(0, 512)} ${res.statusCode}`, {
+    log.debug(`${clientAddress(req)} ${req.method ?? ''} ${(req.url ?? '').slice(0, 512)} ${res.statusCode}`, {
       ms: Math.round((performance.now() - started) * 100) / 100,
     });
   });
@@ -74,7 +130,7 @@ function accessLog(req: Request, res: Response): void {
  * Rate limiting comes before any work: a flooding VM costs one map lookup per request. The host
  * itself (uploads, admin checks) is never limited.
  */
-function rateLimit(services: Services, req: Request): void {
+function rateLimit(services: Services, req: Asked): void {
   const client = clientAddress(req);
   if (isHost(client, services.config())) return;
   const verdict = services.limiter.take(client);
@@ -91,18 +147,14 @@ function rateLimit(services: Services, req: Request): void {
  * read, and an upload is refused before its body is read.
  */
 function dispatcher(services: Services, table: RouteTable<Config, Route>) {
-  return (req: Request, res: Response, next: NextFunction): void => {
+  return (req: Asked, res: ServerResponse, next: Next, known?: Found): void => {
     const cfg = services.config();
-    const path = collapseSlashes(req.path);
-    let segs = NO_SEGMENTS;
-    let route = table.byPath(path, cfg);
-    if (route === undefined) {
-      segs = splitPath(path);
-      route = table.byPrefix(segs[0], cfg);
-    }
-    if (route === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${path}`);
-    if (!allows(route.methods, req.method)) {
-      const message = route.notAllowed ?? `Method not allowed: ${req.method}`;
+    const path = known === undefined ? collapseSlashes(req.path) : '';
+    const found = known ?? routeOf(table, path, cfg);
+    if (found === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${path}`);
+    const { route, segs } = found;
+    if (!allows(route.methods, req.method ?? '')) {
+      const message = route.notAllowed ?? `Method not allowed: ${req.method ?? ''}`;
       throw new HttpError('METHOD_NOT_ALLOWED', message, { Allow: allowHeader(route.methods) });
     }
     const client = clientAddress(req);
@@ -112,13 +164,14 @@ function dispatcher(services: Services, table: RouteTable<Config, Route>) {
     if (route.imdsToken) checkToken(services, req, client);
     if (route.metadataHeader) checkMetadataHeader(cfg, req);
     if (route.who !== 'instance') {
-      route.handler(req, res, segs, client)?.catch(next);
+      // The host's and everyone's routes use Express's additions: only Express hands them requests.
+      route.handler(req as Request, res as Response, segs, client)?.catch(next);
       return;
     }
     const serve = (): void => {
-      const found = services.metadata.forCaller(client);
-      if (req.method !== 'POST') services.provisioning.sawRequest(found.data.instance.uuid, segs);
-      route.handler(req, res, segs, found)?.catch(next);
+      const meta = services.metadata.forCaller(client);
+      if (req.method !== 'POST') services.provisioning.sawRequest(meta.data.instance.uuid, segs);
+      route.handler(req, res, segs, meta)?.catch(next);
     };
     // An IPv6 caller the neighbour table may not know yet waits for a read of it (off the event
     // loop, shared with every other such caller); everyone else is answered at once.

@@ -1,10 +1,10 @@
 // Who is asking: the TCP source address, never a header (X-Forwarded-For and Host are ignored).
 
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/index.js';
 import { inNet, isLoopback, normaliseRemote, parseIPv4 } from '../net/ip.js';
 
-export function clientAddress(req: Request): string {
+export function clientAddress(req: IncomingMessage): string {
   return normaliseRemote(req.socket.remoteAddress);
 }
 

@@ -1,8 +1,10 @@
 // How an error reaches an HTTP client: the status of each MdsError code, the headers some
-// refusals carry, how loudly each is logged, and the one Express error handler that the public
-// and the admin apps share (each app formats its own body).
+// refusals carry, how loudly each is logged, and the one error handler that the public and the
+// admin apps share (each app formats its own body).
 
 import type { NextFunction, Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Asked } from './asked.js';
 import { describe, isMdsError, MdsError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RefusalLog } from './refusalLog.js';
@@ -88,17 +90,21 @@ function isClientError(e: unknown): e is { status: number; message: string } {
   return typeof s === 'number' && s >= 400 && s < 500;
 }
 
-export interface ErrorHandlerOptions {
+/**
+ * `Q` and `S` are what the app's requests and responses are: Express's, or Node's own for the
+ * public app, which answers metadata requests before Express too (app.ts).
+ */
+export interface ErrorHandlerOptions<Q extends Asked = Request, S extends ServerResponse = Response> {
   log: Logger;
   /** Writes the body in the app's own format; the status and headers are already set. */
-  send(res: Response, reply: ErrorReply): void;
+  send(res: S, reply: ErrorReply): void;
   /** Fields for the refusal's log line besides its code and path (the public app names the client). */
-  fields?(req: Request): Record<string, unknown>;
+  fields?(req: Q): Record<string, unknown>;
   /**
    * Limits the warning and error lines per client (the public app, where every caller may be a
    * VM): at most one a minute, carrying the count of those left out. Debug lines are not limited.
    */
-  throttle?: { readonly refusals: RefusalLog; client(req: Request): string };
+  throttle?: { readonly refusals: RefusalLog; client(req: Q): string };
   /** Told of every error reply (the metrics count refusals and failures by kind). */
   observe?(reply: ErrorReply): void;
 }
@@ -107,24 +113,27 @@ export interface ErrorHandlerOptions {
  * The one place where errors become replies: nothing unexpected escapes as a stack trace, and
  * every refusal is logged with its reason (at most once a minute per client where throttled).
  */
+export function answerError<Q extends Asked, S extends ServerResponse>(o: ErrorHandlerOptions<Q, S>, err: unknown, req: Q, res: S): void {
+  const reply = errorReply(err);
+  o.observe?.(reply);
+  const left = reply.level === 'debug' || !o.throttle ? 0 : o.throttle.refusals.admit(o.throttle.client(req));
+  if (left !== null) logReply(o, req, err, reply, left);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = reply.status;
+  for (const [name, value] of Object.entries(reply.headers)) res.setHeader(name, value);
+  o.send(res, reply);
+}
+
+/** The same as Express's error middleware. */
 export function errorHandler(o: ErrorHandlerOptions) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const reply = errorReply(err);
-    o.observe?.(reply);
-    const left = reply.level === 'debug' || !o.throttle ? 0 : o.throttle.refusals.admit(o.throttle.client(req));
-    if (left !== null) logReply(o, req, err, reply, left);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.statusCode = reply.status;
-    res.set(reply.headers);
-    o.send(res, reply);
-  };
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => answerError(o, err, req, res);
 }
 
 /** The refusal's line (and the stack of an unexpected error); `left` counts lines left out before it. */
-function logReply(o: ErrorHandlerOptions, req: Request, err: unknown, reply: ErrorReply, left: number): void {
+function logReply<Q extends Asked, S extends ServerResponse>(o: ErrorHandlerOptions<Q, S>, req: Q, err: unknown, reply: ErrorReply, left: number): void {
   if (reply.unexpected) o.log.error('unexpected error', { path: req.path, error: describe(err), stack: (err as Error)?.stack });
   const fields: Record<string, unknown> = { ...o.fields?.(req), code: reply.error.code, path: req.path.slice(0, 256) };
   if (left > 0) fields['suppressed'] = left;

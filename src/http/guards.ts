@@ -4,7 +4,7 @@
 // Each throws the refusal; the dispatcher (app.ts) decides which routes get which check.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/index.js';
 import { MdsError } from '../errors.js';
 import { HttpError } from './errorReply.js';
@@ -23,7 +23,7 @@ const FORWARDING_NAMES: Readonly<Record<(typeof FORWARDING_HEADERS)[number], str
  * a token PUT that carries X-Forwarded-For; here every request for instance data (and for the
  * host's paths) is refused when it carries any of the headers proxies add.
  */
-export function refuseForwarded(req: Request): void {
+export function refuseForwarded(req: IncomingMessage): void {
   const h = req.headers;
   for (const name of FORWARDING_HEADERS) {
     if (h[name] !== undefined) {
@@ -42,7 +42,7 @@ export const METADATA_HEADER = 'metadata';
  * GCE do. Stock cloud-init does not send it (its OpenStack reader and NoCloud's `read_seeded` pass
  * no headers), so with tokens required those datasources are turned away: doc/datasources.md.
  */
-export function checkMetadataHeader(cfg: Config, req: Request): void {
+export function checkMetadataHeader(cfg: Config, req: IncomingMessage): void {
   if (cfg.mdserver.imdsTokens !== 'required') return;
   const v = req.headers[METADATA_HEADER];
   if (typeof v === 'string' && v.toLowerCase() === 'true') return;
@@ -57,7 +57,7 @@ const BEARER = /^Bearer +([^\s]+) *$/i;
  * otherwise rewrite any VM's record. Unset, uploads stay open as md_server's were (and
  * `mdserver status` says so). The comparison takes the same time whatever the guess.
  */
-export function checkUploadToken(cfg: Config, req: Request): void {
+export function checkUploadToken(cfg: Config, req: IncomingMessage): void {
   const want = cfg.mdserver.uploadToken;
   if (want === null) return;
   const got = BEARER.exec(req.headers.authorization ?? '')?.[1];

@@ -1,7 +1,8 @@
 // The public app's part of the metrics: each request's format, status class and latency once it
 // is answered, and what kind of refusal or failure each error reply was.
 
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Asked } from './asked.js';
 import { refusalOf } from '../metrics/classify.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Services } from '../services.js';
@@ -12,7 +13,7 @@ import type { ErrorReply } from './errorReply.js';
  * themselves are plain numbers (metrics.ts), so this stays out of `npm run bench`'s figures.
  * `on`, not `once`: a response finishes once, and `once` allocates a wrapper per request.
  */
-export function countRequest(services: Services, req: Request, res: Response): void {
+export function countRequest(services: Services, req: Asked, res: ServerResponse): void {
   const started = performance.now();
   res.on('finish', () => {
     services.metrics.request(req.path, services.config().service.ec2Versions, res.statusCode, (performance.now() - started) / 1000);

@@ -2,6 +2,8 @@
 // handler. The dispatcher (app.ts) does the checks these declare, in one place, for every route.
 
 import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Asked } from './asked.js';
 import type { Config } from '../config/index.js';
 import { NOCLOUD_PREFIX } from '../metadata/nocloud.js';
 import type { InstanceMetadata } from '../metadata/service.js';
@@ -17,8 +19,12 @@ import { TOKEN_PATH, tokenHandler } from './routes/token.js';
 import { UPLOAD_PATH, uploadHandler } from './routes/upload.js';
 import { cloudInitEventsHandler, EVENTS_PATH } from './routes/cloudInitEvents.js';
 
-/** `segs` are the request path's decoded segments, empty for routes matched by exact path. */
-type ForInstance = (req: Request, res: Response, segs: readonly string[], found: InstanceMetadata) => void | Promise<void>;
+/**
+ * `segs` are the request path's decoded segments, empty for routes matched by exact path. An
+ * instance's routes are given Node's own request and response: a metadata GET is answered before
+ * Express (app.ts), so they use none of Express's additions.
+ */
+type ForInstance = (req: Asked, res: ServerResponse, segs: readonly string[], found: InstanceMetadata) => void | Promise<void>;
 type ForAddress = (req: Request, res: Response, segs: readonly string[], client: string) => void | Promise<void>;
 
 export type Route = RouteSpec<Config> & {

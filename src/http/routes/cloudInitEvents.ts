@@ -3,7 +3,8 @@
 // instance route: the caller is found, verified and rate limited like every metadata request, and
 // it can only ever add to its own instance's timeline.
 
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Asked } from '../asked.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
 import { parseReport } from '../../provisioning/report.js';
 import type { Services } from '../../services.js';
@@ -14,12 +15,13 @@ export const EVENTS_PATH = '/cloud-init/events';
 export const EVENTS_MAX_BYTES = 64 * 1024;
 
 export function cloudInitEventsHandler(services: Services) {
-  return async (req: Request, res: Response, _segs: readonly string[], meta: InstanceMetadata): Promise<void> => {
+  return async (req: Asked, res: ServerResponse, _segs: readonly string[], meta: InstanceMetadata): Promise<void> => {
     const body = await readBody(req, EVENTS_MAX_BYTES);
     const event = parseReport(body, req.headers['content-type'], Date.now());
     services.provisioning.report(meta.data.instance.uuid, event);
     // Answered at once: the events are for display, and cloud-init posts them one by one from a
     // queue that each stage waits to drain, so a slow answer would slow every boot.
-    res.status(204).end();
+    res.statusCode = 204;
+    res.end();
   };
 }

@@ -1,7 +1,8 @@
 // The EC2 metadata paths: `/` (the version list) and `/<version>/...` from the caller's tree, and
 // the IMDSv2 session-token rules that guard them.
 
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { Asked } from '../asked.js';
 import { MdsError } from '../../errors.js';
 import { plainPublicKeys } from '../../metadata/cloudstack.js';
 import type { InstanceMetadata } from '../../metadata/service.js';
@@ -17,7 +18,7 @@ import { reportUrl, sendFromTree } from './fromTree.js';
  * Enforces `[mdserver] imds_tokens`. A token that is present must be valid in either mode (a 401
  * makes cloud-init fetch a new one); without a token, only `optional` answers.
  */
-export function checkToken(services: Services, req: Request, client: string): void {
+export function checkToken(services: Services, req: Asked, client: string): void {
   const token = req.headers[TOKEN_HEADER];
   if (token === undefined) {
     if (services.config().mdserver.imdsTokens === 'required') {
@@ -34,7 +35,7 @@ export function checkToken(services: Services, req: Request, client: string): vo
  * ask here, so there is no instance's tree to put under them).
  */
 export function ec2VersionsHandler(services: Services) {
-  return (req: Request, res: Response): void => {
+  return (req: Asked, res: ServerResponse): void => {
     const versions = services.config().service.ec2Versions;
     if (wantsJson(req.headers.accept)) return sendJson(res, versions);
     sendText(res, versions.map((v) => `${v}/`).join('\n'));
@@ -43,7 +44,7 @@ export function ec2VersionsHandler(services: Services) {
 
 /** `/<version>/...`: the same tree for every version, as the paths cloud-init reads are. */
 export function ec2Handler(services: Services) {
-  return (req: Request, res: Response, segs: readonly string[], meta: InstanceMetadata): void => {
+  return (req: Asked, res: ServerResponse, segs: readonly string[], meta: InstanceMetadata): void => {
     if (wantsJson(req.headers.accept)) return sendTreeJson(services, req, res, meta, segs.slice(1));
     if (services.config().cloudstack.enabled && meta.data.publicKeys.length > 0) {
       const plain = plainPublicKeys(meta.data, req.path);
@@ -54,7 +55,7 @@ export function ec2Handler(services: Services) {
 }
 
 /** The node at `segs` of the caller's EC2 tree as JSON (Firecracker's MMDS does the same). */
-function sendTreeJson(services: Services, req: Request, res: Response, meta: InstanceMetadata, segs: readonly string[]): void {
+function sendTreeJson(services: Services, req: Asked, res: ServerResponse, meta: InstanceMetadata, segs: readonly string[]): void {
   const node = lookup(meta.ec2, segs);
   if (node === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${req.path}`);
   sendJson(res, treeJson(node, () => services.userdata.render(meta.data, reportUrl(req, services.config().mdserver.listenAddress6))));

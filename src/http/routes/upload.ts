@@ -1,6 +1,7 @@
 // POST /instance-upload: the libvirt hook (or an admin) registers a domain from its XML.
 
 import type { Request, Response } from 'express';
+import type { IncomingMessage } from 'node:http';
 import { isMdsError, MdsError } from '../../errors.js';
 import { uploadNote } from '../../metadata/isolation.js';
 import type { Services } from '../../services.js';
@@ -11,7 +12,7 @@ export const UPLOAD_PATH = '/instance-upload';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Reads the whole body up to `limit` bytes, whatever its content type (curl -d sends a form type). */
-export function readBody(req: Request, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
