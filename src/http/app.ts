@@ -5,7 +5,7 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Config } from '../config/index.js';
-import { MdsError } from '../errors.js';
+import { describe, MdsError } from '../errors.js';
 import { isLogged, moduleLogger } from '../log.js';
 import type { Services } from '../services.js';
 import { wantsJson } from './accept.js';
@@ -60,7 +60,15 @@ export function createListener(services: Services, refusals: RefusalLog): Reques
     const found = metadataRoute(req, table, services.config());
     if (found === null) return void app(req, res);
     const q = asked(req, req.url as string);
-    const fail: Next = (err) => answerError(replies, err, q, res);
+    const fail: Next = (err) => {
+      try {
+        answerError(replies, err, q, res);
+      } catch (e) {
+        // Express would catch this too: no request may take the process down with it.
+        log.error('could not answer an error; closing the connection', { error: describe(e) });
+        res.destroy();
+      }
+    };
     try {
       answer(q, res, fail, found);
     } catch (err) {
