@@ -111,6 +111,14 @@ function metadataRoute(req: IncomingMessage, table: RouteTable<Config, Route>, c
   }
 }
 
+/** The route for a request's path, or NOT_FOUND. */
+function routeOrRefusal(table: RouteTable<Config, Route>, raw: string, cfg: Config): Found {
+  const path = collapseSlashes(raw);
+  const found = routeOf(table, path, cfg);
+  if (found === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${path}`);
+  return found;
+}
+
 /** The route for a collapsed path, and its decoded segments when found by its first one. */
 function routeOf(table: RouteTable<Config, Route>, path: string, cfg: Config): Found | undefined {
   const exact = table.byPath(path, cfg);
@@ -157,10 +165,7 @@ function rateLimit(services: Services, req: Asked): void {
 function dispatcher(services: Services, table: RouteTable<Config, Route>) {
   return (req: Asked, res: ServerResponse, next: Next, known?: Found): void => {
     const cfg = services.config();
-    const path = known === undefined ? collapseSlashes(req.path) : '';
-    const found = known ?? routeOf(table, path, cfg);
-    if (found === undefined) throw new MdsError('NOT_FOUND', `Resource not found: ${path}`);
-    const { route, segs } = found;
+    const { route, segs } = known ?? routeOrRefusal(table, req.path, cfg);
     if (!allows(route.methods, req.method ?? '')) {
       const message = route.notAllowed ?? `Method not allowed: ${req.method ?? ''}`;
       throw new HttpError('METHOD_NOT_ALLOWED', message, { Allow: allowHeader(route.methods) });

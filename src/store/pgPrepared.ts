@@ -9,6 +9,12 @@ import pg from 'pg';
 
 const names = new Set<string>();
 
+/** Takes `name` for one statement of this process (see prepared). */
+function claim(name: string): void {
+  if (names.has(name)) throw new Error(`prepared statement ${name} is declared twice`);
+  names.add(name);
+}
+
 /** A statement of fixed text run with different values: `query(values)` is its query config. */
 export interface Prepared {
   readonly name: string;
@@ -23,8 +29,7 @@ export interface Prepared {
  * (the simple query protocol) cannot be prepared this way; see sqlPrepared.
  */
 export function prepared(name: string, text: string): Prepared {
-  if (names.has(name)) throw new Error(`prepared statement ${name} is declared twice`);
-  names.add(name);
+  claim(name);
   return { name, text, query: (values) => ({ name, text, values }) };
 }
 
@@ -36,8 +41,7 @@ export function prepared(name: string, text: string): Prepared {
  * connection is a new client object here, and gets its own.
  */
 export function sqlPrepared(name: string, text: string): { readonly execute: string; ensure(c: pg.ClientBase): Promise<void> } {
-  if (names.has(name)) throw new Error(`prepared statement ${name} is declared twice`);
-  names.add(name);
+  claim(name);
   const ready = new WeakSet<pg.ClientBase>();
   return {
     execute: `EXECUTE ${name}`,
